@@ -22,8 +22,8 @@ the bare spec of the same name. A file looks like::
     image_size = 32
 
     [search]                   # optional grid for --search
-    learning_rate = [1e-4, 1e-3]
-    reg = [1e-5, 1e-4]
+    learning_rates = [1e-4, 1e-3]
+    regs = [1e-5, 1e-4]
 """
 
 import os
@@ -66,7 +66,8 @@ class PipelineSpec:
     data : dict
         Default ``data`` and ``image_size`` for the run.
     search : dict
-        Grid of ``learning_rate`` and ``reg`` values for ``--search``.
+        ``learning_rates``, ``regs`` (and ``n_samples`` for random
+        search) for ``--search``.
     description : str
         One line for ``featpipe pipelines``.
     """

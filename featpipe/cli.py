@@ -1,0 +1,262 @@
+"""The ``featpipe`` command: run, compare, extract, predict, pipelines, datasets, cache.
+
+Bad input of any kind (an unknown name, a missing or empty folder, a corrupt
+image, an unwritable cache) ends with one ``featpipe: error: ...`` line on
+stderr and exit status 2; an interrupted run ends with status 130. Neither
+leaves a half-written run folder behind.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+STATUS_BAD_INPUT = 2
+STATUS_INTERRUPTED = 130
+
+
+class _OneLineErrors(click.Group):
+    """A command group that turns bad input into one line and a status code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("featpipe: interrupted; no run folder was written", err=True)
+            ctx.exit(STATUS_INTERRUPTED)
+        except (ValueError, OSError) as error:
+            message = " ".join(str(error).split())
+            click.echo(f"featpipe: error: {message}", err=True)
+            ctx.exit(STATUS_BAD_INPUT)
+        except Exception as error:
+            if os.environ.get("FEATPIPE_DEBUG"):
+                raise
+            click.echo(
+                f"featpipe: internal error: {type(error).__name__}: {error} "
+                "(set FEATPIPE_DEBUG=1 for the traceback)", err=True,
+            )
+            ctx.exit(1)
+
+
+def _run_options(command):
+    """Options shared by ``run`` and ``compare``."""
+    options = [
+        click.option("--data", default=None,
+                     help="builtin (default), cifar10, an image folder, a .npz file or a feature store."),
+        click.option("--image-size", type=click.IntRange(min=1), default=None,
+                     help="Side in pixels every image is resized to (default 32)."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Cache root (default: the user cache directory)."),
+        click.option("--no-cache", is_flag=True, help="Recompute every stage; cache nothing."),
+        click.option("--jobs", type=int, default=-1, show_default=True,
+                     help="Extraction worker processes (-1: all cores)."),
+        click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+                     help="Images per extraction task."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the validation split and of every estimator."),
+        click.option("--val-size", type=click.IntRange(min=0), default=None,
+                     help="Validation images held out from train (default 1,000, or 10%% when smaller)."),
+        click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
+        click.option("--search", is_flag=True,
+                     help="Search learning rate x regularization on the validation split first."),
+        click.option("--quiet", is_flag=True, help="No progress bars or stage summary."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _run_one(name, out, data, image_size, cache_dir, no_cache, jobs, chunk_size, seed,
+             val_size, strict, search, quiet):
+    from featpipe.pipeline import run_pipeline
+    from featpipe.spec import resolve
+
+    result = run_pipeline(
+        resolve(name), data=data, image_size=image_size, out=out, cache_dir=cache_dir,
+        use_cache=not no_cache, n_jobs=jobs, chunk_size=chunk_size, seed=seed,
+        val_size=val_size, strict=strict, search=search, quiet=quiet,
+    )
+    metrics = result.metrics
+    if not quiet:
+        stage_text = ", ".join(
+            f"{stage} {seconds:.2f}s{' (cached)' if metrics['cache_hits'][stage] else ''}"
+            for stage, seconds in metrics["seconds"].items()
+        )
+        click.echo(f"{metrics['spec']}: {stage_text}", err=True)
+        if metrics["dataset"]["skipped"]:
+            click.echo(f"skipped {metrics['dataset']['skipped']} unreadable image(s)", err=True)
+        click.echo(f"run folder: {result.run_dir}", err=True)
+    return result
+
+
+def _print_accuracies(metrics):
+    counts = {split: metrics["dataset"][f"n_{split}"] for split in ("train", "val", "test")}
+    for split, accuracy in metrics["accuracy"].items():
+        if accuracy is not None:
+            click.echo(f"{metrics['spec']} {split:<5} accuracy {accuracy:.4f} ({counts[split]} images)")
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="featpipe")
+def cli():
+    """Image features and linear classifiers, fast: which features win?"""
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder (default runs/<timestamp>-<name>).")
+@_run_options
+def run(name, out, **options):
+    """Run pipeline NAME: a file in pipelines/ or a spec like hog+color+svm."""
+    result = _run_one(name, out, **options)
+    _print_accuracies(result.metrics)
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Report folder.")
+@click.option("--from", "from_runs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Finished run folder to include without retraining (repeatable).")
+@_run_options
+def compare(names, out, from_runs, **options):
+    """Run several pipelines and write report.html, report.md and results.json to --out."""
+    from featpipe.report import write_report
+
+    if not names and not from_runs:
+        raise click.UsageError("name at least one pipeline, or finished runs with --from")
+    run_dirs = [Path(path) for path in from_runs]
+    for name in names:
+        result = _run_one(name, Path(out) / "runs" / name.replace("/", "_"), **options)
+        _print_accuracies(result.metrics)
+        run_dirs.append(result.run_dir)
+    written = write_report(run_dirs, Path(out))
+    for path in written.values():
+        click.echo(f"wrote {path}", err=True)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+def predict(run_dir, images):
+    """Print the predicted class (and probability, when the head has one) of each image."""
+    from featpipe.datasets import read_images
+    from featpipe.model_io import load_model
+
+    metrics_path = Path(run_dir) / "metrics.json"
+    if not metrics_path.is_file():
+        raise click.BadParameter(f"{run_dir} is not a run folder (no metrics.json)", param_hint="RUN_DIR")
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    model = load_model(Path(run_dir) / "model.skops")
+    batch, _ = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True)
+    classes = metrics["dataset"]["classes"]
+    labels = model.predict(batch)
+    probabilities = model.predict_proba(batch).max(axis=1) if hasattr(model, "predict_proba") else None
+    for index, (path, label) in enumerate(zip(images, labels)):
+        line = f"{path}\t{classes[int(label)]}"
+        if probabilities is not None:
+            line += f"\t{probabilities[index]:.4f}"
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("features")
+@click.option("--data", default=None, help="Images to extract: builtin, cifar10, a folder or a .npz file.")
+@click.option("--out", "store", type=click.Path(file_okay=False), required=True, help="Feature store folder.")
+@click.option("--jobs", type=int, default=-1, show_default=True, help="Local worker processes (-1: all cores).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Images per shard.")
+@click.option("--scheduler", default=None, help="Address of a Dask scheduler, e.g. tcp://HOST:8786.")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="dask starts a dask.distributed LocalCluster on this machine.")
+@click.option("--from", "from_run", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Take fitted extractors from this finished run.")
+@click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_run, image_size,
+            cache_dir, strict, quiet):
+    """Extract FEATURES (e.g. hog+color) for a whole image collection into a resumable store."""
+    from featpipe.extract_job import run_extract_job
+
+    summary = run_extract_job(
+        features, data=data, out=store, n_jobs=jobs, chunk_size=chunk_size, scheduler=scheduler,
+        backend=None if backend == "local" else backend, strict=strict, cache_dir=cache_dir,
+        from_run=from_run, image_size=image_size, progress=not quiet,
+    )
+    click.echo(summary)
+
+
+@cli.command()
+def pipelines():
+    """List the named pipelines and the feature and head names a spec can use."""
+    from featpipe.registry import FEATURES, HEADS
+    from featpipe.spec import default_pipelines_dir, list_pipelines
+
+    named = list_pipelines()
+    width = max((len(spec.name) for spec in named), default=0)
+    click.echo(f"named pipelines ({default_pipelines_dir()}):")
+    for spec in named:
+        click.echo(f"  {spec.name:<{width}}  {spec.description}")
+    click.echo(f"features: {', '.join(sorted(FEATURES))}")
+    click.echo(f"heads:    {', '.join(sorted(HEADS))}")
+    click.echo("a spec is FEATURE[+FEATURE...]+HEAD, e.g. hog+color+svm")
+
+
+@cli.command()
+@click.argument("data", required=False)
+@click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
+def datasets(data, image_size, cache_dir, strict):
+    """Describe data set DATA (default: the built-in one): classes and split sizes."""
+    from featpipe.datasets import load_dataset
+
+    dataset = load_dataset(data, image_size=image_size, strict=strict, cache_dir=cache_dir)
+    click.echo(f"{dataset.name}: {len(dataset.classes)} classes, images {image_size}x{image_size}")
+    for split in ("train", "val", "test"):
+        labels = getattr(dataset, f"y_{split}")
+        click.echo(f"  {split:<5} {len(labels):>7} images")
+    click.echo(f"  classes: {', '.join(dataset.classes)}")
+    click.echo(f"  skipped: {len(dataset.skipped)} unreadable file(s)")
+    click.echo(f"  fingerprint: {dataset.fingerprint}")
+
+
+@cli.group()
+def cache():
+    """Show or empty the cache."""
+
+
+@cache.command("info")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+def cache_info_command(cache_dir):
+    """Where the cache is and how much it holds."""
+    from featpipe.cache import cache_info
+
+    info = cache_info(cache_dir)
+    click.echo(f"cache: {info['path']}")
+    click.echo(f"  {info['n_entries']} cached stage outputs, {info['n_files']} files, "
+               f"{info['n_bytes'] / 1e6:.1f} MB")
+
+
+@cache.command("clear")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+def cache_clear_command(cache_dir):
+    """Delete everything in the cache."""
+    from featpipe.cache import clear_cache
+
+    freed = clear_cache(cache_dir)
+    click.echo(f"cache cleared: {freed / 1e6:.1f} MB freed")
+
+
+def main():
+    """Console-script entry point."""
+    cli(prog_name="featpipe")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

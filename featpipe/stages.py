@@ -1,0 +1,145 @@
+"""The five pipeline stages as cacheable module-level functions.
+
+Each stage takes short keys (fingerprints, names, parameters) that joblib
+hashes, and receives big arrays through arguments listed in ``IGNORED`` so
+that joblib never hashes them. A stage's key therefore holds everything its
+output depends on: the data's fingerprint and every upstream parameter.
+"""
+
+import inspect
+
+import numpy as np
+from sklearn.metrics import confusion_matrix
+from sklearn.preprocessing import StandardScaler
+
+from featpipe.datasets import load_dataset
+from featpipe.parallel import DEFAULT_CHUNK_SIZE, transform_in_chunks
+from featpipe.registry import make_feature, make_head
+
+STAGE_NAMES = ("load", "extract", "normalize", "train", "evaluate")
+SPLITS = ("train", "val", "test")
+N_EXAMPLES = 16
+
+IGNORED = {
+    "load": ["data", "image_size", "val_size", "seed", "strict", "cache_dir", "progress"],
+    "fit_extractor": ["images", "labels"],
+    "extract": ["extractor", "dataset", "n_jobs", "chunk_size", "progress"],
+    "normalize": ["train_features"],
+    "train": ["features", "dataset", "search_function"],
+    "evaluate": ["model_features", "head", "dataset"],
+}
+"""Stage name -> arguments that carry data rather than identity."""
+
+
+def load(data_key, data, image_size, val_size, seed, strict, cache_dir, progress):
+    """Load stage: decode and split the data set named by ``data_key``."""
+    return load_dataset(
+        data, image_size=image_size, val_size=val_size, seed=seed,
+        strict=strict, cache_dir=cache_dir, progress=progress,
+    )
+
+
+def fit_extractor(feature_key, name, params, images, labels):
+    """Extract stage, first half: fit feature ``name`` on the training images."""
+    return make_feature(name, params).fit(images, labels)
+
+
+def extract(feature_key, extractor, dataset, n_jobs, chunk_size, progress):
+    """Extract stage, second half: features of every split, as float32 arrays."""
+    return {
+        split: transform_in_chunks(
+            extractor, getattr(dataset, f"X_{split}"), n_jobs=n_jobs,
+            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, progress=progress,
+        )
+        for split in SPLITS
+    }
+
+
+def normalize(features_key, method, train_features):
+    """Normalize stage: fit the per-feature scaler on the training split.
+
+    Returns ``None`` for ``method="none"``. Only the fitted scaler is
+    cached; applying it is a cheap in-place pass (:func:`apply_scaler`).
+    """
+    if method == "none":
+        return None
+    return StandardScaler().fit(train_features)
+
+
+def apply_scaler(scaler, features):
+    """Standardize float32 ``features`` in place (no copy) and return them."""
+    if scaler is not None:
+        features -= scaler.mean_.astype(features.dtype)
+        features /= scaler.scale_.astype(features.dtype)
+    return features
+
+
+def train(model_key, head_name, head_params, search_grid, features, dataset, search_function):
+    """Train stage: fit the head, after a validation search when asked.
+
+    Returns
+    -------
+    head : classifier
+        Fitted on the training split.
+    search_records : list of dict or None
+        Every tried (learning_rate, reg) with its validation accuracy.
+    """
+    head = make_head(head_name, head_params)
+    records = None
+    if search_grid is not None:
+        best_params, records = search_function(
+            head, features["train"], dataset.y_train, features["val"], dataset.y_val, **search_grid
+        )
+        head.set_params(**best_params)
+    if "X_val" in inspect.signature(head.fit).parameters and len(dataset.y_val):
+        head.fit(features["train"], dataset.y_train, X_val=features["val"], y_val=dataset.y_val)
+    else:
+        head.fit(features["train"], dataset.y_train)
+    return head, records
+
+
+def evaluate(model_key, model_features, head, dataset):
+    """Evaluate stage: accuracies, per-class accuracy, confusion matrix, mistakes.
+
+    Returns everything the run folder needs from the data, so a later run
+    whose evaluation is cached never loads the data set again.
+    """
+    n_classes = len(dataset.classes)
+    accuracy, per_class, matrices = {}, {}, {}
+    test_predictions = None
+    for split in SPLITS:
+        truth = getattr(dataset, f"y_{split}")
+        if len(truth) == 0:
+            accuracy[split] = None
+            continue
+        predicted = np.asarray(head.predict(model_features[split]))
+        accuracy[split] = float(np.mean(predicted == truth))
+        matrix = confusion_matrix(truth, predicted, labels=np.arange(n_classes))
+        matrices[split] = matrix.tolist()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.diag(matrix) / matrix.sum(axis=1)
+        per_class[split] = {
+            name: (None if np.isnan(value) else float(value)) for name, value in zip(dataset.classes, recall)
+        }
+        if split == "test":
+            test_predictions = predicted
+    wrong = np.flatnonzero(test_predictions != dataset.y_test)[:N_EXAMPLES]
+    return {
+        "accuracy": accuracy,
+        "per_class_accuracy": {"test": per_class.get("test", {})},
+        "confusion_matrix": {"test": matrices.get("test", [])},
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "n_train": int(len(dataset.y_train)),
+            "n_val": int(len(dataset.y_val)),
+            "n_test": int(len(dataset.y_test)),
+            "classes": list(dataset.classes),
+            "skipped": len(dataset.skipped),
+        },
+        "examples": {
+            "images": dataset.X_test[wrong],
+            "y_true": dataset.y_test[wrong],
+            "y_pred": test_predictions[wrong],
+        },
+    }
