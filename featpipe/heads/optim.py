@@ -1,0 +1,167 @@
+"""Optimizers for the linear heads: minibatch SGD, full-batch gradient descent, random search.
+
+Each optimizer minimises ``loss(W, X_batch, y_batch) -> (value, dW)`` (a
+function of :mod:`featpipe.heads.losses` with its hyper-parameters bound)
+starting from ``W``, and returns the trained weights and the loss history:
+one value per epoch, the mean of the losses seen during that epoch.
+
+An epoch of SGD visits every example once, in batches of random indices
+drawn without replacement. Only one batch of rows is gathered at a time, so
+the training matrix is never copied or shuffled as a whole; this matters for
+feature matrices of a gigabyte or more.
+
+After every epoch the optimizer calls ``on_epoch(epoch, W)``; when it
+returns ``True`` training stops (this is how the heads implement early
+stopping and record validation accuracy).
+"""
+
+import numpy as np
+
+
+def _check_positive(name, value):
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number; got {value!r}")
+
+
+def _batches(X, y, batch_size, rng):
+    """Yield (X_batch, y_batch) covering every row once, in random order.
+
+    A full batch is X itself (no copy); smaller batches gather rows at
+    sorted random indices (sorted for memory locality).
+    """
+    n_samples = X.shape[0]
+    if batch_size >= n_samples:
+        yield X, y
+        return
+    order = rng.permutation(n_samples)
+    for start in range(0, n_samples, batch_size):
+        batch = np.sort(order[start:start + batch_size])
+        yield X[batch], y[batch]
+
+
+def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
+                  momentum=0.0, lr_decay=1.0, rng=None, on_epoch=None):
+    """Minibatch stochastic gradient descent with optional momentum.
+
+    The update is ``v = momentum * v - lr * dW; W += v`` (momentum 0 is
+    plain SGD, ``W -= lr * dW``); after each epoch ``lr *= lr_decay``.
+
+    Parameters
+    ----------
+    loss : callable
+        ``loss(W, X_batch, y_batch) -> (value, dW)``.
+    W : ndarray
+        Initial weights; updated in place and returned.
+    X : ndarray of shape (N, D)
+    y : ndarray of shape (N,)
+    learning_rate : float
+        Step size, > 0.
+    batch_size : int, default=256
+        Examples per step; clipped to N.
+    n_epochs : int, default=20
+        Passes over the data.
+    momentum : float in [0, 1), default=0.0
+    lr_decay : float in (0, 1], default=1.0
+        Factor applied to the learning rate after every epoch.
+    rng : numpy.random.Generator or None
+        Draws the batch order.
+    on_epoch : callable or None
+        ``on_epoch(epoch, W) -> bool``; returning True stops training.
+
+    Returns
+    -------
+    W : ndarray
+    loss_history : list of float
+        Mean training loss of each epoch.
+    """
+    _check_positive("learning_rate", learning_rate)
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1); got {momentum!r}")
+    if not 0.0 < lr_decay <= 1.0:
+        raise ValueError(f"lr_decay must lie in (0, 1]; got {lr_decay!r}")
+    rng = np.random.default_rng(rng)
+    n_samples = X.shape[0]
+    batch_size = int(min(batch_size, n_samples))
+    velocity = np.zeros_like(W) if momentum else None
+    loss_history = []
+    for epoch in range(n_epochs):
+        epoch_loss = 0.0
+        for X_batch, y_batch in _batches(X, y, batch_size, rng):
+            value, dW = loss(W, X_batch, y_batch)
+            epoch_loss += value * len(y_batch)
+            if velocity is None:
+                dW *= -learning_rate
+                W += dW
+            else:
+                velocity *= momentum
+                velocity -= learning_rate * dW
+                W += velocity
+        loss_history.append(epoch_loss / n_samples)
+        learning_rate *= lr_decay
+        if on_epoch is not None and on_epoch(epoch, W):
+            break
+    return W, loss_history
+
+
+def gradient_descent(loss, W, X, y, *, learning_rate, n_epochs=100, momentum=0.0,
+                     lr_decay=1.0, on_epoch=None):
+    """Full-batch gradient descent: one step on the whole training set per epoch.
+
+    Parameters
+    ----------
+    loss, W, X, y, learning_rate, momentum, lr_decay, on_epoch
+        As in :func:`minibatch_sgd`.
+    n_epochs : int, default=100
+        Number of steps.
+
+    Returns
+    -------
+    W : ndarray
+    loss_history : list of float
+        Loss at the start of each step.
+    """
+    return minibatch_sgd(loss, W, X, y, learning_rate=learning_rate, batch_size=X.shape[0],
+                         n_epochs=n_epochs, momentum=momentum, lr_decay=lr_decay,
+                         rng=0, on_epoch=on_epoch)
+
+
+def random_search(loss, W, X, y, *, n_epochs=100, scale=1e-3, rng=None, on_epoch=None):
+    """Random search: draw ``n_epochs`` random weight matrices, keep the best.
+
+    The lecture's first, "really slow" baseline (CS231n, "Optimization"):
+    each try is ``W ~ scale * N(0, 1)``, and the one with the lowest loss on
+    the whole training set wins.
+
+    Parameters
+    ----------
+    loss, X, y, on_epoch
+        As in :func:`minibatch_sgd`.
+    W : ndarray
+        Fixes shape and dtype; its values are the first candidate.
+    n_epochs : int, default=100
+        Number of random candidates.
+    scale : float, default=1e-3
+        Standard deviation of the candidates' entries.
+    rng : numpy.random.Generator or None
+
+    Returns
+    -------
+    W : ndarray
+        The best candidate.
+    loss_history : list of float
+        Best loss so far after each try.
+    """
+    _check_positive("scale", scale)
+    rng = np.random.default_rng(rng)
+    best_W = W.copy()
+    best_loss = loss(best_W, X, y)[0]
+    loss_history = []
+    for epoch in range(n_epochs):
+        candidate = (scale * rng.standard_normal(W.shape)).astype(W.dtype)
+        value = loss(candidate, X, y)[0]
+        if value < best_loss:
+            best_W, best_loss = candidate, value
+        loss_history.append(best_loss)
+        if on_epoch is not None and on_epoch(epoch, best_W):
+            break
+    return best_W, loss_history
