@@ -1,0 +1,210 @@
+"""Benchmark featpipe's linear heads against scikit-learn and against GEMM speed.
+
+Three parts, one JSON line per figure (with its ratio to the bar or to the peer):
+
+(a) raw pixels, mean-subtracted (0-255 scale), CIFAR-10 49,000 train / 1,000 val /
+    10,000 test: test accuracy of ``svm`` and ``softmax`` with default parameters
+    (bar: >= 0.38).
+(b) fixed HOG + colour features, standardized: LinearSVM vs ``LinearSVC`` and
+    Softmax vs ``LogisticRegression(solver="lbfgs")``, test accuracy and training
+    seconds side by side. Uses ``featpipe.features.hog.HOG`` and
+    ``featpipe.features.color.ColorHistogram`` when they exist, else simple
+    vectorized features built here (HOG-like cell histograms + hue histogram).
+(c) one loss+gradient evaluation on X of (49000, 3073) float32, C = 10, against
+    the two matrix products it needs, X @ W and X.T @ dS (bar: <= 3x).
+
+Usage::
+
+    python benchmarks/bench_heads.py                  # full size, 3 repeats
+    python benchmarks/bench_heads.py --limit 500      # 500 train images per class
+    python benchmarks/bench_heads.py --parts c --repeats 5
+
+CIFAR-10 is decoded once with Pillow from ../shared/datasets/cifar10-jpg.
+"""
+
+import argparse
+import json
+import warnings
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from featpipe.heads import LinearSVM, Softmax
+from featpipe.heads.losses import softmax_loss, svm_loss
+
+CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+N_VAL = 1000
+
+
+def emit(**figure):
+    print(json.dumps(figure), flush=True)
+
+
+def load_cifar(limit=None):
+    """Decode CIFAR-10 with Pillow; a fixed shuffle splits train into train/val."""
+    splits = {}
+    for split in ("train", "test"):
+        per_class = None if limit is None else (limit if split == "train" else max(limit // 5, 20))
+        images, labels = [], []
+        for label, class_dir in enumerate(sorted(p for p in (CIFAR / split).iterdir() if p.is_dir())):
+            for path in sorted(class_dir.glob("*.jpg"))[:per_class]:
+                images.append(np.asarray(Image.open(path).convert("RGB")))
+                labels.append(label)
+        splits[split] = (np.stack(images), np.array(labels, dtype=np.int64))
+    images, labels = splits["train"]
+    order = np.random.default_rng(0).permutation(len(labels))
+    n_val = min(N_VAL, len(labels) // 10)
+    train, val = order[n_val:], order[:n_val]
+    return (images[train], labels[train], images[val], labels[val], *splits["test"])
+
+
+def _simple_features(images):
+    """HOG-like cell histograms (9 bins; 8x8 and 4x4 pixel cells) and a 10-bin hue histogram."""
+    grey = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    g_row = np.zeros_like(grey)
+    g_col = np.zeros_like(grey)
+    g_row[:, 1:-1] = grey[:, 2:] - grey[:, :-2]
+    g_col[:, :, 1:-1] = grey[:, :, 2:] - grey[:, :, :-2]
+    magnitude = np.hypot(g_row, g_col)
+    orientation = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    bins = np.minimum((orientation // 20).astype(np.int8), 8)
+    n, height, width = grey.shape
+    parts = []
+    for cell in (8, 4):
+        cells = np.stack([np.where(bins == b, magnitude, 0) for b in range(9)], axis=-1)
+        cells = cells.reshape(n, height // cell, cell, width // cell, cell, 9).mean(axis=(2, 4))
+        parts.append(cells.reshape(n, -1))
+    rgb = images.astype(np.float32) / 255
+    value = rgb.max(axis=-1)
+    chroma = value - rgb.min(axis=-1)
+    safe = np.where(chroma > 0, chroma, 1)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    hue = np.where(value == red, (green - blue) / safe % 6,
+                   np.where(value == green, (blue - red) / safe + 2, (red - green) / safe + 4)) / 6
+    hue = np.where(chroma > 0, hue, 0).reshape(n, -1)
+    hue_bins = np.minimum((hue * 10).astype(np.int64), 9) + 10 * np.arange(n)[:, None]
+    parts.append(np.bincount(hue_bins.ravel(), minlength=10 * n).reshape(n, 10) / hue.shape[1])
+    return np.hstack(parts).astype(np.float32)
+
+
+def extract_features(images_by_split):
+    """HOG + colour features for each split; featpipe's extractors when they exist."""
+    try:
+        from featpipe.features.color import ColorHistogram
+        from featpipe.features.hog import HOG
+    except ImportError:
+        return "simple (benchmark's own)", [_simple_features(images) for images in images_by_split]
+    extractors = [HOG().fit(images_by_split[0]), ColorHistogram().fit(images_by_split[0])]
+    return "featpipe HOG + ColorHistogram", [
+        np.hstack([e.transform(images) for e in extractors]).astype(np.float32) for images in images_by_split
+    ]
+
+
+def timed(fit, repeats, budget_seconds=120.0):
+    """Median seconds of up to ``repeats`` calls of ``fit()`` and the last result.
+
+    Stops repeating once the calls so far took more than ``budget_seconds``
+    (slow peers are then timed fewer times; the JSON line says how many).
+    """
+    seconds, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fit()
+        seconds.append(time.perf_counter() - start)
+        if sum(seconds) > budget_seconds:
+            break
+    timed.last_count = len(seconds)
+    return statistics.median(seconds), result
+
+
+def part_raw(data, repeats):
+    X_train, y_train, X_val, y_val, X_test, y_test = data
+    flat = [x.reshape(len(x), -1).astype(np.float32) for x in (X_train, X_val, X_test)]
+    mean = flat[0].mean(axis=0)
+    X_train, X_val, X_test = [x - mean for x in flat]
+    for name, head in (("svm", LinearSVM), ("softmax", Softmax)):
+        seconds, model = timed(lambda: head(random_state=0).fit(X_train, y_train, X_val, y_val), repeats)
+        accuracy = model.score(X_test, y_test)
+        emit(part="a", figure=f"raw_{name}_test_accuracy", features="raw pixels, mean-subtracted",
+             n_train=len(y_train), n_test=len(y_test), params="defaults", value=round(accuracy, 4),
+             bar=0.38, ratio=round(accuracy / 0.38, 3), train_seconds=round(seconds, 2),
+             val_accuracy=model.val_accuracy_history_[-1])
+
+
+def part_features(data, repeats):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    warnings.filterwarnings("ignore", message=".*converge")
+    X_train, y_train, X_val, y_val, X_test, y_test = data
+    start = time.perf_counter()
+    source, (F_train, F_val, F_test) = extract_features([X_train, X_val, X_test])
+    extract_seconds = time.perf_counter() - start
+    scaler = StandardScaler().fit(F_train)
+    F_train, F_val, F_test = [scaler.transform(f).astype(np.float32) for f in (F_train, F_val, F_test)]
+    emit(part="b", figure="features", source=source, width=F_train.shape[1],
+         n_train=len(y_train), extract_seconds=round(extract_seconds, 2))
+    reg = LinearSVM().reg
+    matched_C = 1.0 / (2.0 * reg * len(y_train))
+    pairs = (
+        ("svm", LinearSVM, "LinearSVC", lambda C: LinearSVC(C=C, random_state=0)),
+        ("softmax", Softmax, "LogisticRegression(lbfgs)",
+         lambda C: LogisticRegression(C=C, solver="lbfgs", max_iter=1000)),
+    )
+    for ours_name, ours, peer_name, peer in pairs:
+        ours_seconds, ours_model = timed(lambda: ours(random_state=0).fit(F_train, y_train), repeats)
+        ours_accuracy = ours_model.score(F_test, y_test)
+        for C, C_note in ((matched_C, "C matched to reg: 1 / (2 reg N)"), (1.0, "default C")):
+            peer_seconds, peer_model = timed(lambda: peer(C).fit(F_train, y_train), repeats)
+            peer_repeats = timed.last_count
+            peer_accuracy = peer_model.score(F_test, y_test)
+            emit(part="b", figure=f"{ours_name}_vs_{peer_name}", peer_C=round(C, 5), peer_note=C_note,
+                 width=F_train.shape[1], n_train=len(y_train), n_test=len(y_test),
+                 ours_test_accuracy=round(ours_accuracy, 4), peer_test_accuracy=round(peer_accuracy, 4),
+                 accuracy_difference_points=round(100 * (ours_accuracy - peer_accuracy), 2),
+                 ours_seconds=round(ours_seconds, 3), peer_seconds=round(peer_seconds, 3),
+                 speedup=round(peer_seconds / ours_seconds, 2), peer_repeats=peer_repeats)
+
+
+def part_gemm(repeats):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((49000, 3073), dtype=np.float32)
+    y = rng.integers(0, 10, 49000)
+    W = (0.001 * rng.standard_normal((3073, 10))).astype(np.float32)
+    dscores = rng.standard_normal((49000, 10), dtype=np.float32)
+    repeats = max(repeats, 3)
+    X @ W
+    gemm_seconds, _ = timed(lambda: (X @ W, X.T @ dscores), repeats)
+    for name, loss in (("svm", lambda: svm_loss(W, X, y, reg=1e-4)),
+                       ("softmax", lambda: softmax_loss(W, X, y, reg=1e-4))):
+        loss()
+        loss_seconds, _ = timed(loss, repeats)
+        emit(part="c", figure=f"{name}_loss_grad_vs_gemm", shape=list(X.shape), n_classes=10,
+             loss_seconds=round(loss_seconds, 4), gemm_seconds=round(gemm_seconds, 4),
+             ratio=round(loss_seconds / gemm_seconds, 2), bar=3.0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=None, help="train images per class (test: limit // 5)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", default="abc", help="any of a, b, c")
+    args = parser.parse_args()
+    if "c" in args.parts:
+        part_gemm(args.repeats)
+    if "a" in args.parts or "b" in args.parts:
+        start = time.perf_counter()
+        data = load_cifar(args.limit)
+        emit(figure="decode_seconds", value=round(time.perf_counter() - start, 2), n_train=len(data[1]))
+        if "a" in args.parts:
+            part_raw(data, args.repeats)
+        if "b" in args.parts:
+            part_features(data, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
