@@ -1,0 +1,482 @@
+"""The on-disk feature store written by ``featpipe extract``, and its reader.
+
+A store is a folder::
+
+    STORE/
+        manifest.json             what the store holds; written last, atomically
+        extractors.skops          the fitted extractors (a FeatureUnion, featpipe.model_io)
+        shards/shard-000000.npy   float32 (n_rows, D) features of input chunk 0
+        shards/shard-000000.json  its commit record: input rows, sha256, skipped images
+        .lock                     present while a job writes the store
+
+Every file is written under a temporary name and renamed into place, so a
+reader never sees half a shard: a shard counts as finished once its commit
+record (written after the ``.npy``) exists. A job killed at any moment
+leaves only finished shards and temporary files, which the next run deletes.
+
+The reader, :func:`open`, keeps the shards as they are and memory-maps each
+one; ``features`` is a :class:`ShardedFeatures`, an (N, D) float32 view that
+indexes across shards like an array and becomes one with ``np.asarray``.
+One file would need either a final copy of every shard (twice the disk for
+a million-image store) or many writers sharing one file across machines
+(no atomic shards); a view over the shards needs neither.
+"""
+
+import errno
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from sklearn.pipeline import FeatureUnion
+
+from featpipe.model_io import load_model, save_model
+
+MANIFEST_NAME = "manifest.json"
+EXTRACTORS_NAME = "extractors.skops"
+SHARDS_DIR = "shards"
+LOCK_NAME = ".lock"
+FORMAT_VERSION = 1
+_TEMPORARY_MARK = ".tmp-"
+_HASH_BLOCK = 1 << 20
+
+
+class StoreError(ValueError):
+    """A feature store that cannot be written or read; the message is one line."""
+
+
+def shard_stem(index):
+    """File name, without extension, of shard ``index``: ``shard-000012``."""
+    return f"shard-{index:06d}"
+
+
+def _temporary_name(path):
+    return path.with_name(f".{path.name}{_TEMPORARY_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _disk_error(path, error):
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"disk full while writing {path}; nothing half-written was kept: "
+            "free some space and run the same command again to resume"
+        )
+    return StoreError(f"cannot write {path}: {error.strerror or error}")
+
+
+class _HashingFile:
+    """A write-only file that also feeds every byte to a sha256."""
+
+    def __init__(self, file):
+        self.file = file
+        self.digest = hashlib.sha256()
+
+    def write(self, data):
+        self.digest.update(data)
+        return self.file.write(data)
+
+
+def _atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file, then rename it to ``path``.
+
+    Returns what ``write`` returned. On any failure the temporary file is
+    removed; ``OSError`` becomes :class:`StoreError`.
+    """
+    temporary = _temporary_name(path)
+    try:
+        with temporary.open("wb") as file:
+            result = write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        return result
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise _disk_error(path, error) from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path, document):
+    text = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
+    _atomic_write(path, lambda file: file.write(text))
+
+
+def _read_json(path, what):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise StoreError(f"cannot read {what} {path}: {error}") from None
+
+
+def file_sha256(path):
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(_HASH_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_shard(store_dir, index, features, inputs, skipped):
+    """Write shard ``index`` and then its commit record; return the record.
+
+    Parameters
+    ----------
+    store_dir : path-like
+        The store folder.
+    index : int
+        Shard number; shard ``i`` holds input chunk ``i``.
+    features : ndarray of float32, shape (n_rows, D)
+        Features of the chunk's readable images, in input order.
+    inputs : (int, int)
+        ``(start, stop)`` positions of the chunk in the job's input list.
+    skipped : list of (int, str, str)
+        ``(position in chunk, path, reason)`` of each unreadable image.
+
+    Returns
+    -------
+    record : dict
+        ``index``, ``file``, ``inputs``, ``n_rows``, ``sha256``, ``skipped``.
+    """
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    shards = Path(store_dir) / SHARDS_DIR
+    stem = shard_stem(index)
+
+    def write_array(file):
+        hashing = _HashingFile(file)
+        np.lib.format.write_array(hashing, features, allow_pickle=False)
+        return hashing.digest.hexdigest()
+
+    sha256 = _atomic_write(shards / f"{stem}.npy", write_array)
+    record = {
+        "index": int(index),
+        "file": f"{SHARDS_DIR}/{stem}.npy",
+        "inputs": [int(inputs[0]), int(inputs[1])],
+        "n_rows": int(features.shape[0]),
+        "sha256": sha256,
+        "skipped": [[int(position), str(path), str(reason)] for position, path, reason in skipped],
+    }
+    _write_json(shards / f"{stem}.json", record)
+    return record
+
+
+def read_shard_record(store_dir, index):
+    """The commit record of shard ``index``, or ``None`` when it is not finished."""
+    return _read_json(Path(store_dir) / SHARDS_DIR / f"{shard_stem(index)}.json", "shard record")
+
+
+def shard_is_intact(store_dir, record):
+    """Whether the shard file of ``record`` exists and matches its sha256."""
+    path = Path(store_dir) / record["file"]
+    return path.is_file() and file_sha256(path) == record["sha256"]
+
+
+def save_extractors(store_dir, pairs):
+    """Save fitted ``(name, extractor)`` pairs as a FeatureUnion in skops format, atomically."""
+    path = Path(store_dir) / EXTRACTORS_NAME
+    temporary = _temporary_name(path)
+    try:
+        save_model(FeatureUnion(list(pairs)), temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise _disk_error(path, error) from None
+
+
+def load_extractors(store_dir):
+    """The fitted ``(name, extractor)`` pairs saved by :func:`save_extractors`, or ``None``."""
+    path = Path(store_dir) / EXTRACTORS_NAME
+    return list(load_model(path).transformer_list) if path.is_file() else None
+
+
+def remove_temporary_files(store_dir):
+    """Delete what killed writers left behind (names containing ``.tmp-``)."""
+    store_dir = Path(store_dir)
+    for folder in (store_dir, store_dir / SHARDS_DIR):
+        if folder.is_dir():
+            for path in folder.glob(f".*{_TEMPORARY_MARK}*"):
+                path.unlink(missing_ok=True)
+
+
+def read_manifest(store_dir):
+    """The store's manifest as a dict, or ``None`` when there is none yet."""
+    return _read_json(Path(store_dir) / MANIFEST_NAME, "manifest")
+
+
+def write_manifest(store_dir, manifest):
+    """Write ``manifest.json`` atomically."""
+    _write_json(Path(store_dir) / MANIFEST_NAME, manifest)
+
+
+def _process_is_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+class StoreLock:
+    """An exclusive lock on a store folder, held by one job at a time.
+
+    The lock is a file created with ``O_EXCL`` that names its owner (host,
+    pid, start time). A lock whose owner ran on this host and has died
+    (SIGKILL, power cut of a container) is stale and is taken over; any
+    other lock makes :meth:`acquire` raise :class:`StoreError`.
+
+    Parameters
+    ----------
+    store_dir : path-like
+        The store folder (it must exist).
+    """
+
+    def __init__(self, store_dir):
+        self.store_dir = store_dir
+
+    @property
+    def path(self):
+        return Path(self.store_dir) / LOCK_NAME
+
+    def _owner_text(self):
+        return json.dumps({
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "token": uuid.uuid4().hex,
+        })
+
+    def _refusal(self, owner):
+        return StoreError(
+            f"store {self.store_dir} is locked by another job (pid {owner.get('pid')} on "
+            f"{owner.get('host')}, started {owner.get('started')}); wait for it to finish, or delete "
+            f"{self.path} if no job is running"
+        )
+
+    def _is_stale(self, owner):
+        return owner.get("host") == socket.gethostname() and not _process_is_alive(int(owner.get("pid", -1)))
+
+    def _take_over(self, owner_text):
+        """Remove a stale lock unless another job replaced it meanwhile."""
+        moved = self.path.with_name(f"{LOCK_NAME}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(self.path, moved)
+        except FileNotFoundError:
+            return
+        if moved.read_text() != owner_text:
+            try:
+                os.link(moved, self.path)
+            finally:
+                moved.unlink()
+            raise self._refusal(json.loads(self.path.read_text()))
+        moved.unlink()
+
+    def acquire(self):
+        """Take the lock, taking over a stale one; raise StoreError when it is held."""
+        for _ in range(3):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner_text = self.path.read_text()
+                    owner = json.loads(owner_text)
+                except FileNotFoundError:
+                    continue
+                except ValueError:
+                    raise StoreError(f"store {self.store_dir} has an unreadable lock file {self.path}; "
+                                     "delete it if no job is running") from None
+                if not self._is_stale(owner):
+                    raise self._refusal(owner) from None
+                self._take_over(owner_text)
+                continue
+            except OSError as error:
+                raise _disk_error(self.path, error) from None
+            with os.fdopen(descriptor, "w") as file:
+                file.write(self._owner_text())
+            return self
+        raise StoreError(f"could not lock store {self.store_dir}: other jobs keep taking the lock")
+
+    def release(self):
+        """Drop the lock."""
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+class ShardedFeatures:
+    """An (N, D) float32 array made of memory-mapped shards, read on demand.
+
+    Indexing follows numpy for the first axis (an int, a slice, a boolean
+    mask or an array of ints), optionally followed by a column index, and
+    returns an ndarray holding only the rows asked for. ``np.asarray``
+    reads everything.
+
+    Parameters
+    ----------
+    shards : list of ndarray
+        Memory-mapped (n_rows_i, D) float32 arrays, in row order.
+    n_features : int
+        D, also for a store without rows.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __init__(self, shards, n_features):
+        self.shards = shards
+        self.offsets = np.cumsum([0] + [len(shard) for shard in shards])
+        self.shape = (int(self.offsets[-1]), int(n_features))
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _row_indices(self, rows):
+        if isinstance(rows, slice):
+            return np.arange(*rows.indices(len(self)))
+        rows = np.asarray(rows)
+        if rows.dtype == np.bool_:
+            if rows.shape != (len(self),):
+                raise IndexError(f"boolean index of shape {rows.shape} for {len(self)} rows")
+            return np.flatnonzero(rows)
+        if not np.issubdtype(rows.dtype, np.integer):
+            raise IndexError(f"rows must be indexed by ints, slices or boolean masks; got {rows.dtype}")
+        rows = np.where(rows < 0, rows + len(self), rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        return rows
+
+    def __getitem__(self, key):
+        rows, columns = key if isinstance(key, tuple) else (key, slice(None))
+        if isinstance(columns, (int, np.integer)):
+            return self[rows, [columns]][..., 0]
+        if isinstance(rows, (int, np.integer)):
+            return self[np.asarray([rows]), columns][0]
+        indices = self._row_indices(rows).ravel()
+        width = np.empty((0, self.shape[1]), dtype=np.float32)[:, columns].shape[1]
+        out = np.empty((len(indices), width), dtype=np.float32)
+        owner = np.searchsorted(self.offsets, indices, side="right") - 1
+        for shard_index in np.unique(owner):
+            selected = owner == shard_index
+            local = indices[selected] - self.offsets[shard_index]
+            out[selected] = self.shards[shard_index][local][:, columns]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        features = self[:]
+        return features if dtype is None else features.astype(dtype, copy=False)
+
+
+class FeatureStore:
+    """A finished feature store, opened for reading (see :func:`open`).
+
+    Attributes
+    ----------
+    path : Path
+    manifest : dict
+        The parsed ``manifest.json``.
+    features : ShardedFeatures
+        (N, D) float32 view of every stored row.
+    labels : ndarray of int64, shape (N,)
+    splits : ndarray of str, shape (N,)
+        ``"train"``, ``"val"`` or ``"test"`` per row.
+    classes : list of str
+    paths : list of str
+        Source of each row (a file path, or ``<split>/<index>`` for
+        in-memory data sets).
+    feature_names : list of str
+        Extractor names, in column order; ``feature_widths`` gives each width.
+    skipped : list of dict
+        ``{"path", "reason"}`` of every image that could not be read.
+    """
+
+    def __init__(self, path, manifest, shards):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.features = ShardedFeatures(shards, manifest["n_features"])
+        self.labels = np.asarray(manifest["labels"], dtype=np.int64)
+        self.splits = np.asarray(manifest["splits"], dtype=str)
+        self.classes = list(manifest["classes"])
+        self.paths = list(manifest["paths"])
+        self.feature_names = [block["name"] for block in manifest["features"]]
+        self.feature_widths = {block["name"]: block["width"] for block in manifest["features"]}
+        self.skipped = list(manifest["skipped"])
+
+    def __len__(self):
+        return len(self.labels)
+
+    def split(self, name):
+        """Features (in memory, float32) and labels of split ``name``."""
+        mask = self.splits == name
+        return self.features[mask], self.labels[mask]
+
+    def load_extractors(self):
+        """The fitted extractors as a list of ``(name, extractor)``."""
+        return load_extractors(self.path)
+
+
+def open(path, verify=True):  # noqa: A001 - the reader API is featpipe.store.open
+    """Open a finished feature store for reading.
+
+    Parameters
+    ----------
+    path : path-like
+        The store folder written by ``featpipe extract``.
+    verify : bool, default=True
+        Check every shard's sha256 against the manifest (reads each shard
+        once); shapes are always checked.
+
+    Returns
+    -------
+    store : FeatureStore
+
+    Raises
+    ------
+    StoreError
+        When the folder is not a store, its job has not finished, or a
+        shard is missing, has the wrong shape or fails its checksum.
+
+    Examples
+    --------
+    >>> store = featpipe.store.open("cifar-hog")  # doctest: +SKIP
+    >>> X_train, y_train = store.split("train")  # doctest: +SKIP
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise StoreError(f"{path} is not a feature store: it has no {MANIFEST_NAME}")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise StoreError(f"{path} is a feature store of format {manifest.get('format')}; "
+                         f"this featpipe reads format {FORMAT_VERSION}")
+    if not manifest.get("complete"):
+        raise StoreError(f"feature store {path} is unfinished: its job was interrupted; "
+                         "run the same featpipe extract command again to finish it")
+    shards = []
+    for shard in manifest["shards"]:
+        shard_path = path / shard["file"]
+        try:
+            array = np.load(shard_path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise StoreError(f"shard {shard_path} of store {path} cannot be read: {error}") from None
+        expected = (shard["n_rows"], manifest["n_features"])
+        if array.shape != expected or array.dtype != np.float32:
+            raise StoreError(f"shard {shard_path} holds {array.dtype} {array.shape}; the manifest "
+                             f"says float32 {expected}")
+        if verify and file_sha256(shard_path) != shard["sha256"]:
+            raise StoreError(f"shard {shard_path} is corrupt: its sha256 does not match the manifest; "
+                             "run the same featpipe extract command again to rewrite it")
+        shards.append(array)
+    return FeatureStore(path, manifest, shards)
