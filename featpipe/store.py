@@ -118,7 +118,7 @@ def _read_json(path, what):
 def file_sha256(path):
     """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with Path(path).open("rb") as file:
         for block in iter(lambda: file.read(_HASH_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -321,8 +321,9 @@ class ShardedFeatures:
     """An (N, D) float32 array made of memory-mapped shards, read on demand.
 
     Indexing follows numpy for the first axis (an int, a slice, a boolean
-    mask or an array of ints), optionally followed by a column index, and
-    returns an ndarray holding only the rows asked for. ``np.asarray``
+    mask or an array of ints), optionally followed by a column index
+    (rows and columns are selected independently, ``X[rows][:, columns]``),
+    and returns an ndarray holding only the rows asked for. ``np.asarray``
     reads everything.
 
     Parameters
