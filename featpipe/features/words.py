@@ -1,0 +1,436 @@
+"""K-means visual words: bag-of-words histograms and single-layer triangle features.
+
+``KMeansWords`` learns a dictionary of small image patches ("words") with
+k-means and describes each image by how its patches relate to the words,
+pooled over image regions (Coates, Lee & Ng, 2011). The transform is built
+around one float32 matrix product per cache-sized block of patches; see
+``_encode_triangle_block`` for how the rest of the work is kept in cache.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from featpipe.features.base import ImageFeatureExtractor
+
+_ENCODINGS = ("triangle", "hard")
+_PATCHES_PER_STEP = 4096
+
+
+class KMeansWords(ImageFeatureExtractor):
+    """Describe images by k-means patch words, pooled over image regions.
+
+    ``fit`` samples ``n_patches`` random ``patch_size`` x ``patch_size``
+    patches, normalizes each patch's brightness and contrast (subtract its
+    mean, divide by ``sqrt(variance + contrast_eps)`` on the 0-255 scale),
+    optionally ZCA-whitens them and learns ``n_words`` centroids with
+    scikit-learn's ``MiniBatchKMeans``. ``transform`` takes every patch at
+    ``stride``, applies the same normalization and whitening, computes its
+    Euclidean distance ``z_k`` to every word and encodes it:
+
+    - ``"triangle"``: ``f_k = max(0, mean_k(z) - z_k)``, sum-pooled over each
+      region (Coates, Lee & Ng, 2011);
+    - ``"hard"``: the nearest word, counted per region and divided by the
+      number of patches in the region (a normalized bag of visual words).
+
+    Parameters
+    ----------
+    n_words : int, default=1600
+        Dictionary size K.
+    patch_size : int, default=6
+        Side of the square patches, in pixels.
+    n_patches : int, default=400_000
+        Random patches sampled (with replacement) to learn the words.
+    stride : int, default=1
+        Step between the patches taken in ``transform``, in pixels.
+    whiten : bool, default=True
+        ZCA-whiten the normalized patches before k-means and encoding.
+    whiten_eps : float, default=0.1
+        Added to the covariance eigenvalues before whitening.
+    contrast_eps : float, default=10.0
+        Added to each patch's variance (0-255 scale) before dividing by its
+        square root.
+    encoding : {"triangle", "hard"}, default="triangle"
+        How a patch is described by its distances to the words.
+    pooling : "global", "quadrants" or tuple of int, default="quadrants"
+        Regions the encodings are pooled over: the whole grid of patch
+        positions, its four quarters, or a spatial pyramid given by levels
+        (level L cuts the grid into L x L cells; ``(1, 2)`` gives 5 regions).
+        Uneven cuts give the extra row or column to the first cells.
+    kmeans_batch_size : int, default=4096
+        Mini-batch size of ``MiniBatchKMeans``.
+    patches_per_block : int, default=256
+        Patches encoded per matrix product; a block's distances
+        (``patches_per_block x n_words`` float32) should fit in the L2 cache.
+    n_threads : int or None, default=None
+        Threads that encode parts of a batch at the same time, each with a
+        single-threaded BLAS. ``None`` uses as many threads as BLAS may
+        currently use (one inside a joblib worker that limits BLAS).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the patch sampling and k-means.
+
+    Attributes
+    ----------
+    words_ : ndarray of float32, shape (n_words, patch_size * patch_size * 3)
+        The centroids, in the space k-means ran in (whitened if ``whiten``).
+    patch_mean_ : ndarray of float32, shape (patch_size * patch_size * 3,)
+        Mean normalized patch, subtracted before whitening (zeros otherwise).
+    whitening_ : ndarray of float32, shape (d, d) or None
+        The symmetric ZCA matrix (``None`` without whitening).
+    image_shape_ : tuple of int
+        (H, W) seen in ``fit``.
+
+    References
+    ----------
+    A. Coates, H. Lee and A. Y. Ng, "An Analysis of Single-Layer Networks
+    in Unsupervised Feature Learning", AISTATS 2011.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from featpipe.features.words import KMeansWords
+    >>> images = np.random.default_rng(0).integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
+    >>> words = KMeansWords(n_words=8, n_patches=2000, random_state=0).fit(images)
+    >>> words.transform(images).shape
+    (20, 32)
+    """
+
+    def __init__(
+        self,
+        n_words=1600,
+        patch_size=6,
+        n_patches=400_000,
+        stride=1,
+        whiten=True,
+        whiten_eps=0.1,
+        contrast_eps=10.0,
+        encoding="triangle",
+        pooling="quadrants",
+        kmeans_batch_size=4096,
+        patches_per_block=256,
+        n_threads=None,
+        random_state=None,
+    ):
+        self.n_words = n_words
+        self.patch_size = patch_size
+        self.n_patches = n_patches
+        self.stride = stride
+        self.whiten = whiten
+        self.whiten_eps = whiten_eps
+        self.contrast_eps = contrast_eps
+        self.encoding = encoding
+        self.pooling = pooling
+        self.kmeans_batch_size = kmeans_batch_size
+        self.patches_per_block = patches_per_block
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def min_image_size(self):
+        """Smallest height and width: one patch."""
+        return int(self.patch_size) if _is_int(self.patch_size) and self.patch_size > 0 else 1
+
+    def n_features_out(self, image_shape):
+        """``n_words`` times the number of pooling regions."""
+        n_regions = sum(level * level for level in _pyramid_levels(self.pooling))
+        return int(self.n_words) * n_regions
+
+    def _fit_images(self, images, y):
+        self._check_params(images.shape[1:3])
+        rng = check_random_state(self.random_state)
+        patches = _sample_patches(images, self.patch_size, self.n_patches, rng)
+        _normalize_patches(patches, self.contrast_eps)
+        width = patches.shape[1]
+        if self.whiten:
+            self.patch_mean_, self.whitening_ = _zca(patches, self.whiten_eps)
+            patches -= self.patch_mean_
+            patches = patches @ self.whitening_
+        else:
+            self.patch_mean_ = np.zeros(width, dtype=np.float32)
+            self.whitening_ = None
+        kmeans = MiniBatchKMeans(
+            n_clusters=self.n_words,
+            init="random",
+            n_init=1,
+            batch_size=self.kmeans_batch_size,
+            random_state=rng,
+        )
+        kmeans.fit(patches)
+        self.words_ = kmeans.cluster_centers_.astype(np.float32)
+
+    def _check_params(self, image_shape):
+        for name in ("n_words", "patch_size", "n_patches", "stride", "kmeans_batch_size", "patches_per_block"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.n_threads is not None and (not _is_int(self.n_threads) or self.n_threads < 1):
+            raise ValueError(f"n_threads must be None or a positive integer; got {self.n_threads!r}")
+        if self.n_patches < self.n_words:
+            raise ValueError(
+                f"n_patches ({self.n_patches}) must be at least n_words ({self.n_words}) "
+                "so that k-means has a patch for every word"
+            )
+        if self.encoding not in _ENCODINGS:
+            raise ValueError(f"encoding must be one of {_ENCODINGS}; got {self.encoding!r}")
+        for name in ("whiten_eps", "contrast_eps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.number)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number; got {value!r}")
+        _RegionLayout(_pyramid_levels(self.pooling), self._grid_shape(image_shape))
+
+    def _grid_shape(self, image_shape):
+        return tuple((side - self.patch_size) // self.stride + 1 for side in image_shape)
+
+    def word_patches(self):
+        """The words as image patches, whitening undone.
+
+        Returns
+        -------
+        patches : ndarray of float32, shape (n_words, patch_size, patch_size, 3)
+            Brightness- and contrast-normalized patches (zero mean, arbitrary
+            scale): rescale each one for display.
+        """
+        if not hasattr(self, "words_"):
+            raise ValueError("this KMeansWords is not fitted yet: call fit first")
+        words = self.words_
+        if self.whitening_ is not None:
+            words = words @ np.linalg.inv(self.whitening_.astype(np.float64)) + self.patch_mean_
+        side = self.patch_size
+        return np.asarray(words, dtype=np.float32).reshape(-1, side, side, 3)
+
+    def _transform_images(self, images):
+        layout = _RegionLayout(_pyramid_levels(self.pooling), self._grid_shape(images.shape[1:3]))
+        features = np.empty((len(images), layout.n_regions, self.n_words), dtype=np.float32)
+        n_threads = self.n_threads or _blas_threads()
+        bounds = np.linspace(0, len(images), min(n_threads, len(images)) + 1).astype(int)
+        work = [(images[start:stop], features[start:stop]) for start, stop in zip(bounds[:-1], bounds[1:])]
+        with threadpool_limits(limits=1, user_api="blas"):
+            if len(work) == 1:
+                self._encode(layout, *work[0])
+            else:
+                with ThreadPoolExecutor(len(work)) as pool:
+                    list(pool.map(lambda args: self._encode(layout, *args), work))
+        return features.reshape(len(images), -1)
+
+    def _encode(self, layout, images, features):
+        """Encode ``images`` into ``features`` (n, n_regions, K), a few images at a time."""
+        words = self.words_
+        word_norms = np.einsum("ij,ij->i", words, words)
+        triangle = self.encoding == "triangle"
+        right = np.vstack([-2 * words.T, np.ones((1, len(words)), np.float32), word_norms[np.newaxis]])
+        if not triangle:
+            right = np.delete(right, -2, axis=0)
+        images_per_step = max(1, _PATCHES_PER_STEP // layout.n_positions)
+        for start in range(0, len(images), images_per_step):
+            stop = min(start + images_per_step, len(images))
+            rows = self._design_rows(images[start:stop], layout, with_norm=triangle)
+            if triangle:
+                atom_sums = _triangle_atom_sums(rows, right, layout, self.patches_per_block)
+                features[start:stop] = np.matmul(layout.atom_region, atom_sums)
+            else:
+                features[start:stop] = _hard_region_counts(rows, right, layout, self.patches_per_block)
+
+    def _design_rows(self, images, layout, with_norm):
+        """Whitened patches in region order with ``[||w||^2,] 1`` appended, float32."""
+        patches = _image_patches(images, self.patch_size, self.stride, layout.order)
+        _normalize_patches(patches, self.contrast_eps)
+        width = patches.shape[1]
+        rows = np.empty((len(patches), width + 1 + with_norm), dtype=np.float32)
+        if self.whitening_ is not None:
+            np.matmul(patches, self.whitening_, out=patches)
+            patches -= self.patch_mean_ @ self.whitening_
+        rows[:, :width] = patches
+        if with_norm:
+            rows[:, width] = np.einsum("ij,ij->i", patches, patches)
+        rows[:, -1] = 1.0
+        return rows.reshape(len(images), layout.n_positions, -1)
+
+
+def _triangle_atom_sums(rows, right, layout, patches_per_block):
+    """Sum of triangle activations per (image, atom, word), float32.
+
+    The loop runs over cache-sized blocks (a piece of one atom of one image,
+    at most ``patches_per_block`` patches), so a block's distances stay in
+    L2 from the matrix product through the passes that follow. Since
+    ``max(0, m - z) = m - min(z, m)``, the sums are kept as the sum of the
+    patch means ``m`` minus the sum of ``min(z_k, m)``.
+    """
+    n_words = right.shape[1]
+    sums = np.zeros((len(rows), layout.n_atoms, n_words), dtype=np.float32)
+    mean_sums = np.zeros((len(rows), layout.n_atoms), dtype=np.float64)
+    pieces = layout.pieces(patches_per_block)
+    block = np.empty((max(stop - start for start, stop, _ in pieces), n_words), dtype=np.float32)
+    mean_weights = np.full(n_words, 1.0 / n_words, dtype=np.float32)
+    ones = np.ones(len(block), dtype=np.float32)
+    for image_rows, image_sums, image_mean_sums in zip(rows, sums, mean_sums):
+        for start, stop, atom in pieces:
+            size = stop - start
+            means = _clipped_distances(image_rows[start:stop], right, block[:size], mean_weights)
+            image_sums[atom] -= np.matmul(ones[:size], block[:size])
+            image_mean_sums[atom] += means.sum(dtype=np.float64)
+    sums += mean_sums[:, :, np.newaxis].astype(np.float32)
+    return sums
+
+
+def _clipped_distances(rows, right, block, mean_weights):
+    """Fill ``block`` with ``min(z_k, mean(z))`` per patch; return the means.
+
+    One GEMM gives the squared distances (``rows`` end in ``||w||^2, 1``,
+    ``right`` in ``1, ||c||^2``), then one sqrt, one GEMV for the row means
+    and one minimum, all in place.
+    """
+    np.matmul(rows, right, out=block)
+    with np.errstate(invalid="ignore"):
+        np.sqrt(block, out=block)
+    means = np.matmul(block, mean_weights)
+    if np.isnan(means).any():
+        broken = np.isnan(means)
+        block[broken] = np.nan_to_num(block[broken], nan=0.0)
+        means[broken] = block[broken].mean(axis=1)
+    np.minimum(block, means[:, np.newaxis], out=block)
+    return means
+
+
+def _hard_region_counts(rows, right, layout, patches_per_block):
+    """Nearest-word counts per (image, region), divided by the region's size."""
+    n_images, n_positions, width = rows.shape
+    flat_rows = rows.reshape(-1, width)
+    nearest = np.empty(len(flat_rows), dtype=np.intp)
+    for start in range(0, len(flat_rows), patches_per_block):
+        stop = min(start + patches_per_block, len(flat_rows))
+        nearest[start:stop] = np.argmin(flat_rows[start:stop] @ right, axis=1)
+    n_words = right.shape[1]
+    atom = np.tile(layout.position_atom, n_images)
+    image = np.repeat(np.arange(n_images), n_positions)
+    counts = np.bincount((image * layout.n_atoms + atom) * n_words + nearest, minlength=n_images * layout.n_atoms * n_words)
+    counts = counts.reshape(n_images, layout.n_atoms, n_words).astype(np.float32)
+    region_counts = np.matmul(layout.atom_region, counts)
+    return region_counts / layout.region_sizes[:, np.newaxis]
+
+
+def _image_patches(images, patch_size, stride, order):
+    """All patches at ``stride`` as float32 rows (n * len(order), patch_size**2 * 3)."""
+    windows = sliding_window_view(images, (patch_size, patch_size), axis=(1, 2))[:, ::stride, ::stride]
+    grid_cols = windows.shape[2]
+    gathered = windows[:, order // grid_cols, order % grid_cols]
+    patches = np.empty((len(images), len(order), patch_size, patch_size, 3), dtype=np.float32)
+    np.copyto(patches, gathered.transpose(0, 1, 3, 4, 2))
+    return patches.reshape(len(images) * len(order), -1)
+
+
+def _sample_patches(images, patch_size, n_patches, rng):
+    """``n_patches`` random patches (any image, any position) as float32 rows."""
+    n_images, height, width = images.shape[:3]
+    image = rng.randint(n_images, size=n_patches)
+    row = rng.randint(height - patch_size + 1, size=n_patches)
+    col = rng.randint(width - patch_size + 1, size=n_patches)
+    windows = sliding_window_view(images, (patch_size, patch_size), axis=(1, 2))
+    patches = np.empty((n_patches, patch_size, patch_size, 3), dtype=np.float32)
+    np.copyto(patches, windows[image, row, col].transpose(0, 2, 3, 1))
+    return patches.reshape(n_patches, -1)
+
+
+def _normalize_patches(patches, contrast_eps):
+    """In place: subtract each row's mean, divide by sqrt(sample variance + eps)."""
+    patches -= patches.mean(axis=1, keepdims=True)
+    variance = np.einsum("ij,ij->i", patches, patches) / (patches.shape[1] - 1)
+    patches /= np.sqrt(variance + np.float32(contrast_eps))[:, np.newaxis]
+
+
+def _zca(patches, eps):
+    """Mean and symmetric ZCA matrix ``U diag(1 / sqrt(lambda + eps)) U^T``."""
+    mean = patches.mean(axis=0, dtype=np.float64)
+    covariance = np.zeros((patches.shape[1],) * 2)
+    for start in range(0, len(patches), 65536):
+        centred = patches[start:start + 65536] - mean
+        covariance += centred.T @ centred
+    covariance /= len(patches) - 1
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    whitening = (eigenvectors / np.sqrt(np.maximum(eigenvalues, 0) + eps)) @ eigenvectors.T
+    return mean.astype(np.float32), whitening.astype(np.float32)
+
+
+def _blas_threads():
+    """Threads the BLAS in use may run now (1 if none is found)."""
+    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    return max(counts, default=1)
+
+
+def _pyramid_levels(pooling):
+    """Pooling parameter -> tuple of pyramid levels; ValueError if invalid."""
+    if isinstance(pooling, str):
+        if pooling == "global":
+            return (1,)
+        if pooling == "quadrants":
+            return (2,)
+        raise ValueError(f'pooling must be "global", "quadrants" or a tuple of levels; got {pooling!r}')
+    try:
+        levels = tuple(pooling)
+    except TypeError:
+        raise ValueError(f'pooling must be "global", "quadrants" or a tuple of levels; got {pooling!r}') from None
+    if not levels or not all(_is_int(level) and level >= 1 for level in levels):
+        raise ValueError(f"pyramid levels must be a non-empty tuple of positive integers; got {pooling!r}")
+    return levels
+
+
+def _cell_edges(n_positions, n_cells):
+    """Edges cutting ``n_positions`` into ``n_cells`` runs, the first ones longer by one."""
+    sizes = n_positions // n_cells + (np.arange(n_cells) < n_positions % n_cells)
+    return np.concatenate([[0], np.cumsum(sizes)])
+
+
+class _RegionLayout:
+    """Where each patch position goes: pooling regions cut into disjoint "atoms".
+
+    Atoms are the cells of the common refinement of every pyramid level, so
+    every region is a union of atoms. Patch rows are ordered atom by atom
+    (``order``), which makes each atom a contiguous run of rows whose pooled
+    sum is one matrix-vector product.
+    """
+
+    def __init__(self, levels, grid_shape):
+        grid_rows, grid_cols = grid_shape
+        if max(levels) > min(grid_rows, grid_cols):
+            raise ValueError(
+                f"pyramid level {max(levels)} needs at least {max(levels)}x{max(levels)} patch "
+                f"positions; these images give {grid_rows}x{grid_cols}"
+            )
+        row_edges = [_cell_edges(grid_rows, level) for level in levels]
+        col_edges = [_cell_edges(grid_cols, level) for level in levels]
+        atom_row_edges = np.unique(np.concatenate(row_edges))
+        atom_col_edges = np.unique(np.concatenate(col_edges))
+        rows, cols = np.divmod(np.arange(grid_rows * grid_cols), grid_cols)
+        atom_rows = np.searchsorted(atom_row_edges, rows, side="right") - 1
+        atom_cols = np.searchsorted(atom_col_edges, cols, side="right") - 1
+        position_atom = atom_rows * (len(atom_col_edges) - 1) + atom_cols
+        self.n_positions = grid_rows * grid_cols
+        self.n_atoms = (len(atom_row_edges) - 1) * (len(atom_col_edges) - 1)
+        self.order = np.argsort(position_atom, kind="stable")
+        self.position_atom = position_atom[self.order]
+        self.atom_bounds = np.concatenate([[0], np.cumsum(np.bincount(position_atom, minlength=self.n_atoms))])
+        atom_row_start = atom_row_edges[:-1].repeat(len(atom_col_edges) - 1)
+        atom_col_start = np.tile(atom_col_edges[:-1], len(atom_row_edges) - 1)
+        membership = []
+        for level_rows, level_cols in zip(row_edges, col_edges):
+            cell_row = np.searchsorted(level_rows, atom_row_start, side="right") - 1
+            cell_col = np.searchsorted(level_cols, atom_col_start, side="right") - 1
+            cells = cell_row * (len(level_cols) - 1) + cell_col
+            membership.append(cells == np.arange((len(level_rows) - 1) * (len(level_cols) - 1))[:, np.newaxis])
+        self.atom_region = np.concatenate(membership).astype(np.float32)
+        self.n_regions = len(self.atom_region)
+        self.region_sizes = self.atom_region @ np.diff(self.atom_bounds).astype(np.float32)
+
+    def pieces(self, max_size):
+        """(start, stop, atom) runs of at most ``max_size`` rows covering every atom."""
+        pieces = []
+        for atom, (start, stop) in enumerate(zip(self.atom_bounds[:-1], self.atom_bounds[1:])):
+            edges = start + _cell_edges(stop - start, -(-(stop - start) // max_size))
+            pieces.extend((int(a), int(b), atom) for a, b in zip(edges[:-1], edges[1:]))
+        return pieces
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
