@@ -42,26 +42,22 @@ SPLIT_ORDER = ("train", "val", "test")
 
 def _feature_pairs(features, from_run):
     """[(name, extractor)] and whether they are already fitted."""
-    if isinstance(features, str):
-        steps = parse_features(features)
-    else:
-        steps = tuple(features)
+    steps = parse_features(features) if isinstance(features, str) else tuple(features)
     if all(isinstance(step, Step) for step in steps):
-        pairs = [(step.name, make_feature(step.name, step.params)) for step in steps]
+        names = [step.name for step in steps]
     elif all(isinstance(pair, tuple) and isinstance(pair[1], ImageFeatureExtractor) for pair in steps):
-        pairs = [(str(name), extractor) for name, extractor in steps]
+        names = [str(name) for name, _ in steps]
     else:
         raise ValueError("features must be a spec such as 'hog+color', Steps, or (name, extractor) pairs")
-    if from_run is None:
-        return pairs, False
-    model = load_model(Path(from_run) / "model.skops")
-    fitted = list(model.named_steps["features"].transformer_list)
-    if [name for name, _ in fitted] != [name for name, _ in pairs]:
-        raise StoreError(
-            f"run {from_run} extracts {'+'.join(name for name, _ in fitted)}, "
-            f"not {'+'.join(name for name, _ in pairs)}"
-        )
-    return fitted, True
+    if from_run is not None:
+        fitted = list(load_model(Path(from_run) / "model.skops").named_steps["features"].transformer_list)
+        if [name for name, _ in fitted] != names:
+            raise StoreError(f"run {from_run} extracts {'+'.join(name for name, _ in fitted)}, "
+                             f"not {'+'.join(names)}")
+        return fitted, True
+    if isinstance(steps[0], Step):
+        return [(step.name, make_feature(step.name, step.params)) for step in steps], False
+    return [(name, extractor) for name, (_, extractor) in zip(names, steps)], False
 
 
 def _jsonable(value):
@@ -211,20 +207,22 @@ def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, 
 
 
 def _open_store(out, plan):
-    """Create or reopen the store folder; refuse a folder written with another plan."""
+    """Create or reopen the store folder and return its manifest; refuse one made with another plan."""
     manifest = feature_store.read_manifest(out)
     if manifest is None:
         foreign = sorted(path.name for path in out.iterdir() if path.name != feature_store.LOCK_NAME)
         if foreign:
             raise StoreError(f"{out} is not a feature store and not empty ({', '.join(foreign[:3])}...); "
                              "give a new or empty folder")
-        feature_store.write_manifest(out, {"format": feature_store.FORMAT_VERSION, "complete": False,
-                                           "featpipe_version": featpipe.__version__, "plan": plan})
+        manifest = {"format": feature_store.FORMAT_VERSION, "complete": False,
+                    "featpipe_version": featpipe.__version__, "plan": plan}
+        feature_store.write_manifest(out, manifest)
     elif manifest.get("plan") != plan:
         changed = sorted(key for key in plan if manifest.get("plan", {}).get(key) != plan[key])
         raise StoreError(f"store {out} was made with other {', '.join(changed) or 'settings'}; "
                          "give a new folder, or delete this one to rebuild it")
     (out / feature_store.SHARDS_DIR).mkdir(exist_ok=True)
+    return manifest
 
 
 def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict):
@@ -238,7 +236,7 @@ def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, 
     return pairs
 
 
-def _final_manifest(out, plan, pairs, collection, records, seconds):
+def _final_manifest(plan, pairs, collection, records, seconds):
     rows = []
     skipped = list(collection.skipped_at_load)
     for record in records:
@@ -346,7 +344,7 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         raise StoreError(f"cannot create store folder {out}: {error.strerror or error}") from None
     with feature_store.StoreLock(out):
         feature_store.remove_temporary_files(out)
-        _open_store(out, plan)
+        manifest = _open_store(out, plan)
         pairs = _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict)
         extractors = [extractor for _, extractor in pairs]
         bounds = [(start, min(start + chunk_size, len(collection))) for start in range(0, len(collection), chunk_size)]
@@ -363,7 +361,8 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
             for record in Parallel(n_jobs=parallel_jobs, return_as="generator_unordered")(tasks):
                 records[record["index"]] = record
                 bar.update(record["inputs"][1] - record["inputs"][0])
-        manifest = _final_manifest(out, plan, pairs, collection, records, time.perf_counter() - started)
-        feature_store.write_manifest(out, manifest)
+        if todo or not manifest["complete"]:
+            manifest = _final_manifest(plan, pairs, collection, records, time.perf_counter() - started)
+            feature_store.write_manifest(out, manifest)
         feature_store.remove_temporary_files(out)
     return feature_store.open(out, verify=False)
