@@ -1,0 +1,232 @@
+"""The lecture's pictures of what a pipeline learned and sees.
+
+Class templates (a raw-pixel linear classifier's weights, one image per
+class), HOG glyphs and colour histograms of example images, the visual-word
+montage of k-means pipelines, and test images a pipeline got wrong. The
+HOG, colour and word drawings come from the feature modules
+(``featpipe.features.pictures`` and the words module); a picture is drawn
+when its drawing function and its data exist, and left out otherwise.
+"""
+
+from importlib import import_module
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from featpipe.model_io import load_model
+
+DPI = 100
+N_MISTAKES = 8
+N_EXAMPLE_IMAGES = 4
+WORDS_MODULES = ("featpipe.features.words_pictures", "featpipe.features.words", "featpipe.features.pictures")
+
+
+def optional_function(module_names, function_name):
+    """The first ``module.function_name`` that exists among ``module_names``, else None.
+
+    A module that is missing is skipped; one that exists but fails to import
+    raises, so a broken module is not mistaken for an absent one.
+    """
+    for module_name in module_names:
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue
+            raise
+        function = getattr(module, function_name, None)
+        if function is not None:
+            return function
+    return None
+
+
+class ModelLoader:
+    """Loads each run's model.skops on first use; a run without one gives None."""
+
+    def __init__(self, entries):
+        self.entries = entries
+        self._models = {}
+
+    def get(self, index):
+        """The trained Pipeline of run ``index``, or None when its folder has no model."""
+        if index not in self._models:
+            path = Path(self.entries[index]["run_dir"]) / "model.skops"
+            self._models[index] = load_model(path) if path.is_file() else None
+        return self._models[index]
+
+    def extractor(self, feature_names):
+        """The first fitted extractor named one of ``feature_names`` in any run's model."""
+        for index, entry in enumerate(self.entries):
+            if any(step["name"] in feature_names for step in entry["pipeline"]["features"]):
+                extractor = feature_extractor(self.get(index), feature_names)
+                if extractor is not None:
+                    return extractor
+        return None
+
+
+def feature_extractor(model, feature_names):
+    """The fitted extractor named one of ``feature_names`` in a saved Pipeline, or None."""
+    if model is None:
+        return None
+    union = model.named_steps.get("features")
+    for name, extractor in getattr(union, "transformer_list", []):
+        if name in feature_names:
+            return extractor
+    return None
+
+
+def load_examples(entry):
+    """A run's misclassified test examples (images, y_true, y_pred), or None."""
+    path = Path(entry["run_dir"]) / "examples.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as examples:
+        arrays = {key: examples[key] for key in ("images", "y_true", "y_pred") if key in examples}
+    if len(arrays) < 3 or len(arrays["images"]) == 0:
+        return None
+    return arrays
+
+
+def raw_weights(entry, model):
+    """The head's weights on the raw-pixel columns, per class, in pixel units.
+
+    With a standard scaler before the head, a weight on a standardized
+    column equals ``w / scale`` on the raw value, so the weights are divided
+    by the scale to show what the classifier does to the pixels themselves.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_classes, H, W, 3) or (n_classes, H, W), or None
+        None when the pipeline has no raw-pixel feature, no linear head, or
+        raw columns that do not form an image.
+    """
+    names = [step["name"] for step in entry["pipeline"]["features"]]
+    if model is None or "raw" not in names:
+        return None
+    coef = getattr(model.named_steps["head"], "coef_", None)
+    if coef is None:
+        return None
+    widths = entry["feature_widths"]
+    start = sum(int(widths[name]) for name in names[: names.index("raw")])
+    width = int(widths["raw"])
+    weights = np.asarray(coef, dtype=np.float64)[:, start:start + width]
+    scale = getattr(model.named_steps.get("normalize"), "scale_", None)
+    if scale is not None:
+        weights = weights / np.asarray(scale, dtype=np.float64)[start:start + width]
+    extractor = feature_extractor(model, ("raw",))
+    side = entry["dataset"].get("image_size") or 32
+    height, width_px = getattr(extractor, "image_shape_", (side, side))
+    if width == height * width_px * 3:
+        return weights.reshape(len(weights), height, width_px, 3)
+    if width == height * width_px:
+        return weights.reshape(len(weights), height, width_px)
+    return None
+
+
+def class_templates(entry, model):
+    """One image per class of the raw-pixel weights, scaled together to 0-1."""
+    weights = raw_weights(entry, model)
+    if weights is None:
+        return None
+    low, high = weights.min(), weights.max()
+    images = (weights - low) / (high - low) if high > low else np.zeros_like(weights)
+    classes = list(entry["dataset"].get("classes") or range(len(images)))
+    n_cols = min(len(images), 5)
+    n_rows = -(-len(images) // n_cols)
+    figure = Figure(figsize=(1.5 * n_cols, 1.7 * n_rows + 0.4), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(figure.subplots(n_rows, n_cols)).ravel()
+    for ax, image, name in zip(axes, images, classes):
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+        ax.set_title(str(name), fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    figure.suptitle(f"{entry['name']}: raw-pixel templates")
+    return figure
+
+
+def _example_images(entries, count):
+    """Up to ``count`` test images of different true classes from the runs' examples."""
+    for entry in entries:
+        examples = load_examples(entry)
+        if examples is None:
+            continue
+        _, first = np.unique(examples["y_true"], return_index=True)
+        chosen = np.sort(first)[:count]
+        classes = entry["dataset"].get("classes") or []
+        names = [str(classes[label]) if label < len(classes) else str(label) for label in examples["y_true"][chosen]]
+        return examples["images"][chosen], names
+    return None, None
+
+
+def hog_and_color(results, models):
+    """Example images beside their HOG glyphs and colour histograms."""
+    plot_hog = optional_function(("featpipe.features.pictures",), "plot_hog")
+    plot_color = optional_function(("featpipe.features.pictures",), "plot_color_histogram")
+    panels = []
+    if plot_hog is not None:
+        hog = models.extractor(("hog",))
+        panels.append(("HOG", lambda image, ax: plot_hog(image, hog=hog, ax=ax)))
+    if plot_color is not None:
+        color = models.extractor(("color",))
+        panels.append(("colour histogram", lambda image, ax: plot_color(image, color=color, ax=ax)))
+    images, names = _example_images(results["pipelines"], N_EXAMPLE_IMAGES)
+    if not panels or images is None:
+        return None
+    figure = Figure(figsize=(2.4 * (1 + len(panels)), 2.2 * len(images)), dpi=DPI, layout="constrained")
+    axes = figure.subplots(len(images), 1 + len(panels), squeeze=False)
+    for row, (image, name) in enumerate(zip(images, names)):
+        axes[row, 0].imshow(image, interpolation="nearest")
+        axes[row, 0].set_title(name, fontsize=9)
+        axes[row, 0].axis("off")
+        for col, (title, draw) in enumerate(panels, start=1):
+            draw(image, axes[row, col])
+            axes[row, col].set_title(title, fontsize=9)
+    return figure
+
+
+def visual_words(model):
+    """The montage of a words/bow pipeline's visual words."""
+    plot_words = optional_function(WORDS_MODULES, "plot_words")
+    words = feature_extractor(model, ("words", "bow"))
+    if plot_words is None or words is None:
+        return None
+    figure = Figure(figsize=(7, 7), dpi=DPI, layout="constrained")
+    plot_words(words, ax=figure.add_subplot())
+    return figure
+
+
+def _spread_over_classes(labels):
+    """Indices ordering ``labels`` round-robin over classes: first of each class, then second, ..."""
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        rank[where] = np.arange(len(where))
+    return np.lexsort((np.arange(len(labels)), rank))
+
+
+def mistakes(entry):
+    """Up to eight test images the pipeline got wrong, titled with its prediction."""
+    examples = load_examples(entry)
+    if examples is None:
+        return None
+    order = _spread_over_classes(examples["y_true"])[:N_MISTAKES]
+    examples = {key: value[order] for key, value in examples.items()}
+    count = len(order)
+    classes = entry["dataset"].get("classes") or []
+
+    def name(label):
+        return str(classes[label]) if 0 <= label < len(classes) else str(label)
+
+    n_cols = min(count, 4)
+    n_rows = -(-count // n_cols)
+    figure = Figure(figsize=(1.8 * n_cols, 2.0 * n_rows + 0.4), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(figure.subplots(n_rows, n_cols)).ravel()
+    for ax, image, truth, predicted in zip(axes, examples["images"], examples["y_true"], examples["y_pred"]):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(f"said {name(predicted)}\nwas {name(truth)}", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    figure.suptitle(f"{entry['name']}: mistakes")
+    return figure
