@@ -1,0 +1,351 @@
+"""Histograms of oriented gradients (HOG), computed for a whole image batch at once.
+
+The values equal scikit-image's :func:`skimage.feature.hog` image by image
+(same gradients, hard orientation binning, cell means and block
+normalizations), but every step runs over the whole batch. For uint8 colour
+images without ``transform_sqrt`` the per-pixel work is done with exact
+integer keys and small lookup tables: a gradient pair (row, col) in
+[-255, 255]^2 indexes a table that holds the rank of its magnitude, the
+channel priority and its orientation bin, so choosing the channel of largest
+gradient is one ``maximum`` over three gathered integers. Other settings
+(``transform_sqrt``, ``channel="gray"``) follow scikit-image's float64 steps
+over the batch.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+from skimage.color import rgb2gray
+
+from featpipe.features.base import ImageFeatureExtractor
+
+_BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys", "none")
+_CHANNELS = ("max", "gray")
+_EPS = 1e-5
+_MAX_GRADIENT = 255
+_KEY_SIDE = 2 * _MAX_GRADIENT + 1
+_N_KEYS = _KEY_SIDE * _KEY_SIDE
+_KEY_OFFSET = _MAX_GRADIENT * _KEY_SIDE + _MAX_GRADIENT
+_RANK_BITS = 17
+_CHANNEL_BITS = 2
+_SLAB_SIZE = 256
+"""Images per vectorized pass: keeps the int32 work arrays of 32x32 images in cache."""
+
+
+def _orientation_edges(orientations):
+    """Bin edges in degrees as scikit-image computes them (float32 products)."""
+    width = np.float32(180.0 / orientations)
+    return (width * np.arange(orientations + 1, dtype=np.float32)).astype(np.float64)
+
+
+def _orientation_bins(g_row, g_col, orientations):
+    """Hard orientation bin of each gradient; ``orientations`` marks "no bin"."""
+    angle = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    bins = np.searchsorted(_orientation_edges(orientations), angle, side="right") - 1
+    return np.minimum(bins, orientations).astype(np.int32)
+
+
+@lru_cache(maxsize=8)
+def _uint8_tables(orientations):
+    """Lookup tables over every integer gradient pair (row, col) in [-255, 255].
+
+    Returns one int32 table per colour channel, indexed by the key
+    ``511 * (g_row + 255) + g_col + 255``, whose
+    entries sort like scikit-image's channel choice (magnitude first, then the
+    earlier channel) and carry the orientation bin in their low bits; the
+    magnitude of each rank; and the number of bits that hold the bin.
+    """
+    grid = np.arange(-_MAX_GRADIENT, _MAX_GRADIENT + 1, dtype=np.float64)
+    g_row, g_col = np.meshgrid(grid, grid, indexing="ij")
+    magnitude_by_rank, rank = np.unique(np.hypot(g_row, g_col), return_inverse=True)
+    bins = _orientation_bins(g_row, g_col, orientations)
+    bin_bits = int(orientations).bit_length()
+    position = (_KEY_SIDE * g_row + g_col).astype(np.int64) + _KEY_OFFSET
+    tables = []
+    for channel in range(3):
+        entry = (rank.reshape(g_row.shape).astype(np.int32) << (_CHANNEL_BITS + bin_bits)) | (
+            (2 - channel) << bin_bits
+        ) | bins
+        table = np.empty(_N_KEYS, dtype=np.int32)
+        table[position.ravel()] = entry.ravel()
+        tables.append(table)
+    return tables, magnitude_by_rank, bin_bits
+
+
+class _Buffers(dict):
+    """Work arrays kept from slab to slab: fresh large arrays cost page faults."""
+
+    def get(self, name, shape, dtype):
+        key = (name, tuple(shape), np.dtype(dtype))
+        if key not in self:
+            self[key] = np.empty(shape, dtype=dtype)
+        return self[key]
+
+
+def _gradient_keys(images, buffers):
+    """Table indices ``511 * (g_row + 255) + g_col + 255``, channel first: int32 (3, N, H, W)."""
+    n_cols = images.shape[2]
+    shape = (3,) + images.shape[:3]
+    pixels = buffers.get("pixels", shape, np.int32)
+    keys = buffers.get("keys", shape, np.int32)
+    row_part = buffers.get("row_part", shape, np.int32)
+    np.copyto(pixels, images.transpose(3, 0, 1, 2))
+    flat_pixels, flat_keys, flat_rows = pixels.reshape(-1), keys.reshape(-1), row_part.reshape(-1)
+    np.subtract(flat_pixels[2:], flat_pixels[:-2], out=flat_keys[1:-1])
+    keys[..., 0] = 0
+    keys[..., -1] = 0
+    np.subtract(flat_pixels[2 * n_cols :], flat_pixels[: -2 * n_cols], out=flat_rows[n_cols:-n_cols])
+    row_part[:, :, 0] = 0
+    row_part[:, :, -1] = 0
+    np.multiply(row_part, _KEY_SIDE, out=row_part)
+    np.add(row_part, _KEY_OFFSET, out=row_part)
+    np.add(keys, row_part, out=keys)
+    return keys
+
+
+def _uint8_max_channel_pixels(keys, orientations, crop, buffers):
+    """Bin and magnitude per pixel of uint8 colour images, channel of largest gradient."""
+    tables, magnitude_by_rank, bin_bits = _uint8_tables(orientations)
+    keys = keys[:, :, : crop[0], : crop[1]]
+    best = buffers.get("best", keys.shape[1:], np.int32)
+    gathered = buffers.get("gathered", keys.shape[1:], np.int32)
+    np.take(tables[0], keys[0], out=best, mode="clip")
+    for channel in (1, 2):
+        np.take(tables[channel], keys[channel], out=gathered, mode="clip")
+        np.maximum(best, gathered, out=best)
+    bins = buffers.get("bins", best.shape, np.intp)
+    np.bitwise_and(best, (1 << bin_bits) - 1, out=bins)
+    np.right_shift(best, _CHANNEL_BITS + bin_bits, out=gathered)
+    magnitude = buffers.get("magnitude", best.shape, np.float64)
+    np.take(magnitude_by_rank, gathered, out=magnitude, mode="clip")
+    return bins, magnitude
+
+
+def _float_pixels(channels, orientations, crop):
+    """Bin and magnitude per pixel following scikit-image's float steps.
+
+    ``channels`` is float64 (N, H, W, C); with C > 1 each pixel takes the
+    channel of largest gradient magnitude (the first one on ties).
+    """
+    g_row = np.zeros_like(channels)
+    g_col = np.zeros_like(channels)
+    g_row[:, 1:-1] = channels[:, 2:] - channels[:, :-2]
+    g_col[:, :, 1:-1] = channels[:, :, 2:] - channels[:, :, :-2]
+    g_row = g_row[:, : crop[0], : crop[1]]
+    g_col = g_col[:, : crop[0], : crop[1]]
+    if channels.shape[-1] > 1:
+        strongest = np.hypot(g_row, g_col).argmax(axis=-1)[..., np.newaxis]
+        g_row = np.take_along_axis(g_row, strongest, axis=-1)
+        g_col = np.take_along_axis(g_col, strongest, axis=-1)
+    g_row, g_col = g_row[..., 0], g_col[..., 0]
+    return _orientation_bins(g_row, g_col, orientations), np.hypot(g_col, g_row)
+
+
+def _cell_means(bins, magnitude, orientations, cell, n_cells):
+    """Mean magnitude per (image, cell row, cell col, orientation)."""
+    n_images = bins.shape[0]
+    slots = orientations + 1
+    cell_of_row = np.arange(n_cells[0] * cell[0]) // cell[0]
+    cell_of_col = np.arange(n_cells[1] * cell[1]) // cell[1]
+    cell_slot = ((cell_of_row[:, None] * n_cells[1] + cell_of_col[None, :]) * slots).astype(np.int32)
+    image_slot = np.arange(n_images, dtype=np.int32) * np.int32(n_cells[0] * n_cells[1] * slots)
+    index = bins.astype(np.intp, copy=False)
+    np.add(index, cell_slot, out=index)
+    np.add(index, image_slot[:, None, None], out=index)
+    size = n_images * n_cells[0] * n_cells[1] * slots
+    sums = np.bincount(index.ravel(), weights=magnitude.ravel(), minlength=size)
+    sums = sums.reshape(n_images, n_cells[0], n_cells[1], slots)[..., :orientations]
+    return (sums / (cell[0] * cell[1])).astype(np.float32)
+
+
+def _normalize_blocks(cells, cells_per_block, block_norm):
+    """Overlapping blocks of cells, normalized; shape (N, rows, cols, b_r, b_c, o)."""
+    b_row, b_col = cells_per_block
+    windows = np.lib.stride_tricks.sliding_window_view(cells, (b_row, b_col), axis=(1, 2))
+    blocks = windows.transpose(0, 1, 2, 4, 5, 3)
+    axes = (3, 4, 5)
+    if block_norm in ("L1", "L1-sqrt"):
+        out = blocks / (np.abs(blocks).sum(axis=axes, keepdims=True) + _EPS)
+        return np.sqrt(out) if block_norm == "L1-sqrt" else out
+    out = blocks / np.sqrt((blocks**2).sum(axis=axes, keepdims=True) + _EPS**2)
+    if block_norm == "L2-Hys":
+        out = np.minimum(out, 0.2)
+        out /= np.sqrt((out**2).sum(axis=axes, keepdims=True) + _EPS**2)
+    return out
+
+
+def _cell_sizes(pixels_per_cell):
+    """Normalize ``pixels_per_cell`` to a list of (rows, cols) pairs."""
+    if np.isscalar(pixels_per_cell):
+        return [(pixels_per_cell, pixels_per_cell)]
+    sizes = list(pixels_per_cell)
+    if len(sizes) == 2 and all(np.isscalar(side) for side in sizes):
+        return [tuple(sizes)]
+    return [(size, size) if np.isscalar(size) else tuple(size) for size in sizes]
+
+
+def _is_positive_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+class HOG(ImageFeatureExtractor):
+    """Histogram of oriented gradients of every image, as scikit-image computes it.
+
+    Equals ``skimage.feature.hog(image, orientations, pixels_per_cell,
+    cells_per_block, block_norm, transform_sqrt=transform_sqrt,
+    channel_axis=-1)`` (``channel="max"``) or ``hog(rgb2gray(image), ...)``
+    (``channel="gray"``) for each image, computed over the batch at once.
+
+    Parameters
+    ----------
+    orientations : int, default=9
+        Number of orientation bins over 0-180 degrees (unsigned gradients).
+    pixels_per_cell : int, (int, int) or list of them, default=(8, 8)
+        Cell size in pixels (rows, cols). A list of sizes, e.g.
+        ``[(4, 4), (8, 8)]``, gives a multi-scale descriptor: the HOG at each
+        cell size, concatenated in the order given. Only whole cells count.
+    cells_per_block : (int, int), default=(2, 2)
+        Cells per normalization block; blocks slide one cell at a time.
+    block_norm : {"L2-Hys", "L1", "L1-sqrt", "L2", "none"}, default="L2-Hys"
+        Block normalization as in scikit-image (eps = 1e-5). ``"none"`` (or
+        ``None``) skips blocks and returns the cell histograms themselves:
+        the mean gradient magnitude per orientation and cell, on the 0-255
+        pixel scale (0-1 with ``channel="gray"``); ``cells_per_block`` is
+        then unused.
+    transform_sqrt : bool, default=False
+        Take the square root of the pixel values (0-255 scale) first.
+    channel : {"max", "gray"}, default="max"
+        ``"max"``: per pixel, the colour channel with the largest gradient
+        magnitude (scikit-image's ``channel_axis`` behaviour, 0-255 scale).
+        ``"gray"``: convert with :func:`skimage.color.rgb2gray`
+        (0.2125 R + 0.7154 G + 0.0721 B on the 0-1 scale) first.
+
+    Notes
+    -----
+    Input goes through :func:`featpipe.features.base.check_images`: float
+    images in [0, 1] are scaled to 0-255 and rounded, grey (N, H, W) batches
+    are stacked to three equal channels (so ``"max"`` equals the HOG of the
+    grey image). Images must hold at least one block at every cell size
+    (:meth:`min_image_size`, otherwise ``ValueError``).
+
+    References
+    ----------
+    .. [1] Dalal, N. and Triggs, B., "Histograms of Oriented Gradients for
+       Human Detection", CVPR 2005, :doi:`10.1109/CVPR.2005.177`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from featpipe.features.hog import HOG
+    >>> images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    >>> HOG().fit_transform(images).shape
+    (5, 324)
+    """
+
+    def __init__(
+        self,
+        orientations=9,
+        pixels_per_cell=(8, 8),
+        cells_per_block=(2, 2),
+        block_norm="L2-Hys",
+        transform_sqrt=False,
+        channel="max",
+    ):
+        self.orientations = orientations
+        self.pixels_per_cell = pixels_per_cell
+        self.cells_per_block = cells_per_block
+        self.block_norm = block_norm
+        self.transform_sqrt = transform_sqrt
+        self.channel = channel
+
+    def _checked_params(self):
+        """Validated (orientations, cell sizes, cells per block, block norm)."""
+        if not _is_positive_int(self.orientations):
+            raise ValueError(f"orientations must be a positive int; got {self.orientations!r}")
+        try:
+            cells = _cell_sizes(self.pixels_per_cell)
+            blocks = tuple(self.cells_per_block)
+        except TypeError as error:
+            raise ValueError(
+                "pixels_per_cell must be an int, a (rows, cols) pair or a list of them, and "
+                f"cells_per_block a (rows, cols) pair; got {self.pixels_per_cell!r}, "
+                f"{self.cells_per_block!r}"
+            ) from error
+        sides = [side for cell in cells for side in cell] + list(blocks)
+        if not cells or any(len(cell) != 2 for cell in cells) or len(blocks) != 2 or not all(
+            _is_positive_int(side) for side in sides
+        ):
+            raise ValueError(
+                "pixels_per_cell and cells_per_block need positive int (rows, cols) pairs; "
+                f"got {self.pixels_per_cell!r} and {self.cells_per_block!r}"
+            )
+        block_norm = "none" if self.block_norm is None else self.block_norm
+        if block_norm not in _BLOCK_NORMS:
+            raise ValueError(f"block_norm must be one of {_BLOCK_NORMS} or None; got {self.block_norm!r}")
+        if self.channel not in _CHANNELS:
+            raise ValueError(f"channel must be one of {_CHANNELS}; got {self.channel!r}")
+        if block_norm == "none":
+            blocks = (1, 1)
+        return int(self.orientations), cells, blocks, block_norm
+
+    def min_image_size(self):
+        """Smallest side (pixels) that holds one block at every cell size."""
+        _, cells, blocks, _ = self._checked_params()
+        return max(max(cell[0] * blocks[0], cell[1] * blocks[1]) for cell in cells)
+
+    def n_features_out(self, image_shape):
+        """Descriptor length for images of ``image_shape`` (H, W)."""
+        orientations, cells, blocks, _ = self._checked_params()
+        total = 0
+        for cell in cells:
+            n_blocks = [image_shape[axis] // cell[axis] - blocks[axis] + 1 for axis in (0, 1)]
+            if min(n_blocks) < 1:
+                raise ValueError(
+                    f"images of {image_shape[0]}x{image_shape[1]} pixels are too small for "
+                    f"{cell} pixel cells in {blocks} cell blocks; need at least "
+                    f"{cell[0] * blocks[0]}x{cell[1] * blocks[1]}"
+                )
+            total += n_blocks[0] * n_blocks[1] * blocks[0] * blocks[1] * orientations
+        return total
+
+    def _uses_tables(self, orientations):
+        """Whether the exact integer lookup path applies to these parameters."""
+        fits = _RANK_BITS + _CHANNEL_BITS + orientations.bit_length() < 32
+        return self.channel == "max" and not self.transform_sqrt and fits
+
+    def _float_channels(self, images):
+        """Float64 (N, H, W, C) values scikit-image would take its gradients of."""
+        if self.channel == "gray":
+            channels = rgb2gray(images)[..., np.newaxis]
+        else:
+            channels = images.astype(np.float64)
+        return np.sqrt(channels) if self.transform_sqrt else channels
+
+    def _describe(self, images, buffers, orientations, cells, blocks, block_norm):
+        """Concatenated descriptors of one slab of images, float32."""
+        if self._uses_tables(orientations):
+            keys = _gradient_keys(images, buffers)
+        else:
+            channels = self._float_channels(images)
+        parts = []
+        for cell in cells:
+            n_cells = (images.shape[1] // cell[0], images.shape[2] // cell[1])
+            crop = (n_cells[0] * cell[0], n_cells[1] * cell[1])
+            if self._uses_tables(orientations):
+                bins, magnitude = _uint8_max_channel_pixels(keys, orientations, crop, buffers)
+            else:
+                bins, magnitude = _float_pixels(channels, orientations, crop)
+            cell_means = _cell_means(bins, magnitude, orientations, cell, n_cells)
+            if block_norm != "none":
+                cell_means = _normalize_blocks(cell_means, blocks, block_norm)
+            parts.append(cell_means.reshape(len(images), -1))
+        return np.concatenate(parts, axis=1)
+
+    def _transform_images(self, images):
+        params = self._checked_params()
+        features = np.empty((len(images), self.n_features_out(images.shape[1:3])), dtype=np.float32)
+        buffers = _Buffers()
+        for start in range(0, len(images), _SLAB_SIZE):
+            slab = images[start : start + _SLAB_SIZE]
+            features[start : start + _SLAB_SIZE] = self._describe(slab, buffers, *params)
+        return features
