@@ -17,12 +17,14 @@ _REG_FACTORS = (1e-5, 1e-4, 1e-3, 1e-2)
 _SCALE_SAMPLE = 2000
 
 
-def default_grid(X_train):
+def default_grid(X_train, step=1.0):
     """The default learning rates and regularization strengths for ``X_train``.
 
     Both are scaled to the features so that one grid fits standardized and
-    unscaled data alike: learning rates are ``(0.3, 1, 3) / mean(||x||^2 + 1)``
-    (around the heads' ``learning_rate="auto"``), regularization strengths
+    unscaled data alike: learning rates are
+    ``step * (0.3, 1, 3) / mean(||x||^2 + 1)`` (around the heads'
+    ``learning_rate="auto"``, whose ``step`` is 1 for Softmax, 0.1 for
+    LinearSVM, 0.03 for the squared hinge), regularization strengths
     ``(1e-5, 1e-4, 1e-3, 1e-2) * mean(x^2)`` (for standardized features,
     where mean(x^2) = 1, exactly those values).
 
@@ -33,7 +35,7 @@ def default_grid(X_train):
     X = check_array(X_train, dtype=[np.float32, np.float64])
     rows = X[: _SCALE_SAMPLE]
     mean_sq_norm = float(np.einsum("ij,ij->", rows, rows, dtype=np.float64)) / rows.shape[0]
-    learning_rates = [factor / (mean_sq_norm + 1.0) for factor in _LEARNING_RATE_FACTORS]
+    learning_rates = [step * factor / (mean_sq_norm + 1.0) for factor in _LEARNING_RATE_FACTORS]
     regs = [factor * mean_sq_norm / X.shape[1] for factor in _REG_FACTORS]
     return learning_rates, regs
 
@@ -58,7 +60,8 @@ def search_hyperparameters(head, X_train, y_train, X_val, y_val, learning_rates=
     X_val, y_val : array-like
         Validation split that scores each try.
     learning_rates, regs : sequence of float or None
-        Values to try; ``None`` uses :func:`default_grid`.
+        Values to try; ``None`` uses :func:`default_grid` (centred on the
+        head's automatic learning rate).
     n_samples : int or None, default=None
         ``None`` tries the full grid ``learning_rates x regs``. An integer
         draws that many pairs instead, each coordinate log-uniform between
@@ -87,7 +90,8 @@ def search_hyperparameters(head, X_train, y_train, X_val, y_val, learning_rates=
     >>> len(records), sorted(best)
     (6, ['learning_rate', 'reg'])
     """
-    default_rates, default_regs = default_grid(X_train)
+    auto_step = head._auto_step() if hasattr(head, "_auto_step") else 1.0
+    default_rates, default_regs = default_grid(X_train, step=auto_step)
     learning_rates = _positive_list("learning_rates", default_rates if learning_rates is None else learning_rates)
     regs = _positive_list("regs", default_regs if regs is None else regs)
     if n_samples is None:
