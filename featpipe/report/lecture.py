@@ -114,14 +114,48 @@ def raw_weights(entry, model):
     scale = getattr(model.named_steps.get("normalize"), "scale_", None)
     if scale is not None:
         weights = weights / np.asarray(scale, dtype=np.float64)[start:start + width]
-    extractor = feature_extractor(model, ("raw",))
-    side = entry["dataset"].get("image_size") or 32
-    height, width_px = getattr(extractor, "image_shape_", (side, side))
+    height, width_px = _raw_image_shape(feature_extractor(model, ("raw",)), entry["dataset"].get("image_size") or 32)
     if width == height * width_px * 3:
         return weights.reshape(len(weights), height, width_px, 3)
     if width == height * width_px:
         return weights.reshape(len(weights), height, width_px)
     return None
+
+
+def _raw_image_shape(extractor, side):
+    """(rows, cols) of the images a raw-pixel extractor flattens (after its optional resize)."""
+    size = getattr(extractor, "image_size", None)
+    if size is not None:
+        return (int(size), int(size)) if np.isscalar(size) else tuple(int(value) for value in size)
+    return tuple(getattr(extractor, "image_shape_", (side, side)))
+
+
+def image_grid(images, titles, title, n_cols, title_lines=1):
+    """Tile images (N, H, W, 3) in 0-1 into one picture, each under its title.
+
+    One axes holds the whole montage, which draws far faster than one axes
+    per image.
+    """
+    count, height, width = images.shape[:3]
+    n_rows = -(-count // n_cols)
+    gap_x, gap_y = max(2, width // 8), int(np.ceil(height * 0.1 * title_lines)) + 2
+    cell_h, cell_w = height + gap_y, width + gap_x
+    padded = np.ones((n_rows * n_cols, cell_h, cell_w, 3))
+    padded[:count, gap_y:, gap_x // 2:gap_x // 2 + width] = images
+    canvas = padded.reshape(n_rows, n_cols, cell_h, cell_w, 3).transpose(0, 2, 1, 3, 4)
+    canvas = canvas.reshape(n_rows * cell_h, n_cols * cell_w, 3)
+    scale = 4.5 * 32 / max(height, width)
+    title_px = 34
+    figure = Figure(figsize=(canvas.shape[1] * scale / DPI, (canvas.shape[0] * scale + title_px) / DPI), dpi=DPI)
+    ax = figure.add_axes((0, 0, 1, canvas.shape[0] * scale / (canvas.shape[0] * scale + title_px)))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    for index, text in enumerate(titles):
+        row, col = divmod(index, n_cols)
+        ax.text(col * cell_w + cell_w / 2 - 0.5, row * cell_h + gap_y - 1.5, text,
+                ha="center", va="bottom", fontsize=8, linespacing=1.1)
+    figure.suptitle(title, y=1 - 4 / (canvas.shape[0] * scale + title_px), va="top")
+    return figure
 
 
 def class_templates(entry, model):
@@ -131,18 +165,10 @@ def class_templates(entry, model):
         return None
     low, high = weights.min(), weights.max()
     images = (weights - low) / (high - low) if high > low else np.zeros_like(weights)
-    classes = list(entry["dataset"].get("classes") or range(len(images)))
-    n_cols = min(len(images), 5)
-    n_rows = -(-len(images) // n_cols)
-    figure = Figure(figsize=(1.5 * n_cols, 1.7 * n_rows + 0.4), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(figure.subplots(n_rows, n_cols)).ravel()
-    for ax, image, name in zip(axes, images, classes):
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
-        ax.set_title(str(name), fontsize=9)
-    for ax in axes:
-        ax.axis("off")
-    figure.suptitle(f"{entry['name']}: raw-pixel templates")
-    return figure
+    if images.ndim == 3:
+        images = np.repeat(images[..., np.newaxis], 3, axis=-1)
+    classes = [str(name) for name in entry["dataset"].get("classes") or range(len(images))]
+    return image_grid(images, classes, f"{entry['name']}: raw-pixel templates", n_cols=min(len(images), 5))
 
 
 def _example_images(entries, count):
@@ -213,20 +239,12 @@ def mistakes(entry):
         return None
     order = _spread_over_classes(examples["y_true"])[:N_MISTAKES]
     examples = {key: value[order] for key, value in examples.items()}
-    count = len(order)
     classes = entry["dataset"].get("classes") or []
 
     def name(label):
         return str(classes[label]) if 0 <= label < len(classes) else str(label)
 
-    n_cols = min(count, 4)
-    n_rows = -(-count // n_cols)
-    figure = Figure(figsize=(1.8 * n_cols, 2.0 * n_rows + 0.4), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(figure.subplots(n_rows, n_cols)).ravel()
-    for ax, image, truth, predicted in zip(axes, examples["images"], examples["y_true"], examples["y_pred"]):
-        ax.imshow(image, interpolation="nearest")
-        ax.set_title(f"said {name(predicted)}\nwas {name(truth)}", fontsize=8)
-    for ax in axes:
-        ax.axis("off")
-    figure.suptitle(f"{entry['name']}: mistakes")
-    return figure
+    titles = [f"said {name(predicted)}\nwas {name(truth)}"
+              for truth, predicted in zip(examples["y_true"], examples["y_pred"])]
+    return image_grid(examples["images"] / 255.0, titles, f"{entry['name']}: mistakes",
+                      n_cols=min(len(order), 4), title_lines=2)
