@@ -217,12 +217,8 @@ class KMeansWords(ImageFeatureExtractor):
 
     def _encode(self, layout, images, features):
         """Encode ``images`` into ``features`` (n, n_regions, K), a few images at a time."""
-        words = self.words_
-        word_norms = np.einsum("ij,ij->i", words, words)
         triangle = self.encoding == "triangle"
-        right = np.vstack([-2 * words.T, np.ones((1, len(words)), np.float32), word_norms[np.newaxis]])
-        if not triangle:
-            right = np.delete(right, -2, axis=0)
+        right = _right_operand(self.words_, with_norm=triangle)
         images_per_step = max(1, _PATCHES_PER_STEP // layout.n_positions)
         for start in range(0, len(images), images_per_step):
             stop = min(start + images_per_step, len(images))
@@ -247,6 +243,18 @@ class KMeansWords(ImageFeatureExtractor):
             rows[:, width] = np.einsum("ij,ij->i", patches, patches)
         rows[:, -1] = 1.0
         return rows.reshape(len(images), layout.n_positions, -1)
+
+
+def _right_operand(words, with_norm):
+    """``[-2 C^T; 1; ||c||^2]`` (or without the row of ones): distances in one GEMM.
+
+    Rows ``[w, ||w||^2, 1]`` times it give ``||w - c||^2``; rows ``[w, 1]``
+    times the version without the ones give ``||w - c||^2 - ||w||^2``, which
+    has the same nearest word.
+    """
+    ones = np.ones((1 if with_norm else 0, len(words)), dtype=np.float32)
+    norms = np.einsum("ij,ij->i", words, words)[np.newaxis]
+    return np.vstack([-2 * words.T, ones, norms]).astype(np.float32)
 
 
 def _triangle_atom_sums(rows, right, layout, patches_per_block):

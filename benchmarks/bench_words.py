@@ -1,0 +1,174 @@
+"""Benchmark of k-means visual words on CIFAR-10: encoding speed and accuracy.
+
+speed:    encode CIFAR-10 images (default all 60,000) with 1,600 words, 6x6
+          patches, stride 1, triangle encoding and quadrant pooling, and set
+          the rate of the distance products (N x 729 x 108 x 1600 x 2 flops)
+          beside this machine's float32 GEMM rate measured in the same
+          process: numpy matmul of the same shape (rows x 108) @ (108 x 1600)
+          and of a large square product. Timed in this process (BLAS threads
+          = worker threads) and through featpipe.parallel.transform_in_chunks
+          with two worker processes (how the pipeline runs it).
+accuracy: fit the words on the 49,000 training images, encode train / val /
+          test, standardize, train featpipe's LinearSVM(squared=True) over a
+          small grid of ``reg`` picked on the 1,000 validation images; the
+          hard-assignment bag of words (same dictionary) beside it.
+
+Prints one JSON line per figure. Example (full size, about 10 minutes)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE nice -n 10 python benchmarks/bench_words.py
+    python benchmarks/bench_words.py --part speed --limit 2000 --repeats 3
+"""
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+from featpipe.datasets import load_dataset
+from featpipe.features.words import KMeansWords
+from featpipe.heads.linear import LinearSVM
+from featpipe.parallel import transform_in_chunks
+
+CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+
+
+def emit(**figure):
+    print(json.dumps(figure), flush=True)
+
+
+def median_seconds(function, repeats):
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def gemm_rate(rows, inner, cols, repeats):
+    """Median GFLOP/s of numpy's float32 matmul (rows x inner) @ (inner x cols)."""
+    rng = np.random.default_rng(0)
+    left = rng.standard_normal((rows, inner), dtype=np.float32)
+    right = rng.standard_normal((inner, cols), dtype=np.float32)
+    product = np.empty((rows, cols), dtype=np.float32)
+    seconds = median_seconds(lambda: np.matmul(left, right, out=product), repeats)
+    return 2.0 * rows * inner * cols / seconds / 1e9
+
+
+def peak_memory_gib():
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 2**20, 2)
+
+
+def bench_speed(images, n_words, repeats):
+    n_images = len(images)
+    flops = n_images * 729 * 108 * n_words * 2.0
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    emit(figure="blas", libraries=[{key: info.get(key) for key in ("internal_api", "architecture", "num_threads", "version")}
+                                   for info in blas])
+    words = KMeansWords(n_words=n_words, n_patches=20 * n_words, random_state=0).fit(images[:5000])
+    reference_same = gemm_rate(729 * 32, 108, n_words, 5)
+    reference_square = gemm_rate(4096, 4096, 4096, 3)
+    seconds = median_seconds(lambda: words.transform(images), repeats)
+    reference_same = max(reference_same, gemm_rate(729 * 32, 108, n_words, 5))
+    reference_square = max(reference_square, gemm_rate(4096, 4096, 4096, 3))
+    achieved = flops / seconds / 1e9
+    emit(figure="gemm_reference", shape=f"({729 * 32} x 108) @ (108 x {n_words})", gflops=round(reference_same, 1))
+    emit(figure="gemm_reference", shape="(4096 x 4096) @ (4096 x 4096)", gflops=round(reference_square, 1))
+    emit(figure="encode_triangle_threads", images=n_images, n_words=n_words, seconds=round(seconds, 2),
+         images_per_second=round(n_images / seconds), gflops=round(achieved, 1),
+         ratio_to_same_shape_gemm=round(achieved / reference_same, 3),
+         ratio_to_square_gemm=round(achieved / reference_square, 3))
+    start = time.perf_counter()
+    transform_in_chunks(words, images, n_jobs=2)
+    seconds = time.perf_counter() - start
+    emit(figure="encode_triangle_2_processes", images=n_images, seconds=round(seconds, 2),
+         gflops=round(flops / seconds / 1e9, 1), ratio_to_same_shape_gemm=round(flops / seconds / 1e9 / reference_same, 3))
+    hard = words.set_params(encoding="hard")
+    seconds = median_seconds(lambda: hard.transform(images), 1)
+    emit(figure="encode_hard_threads", images=n_images, seconds=round(seconds, 2), gflops=round(flops / seconds / 1e9, 1))
+
+
+def standardize(train, *others):
+    mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
+    scale = train.std(axis=0, dtype=np.float64).astype(np.float32) + np.float32(1e-3)
+    for features in (train, *others):
+        features -= mean
+        features /= scale
+
+
+def fit_head(features, dataset, regs, n_epochs):
+    """Best LinearSVM(squared=True) over ``regs`` by validation accuracy."""
+    best = None
+    for reg in regs:
+        start = time.perf_counter()
+        head = LinearSVM(squared=True, reg=reg, n_epochs=n_epochs, random_state=0)
+        head.fit(features["train"], dataset.y_train)
+        val = head.score(features["val"], dataset.y_val)
+        emit(figure="head_search", reg=reg, n_epochs=n_epochs, val_accuracy=round(val, 4),
+             seconds=round(time.perf_counter() - start, 1))
+        if best is None or val > best[0]:
+            best = (val, reg, head)
+    return best
+
+
+def bench_accuracy(dataset, n_words, n_patches, regs, n_epochs):
+    start = time.perf_counter()
+    words = KMeansWords(n_words=n_words, n_patches=n_patches, random_state=0).fit(dataset.X_train)
+    fit_seconds = time.perf_counter() - start
+    emit(figure="fit_words", n_words=n_words, n_patches=n_patches, train_images=len(dataset.X_train),
+         seconds=round(fit_seconds, 1))
+    for encoding in ("triangle", "hard"):
+        words.set_params(encoding=encoding)
+        start = time.perf_counter()
+        features = {split: transform_in_chunks(words, getattr(dataset, f"X_{split}"), n_jobs=2)
+                    for split in ("train", "val", "test")}
+        extract_seconds = time.perf_counter() - start
+        standardize(features["train"], features["val"], features["test"])
+        start = time.perf_counter()
+        val, reg, head = fit_head(features, dataset, regs, n_epochs)
+        emit(figure=f"accuracy_{encoding}", n_words=n_words, width=features["train"].shape[1],
+             n_train=len(dataset.X_train), n_val=len(dataset.X_val), n_test=len(dataset.X_test),
+             reg=reg, val_accuracy=round(val, 4), test_accuracy=round(head.score(features["test"], dataset.y_test), 4),
+             fit_words_seconds=round(fit_seconds, 1), extract_seconds=round(extract_seconds, 1),
+             head_search_seconds=round(time.perf_counter() - start, 1), peak_memory_gib=peak_memory_gib())
+        del features
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("speed", "accuracy", "all"), default="all")
+    parser.add_argument("--limit", type=int, default=None, help="use N random training and N/5 test images")
+    parser.add_argument("--n-words", type=int, default=1600)
+    parser.add_argument("--n-patches", type=int, default=400_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--regs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    parser.add_argument("--n-epochs", type=int, default=20)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    dataset = load_dataset(CIFAR, val_size=1000, seed=0)
+    if args.limit:
+        rng = np.random.default_rng(0)
+        for split, size in (("train", args.limit), ("test", max(args.limit // 5, 1))):
+            keep = np.sort(rng.permutation(len(getattr(dataset, f"y_{split}")))[:size])
+            setattr(dataset, f"X_{split}", getattr(dataset, f"X_{split}")[keep])
+            setattr(dataset, f"y_{split}", getattr(dataset, f"y_{split}")[keep])
+    emit(figure="load", train=len(dataset.X_train), val=len(dataset.X_val), test=len(dataset.X_test),
+         seconds=round(time.perf_counter() - start, 1))
+    if args.part in ("speed", "all"):
+        images = np.concatenate([dataset.X_train, dataset.X_val, dataset.X_test])
+        bench_speed(images, args.n_words, args.repeats)
+        del images
+    if args.part in ("accuracy", "all"):
+        bench_accuracy(dataset, args.n_words, args.n_patches, args.regs, args.n_epochs)
+    emit(figure="peak_memory", gib=peak_memory_gib())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Tests of the k-means visual words (featpipe.features.words) and their montage."""
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+
+from featpipe.features.words import (
+    KMeansWords,
+    _clipped_distances,
+    _normalize_patches,
+    _right_operand,
+    _RegionLayout,
+    _sample_patches,
+)
+from featpipe.features.words_pictures import plot_words, word_montage
+
+matplotlib.use("Agg")
+
+CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+
+
+def _random_images(n=6, height=12, width=11, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
+
+
+def _naive_whitened_patch(model, patch):
+    """One patch, the paper's way, in float64: normalize, subtract the mean, whiten."""
+    values = patch.astype(np.float64).ravel()
+    values = (values - values.mean()) / np.sqrt(values.var(ddof=1) + model.contrast_eps)
+    if model.whitening_ is None:
+        return values
+    return (values - model.patch_mean_) @ model.whitening_.astype(np.float64)
+
+
+def _naive_features(model, images, levels):
+    """Per-patch loop over every image and position, then pooling per pyramid cell."""
+    side, stride = model.patch_size, model.stride
+    words = model.words_.astype(np.float64)
+    rows = np.arange(0, images.shape[1] - side + 1, stride)
+    cols = np.arange(0, images.shape[2] - side + 1, stride)
+    features = []
+    for image in images:
+        codes = np.zeros((len(rows), len(cols), len(words)))
+        for i, row in enumerate(rows):
+            for j, col in enumerate(cols):
+                whitened = _naive_whitened_patch(model, image[row:row + side, col:col + side])
+                distances = np.sqrt(((whitened - words) ** 2).sum(axis=1))
+                if model.encoding == "triangle":
+                    codes[i, j] = np.maximum(0, distances.mean() - distances)
+                else:
+                    codes[i, j, np.argmin(distances)] = 1
+        pooled = []
+        for level in levels:
+            for cell_rows in np.array_split(np.arange(len(rows)), level):
+                for cell_cols in np.array_split(np.arange(len(cols)), level):
+                    cell = codes[np.ix_(cell_rows, cell_cols)].sum(axis=(0, 1))
+                    if model.encoding == "hard":
+                        cell /= len(cell_rows) * len(cell_cols)
+                    pooled.append(cell)
+        features.append(np.concatenate(pooled))
+    return np.array(features)
+
+
+@pytest.mark.parametrize("encoding", ["triangle", "hard"])
+@pytest.mark.parametrize(
+    ("pooling", "levels"), [("global", (1,)), ("quadrants", (2,)), ((1, 2, 3), (1, 2, 3))]
+)
+def test_features_match_a_per_patch_loop(encoding, pooling, levels):
+    images = _random_images()
+    model = KMeansWords(n_words=5, patch_size=4, n_patches=400, encoding=encoding, pooling=pooling,
+                        patches_per_block=7, random_state=0).fit(images)
+    features = model.transform(images)
+    expected = _naive_features(model, images, levels)
+    assert features.dtype == np.float32
+    assert features.shape == expected.shape
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+def test_stride_and_no_whitening_match_a_per_patch_loop(whiten):
+    images = _random_images(n=4, height=13, width=13, seed=1)
+    model = KMeansWords(n_words=6, patch_size=3, stride=2, whiten=whiten, n_patches=300,
+                        random_state=1).fit(images)
+    np.testing.assert_allclose(model.transform(images), _naive_features(model, images, (2,)),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_distance_product_matches_sklearn_pairwise_distances():
+    images = _random_images(n=3, height=9, width=9)
+    model = KMeansWords(n_words=7, patch_size=3, n_patches=300, random_state=0).fit(images)
+    layout = _RegionLayout((1,), (7, 7))
+    rows = model._design_rows(images, layout, with_norm=True).reshape(-1, 29)
+    # A patch equal to a word has distance 0, and its float32 square may round below
+    # zero; make it do so, so the square root's NaN must be repaired.
+    rows[0, :27] = model.words_[0]
+    rows[0, 27] = model.words_[0] @ model.words_[0] - 1e-3
+    whitened = np.array([_naive_whitened_patch(model, images[i, r:r + 3, c:c + 3])
+                         for i in range(3) for r, c in np.ndindex(7, 7)])
+    whitened[0] = model.words_[0]
+    distances = euclidean_distances(whitened, model.words_.astype(np.float64))
+    block = np.empty((len(rows), 7), dtype=np.float32)
+    means = _clipped_distances(rows, _right_operand(model.words_, with_norm=True), block,
+                               np.full(7, 1 / 7, dtype=np.float32))
+    np.testing.assert_allclose(means, distances.mean(axis=1), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(block, np.minimum(distances, distances.mean(axis=1)[:, None]),
+                               rtol=1e-4, atol=1e-3)
+    assert np.all(np.isfinite(block))
+
+
+def test_whitened_patches_have_identity_covariance():
+    images = _random_images(n=20, height=16, width=16, seed=2)
+    model = KMeansWords(n_words=4, patch_size=3, n_patches=5000, whiten_eps=1e-9,
+                        random_state=3).fit(images)
+    patches = _sample_patches(images, 3, 5000, check_random_state(3))
+    _normalize_patches(patches, model.contrast_eps)
+    whitened = (patches.astype(np.float64) - model.patch_mean_) @ model.whitening_.astype(np.float64)
+    covariance = np.cov(whitened, rowvar=False)
+    # Normalized patches sum to zero: whitening can only reach the identity on the other directions.
+    along_ones = np.eye(27) - np.full((27, 27), 1 / 27)
+    np.testing.assert_allclose(along_ones @ covariance @ along_ones, along_ones, atol=2e-3)
+
+
+@pytest.mark.parametrize(("pooling", "n_regions"), [("global", 1), ("quadrants", 4), ((1, 2, 4), 21), ([3], 9)])
+def test_width_is_words_times_regions(pooling, n_regions):
+    images = _random_images(n=3, height=16, width=16)
+    model = KMeansWords(n_words=3, patch_size=4, n_patches=100, pooling=pooling, random_state=0)
+    assert model.n_features_out((16, 16)) == 3 * n_regions
+    features = model.fit_transform(images)
+    assert features.shape == (3, 3 * n_regions) == (3, model.n_features_out_)
+
+
+def test_same_seed_same_words_and_features_whatever_the_threads():
+    images = _random_images(n=9, height=10, width=10, seed=4)
+    first = KMeansWords(n_words=6, patch_size=3, n_patches=500, random_state=7, n_threads=1).fit(images)
+    second = KMeansWords(n_words=6, patch_size=3, n_patches=500, random_state=7, n_threads=3).fit(images)
+    other = KMeansWords(n_words=6, patch_size=3, n_patches=500, random_state=8).fit(images)
+    np.testing.assert_array_equal(first.words_, second.words_)
+    assert not np.allclose(first.words_, other.words_)
+    np.testing.assert_allclose(first.transform(images), second.transform(images), rtol=1e-6, atol=1e-6)
+
+
+def test_hard_histograms_are_frequencies():
+    images = _random_images(n=5, height=14, width=14, seed=5)
+    model = KMeansWords(n_words=8, patch_size=5, n_patches=300, encoding="hard", pooling=(1, 2),
+                        random_state=0).fit(images)
+    histograms = model.transform(images).reshape(5, 5, 8)
+    np.testing.assert_allclose(histograms.sum(axis=2), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"encoding": "soft"}, "encoding must be one of"),
+        ({"pooling": "halves"}, "pooling must be"),
+        ({"pooling": (0, 2)}, "positive integers"),
+        ({"pooling": ()}, "positive integers"),
+        ({"pooling": (9,)}, "pyramid level 9 needs"),
+        ({"n_patches": 3}, "n_patches .* at least n_words"),
+        ({"n_words": 0}, "n_words must be a positive integer"),
+        ({"stride": 1.5}, "stride must be a positive integer"),
+        ({"whiten_eps": 0}, "whiten_eps must be a positive number"),
+        ({"n_threads": 0}, "n_threads must be None or a positive integer"),
+        ({"patch_size": 13}, "too small"),
+    ],
+)
+def test_bad_parameters_raise_clear_errors(params, message):
+    model = KMeansWords(**{"n_words": 4, "patch_size": 4, "n_patches": 100, **params})
+    with pytest.raises(ValueError, match=message):
+        model.fit(_random_images())
+
+
+def test_bad_images_raise_clear_errors():
+    model = KMeansWords(n_words=4, patch_size=4, n_patches=100, random_state=0)
+    with pytest.raises(NotFittedError):
+        model.transform(_random_images())
+    with pytest.raises(ValueError, match=r"shape \(N, H, W, 3\)"):
+        model.fit(np.zeros((5, 8), dtype=np.uint8))
+    model.fit(_random_images())
+    with pytest.raises(ValueError, match="fitted on 12x11"):
+        model.transform(_random_images(height=10))
+
+
+def test_word_patches_undo_the_whitening():
+    images = _random_images(n=8, height=10, width=10, seed=6)
+    model = KMeansWords(n_words=5, patch_size=3, n_patches=400, random_state=0).fit(images)
+    patches = model.word_patches()
+    assert patches.shape == (5, 3, 3, 3)
+    rewhitened = (patches.reshape(5, -1) - model.patch_mean_) @ model.whitening_
+    np.testing.assert_allclose(rewhitened, model.words_, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="not fitted"):
+        KMeansWords().word_patches()
+
+
+def test_montage_places_each_rescaled_patch_on_its_grid_cell():
+    patches = np.random.default_rng(0).normal(size=(5, 2, 3, 3))
+    montage = word_montage(patches, gap=1)
+    assert montage.shape == (2 * 3 + 1, 3 * 4 + 1, 3)
+    for index, patch in enumerate(patches):
+        top, left = 1 + (index // 3) * 3, 1 + (index % 3) * 4
+        expected = (patch - patch.min()) / (patch.max() - patch.min())
+        np.testing.assert_allclose(montage[top:top + 2, left:left + 3], expected, rtol=1e-6)
+    np.testing.assert_array_equal(montage[4:6, 9:12], 1.0)
+    with pytest.raises(ValueError, match=r"\(n_words, p, p, 3\)"):
+        word_montage(np.zeros((4, 6, 6)))
+
+
+def test_plot_words_draws_the_fitted_words_into_given_axes():
+    import matplotlib.pyplot as plt
+
+    model = KMeansWords(n_words=10, patch_size=3, n_patches=300, random_state=0).fit(_random_images())
+    figure, ax = plt.subplots()
+    returned = plot_words(model, ax=ax)
+    assert returned is ax
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), word_montage(model.word_patches()))
+    plt.close(figure)
+
+
+def _cifar_subset(split, per_class, seed):
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for label, folder in enumerate(sorted((CIFAR / split).iterdir())):
+        files = sorted(folder.glob("*.jpg"))
+        for index in rng.choice(len(files), per_class, replace=False):
+            images.append(np.asarray(Image.open(files[index]).convert("RGB")))
+            labels.append(label)
+    return np.stack(images), np.array(labels)
+
+
+@pytest.mark.cifar
+def test_triangle_words_beat_raw_pixels_on_a_cifar_subset():
+    from sklearn.linear_model import RidgeClassifier
+
+    X_train, y_train = _cifar_subset("train", 100, seed=0)
+    X_test, y_test = _cifar_subset("test", 50, seed=1)
+    words = KMeansWords(n_words=100, n_patches=20_000, random_state=0).fit(X_train)
+
+    def accuracy(train, test):
+        scaler = StandardScaler().fit(train)
+        head = RidgeClassifier(alpha=10.0 * train.shape[1]).fit(scaler.transform(train), y_train)
+        return head.score(scaler.transform(test), y_test)
+
+    words_accuracy = accuracy(words.transform(X_train), words.transform(X_test))
+    raw_accuracy = accuracy(X_train.reshape(len(X_train), -1).astype(np.float32),
+                            X_test.reshape(len(X_test), -1).astype(np.float32))
+    # Measured: 0.49 here, raw pixels 0.32, random words 0.43, no whitening 0.39.
+    assert words_accuracy > 0.45
+    assert words_accuracy > raw_accuracy + 0.1
