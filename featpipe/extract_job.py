@@ -184,7 +184,7 @@ def _execution(n_jobs, scheduler, backend):
             n_workers = None if n_jobs in (None, -1) else n_jobs
             cluster = stack.enter_context(LocalCluster(
                 n_workers=n_workers, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None,
+                host="127.0.0.1", dashboard_address=":0",
             ))
             client = stack.enter_context(Client(cluster))
         stack.enter_context(parallel_config(backend="dask", wait_for_workers_timeout=60))

@@ -32,9 +32,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from sklearn.pipeline import FeatureUnion
-
-from featpipe.model_io import load_model, save_model
 
 MANIFEST_NAME = "manifest.json"
 EXTRACTORS_NAME = "extractors.skops"
@@ -180,6 +177,10 @@ def shard_is_intact(store_dir, record):
 
 def save_extractors(store_dir, pairs):
     """Save fitted ``(name, extractor)`` pairs as a FeatureUnion in skops format, atomically."""
+    from sklearn.pipeline import FeatureUnion
+
+    from featpipe.model_io import save_model
+
     path = Path(store_dir) / EXTRACTORS_NAME
     temporary = _temporary_name(path)
     try:
@@ -192,6 +193,8 @@ def save_extractors(store_dir, pairs):
 
 def load_extractors(store_dir):
     """The fitted ``(name, extractor)`` pairs saved by :func:`save_extractors`, or ``None``."""
+    from featpipe.model_io import load_model
+
     path = Path(store_dir) / EXTRACTORS_NAME
     return list(load_model(path).transformer_list) if path.is_file() else None
 
