@@ -26,7 +26,6 @@ from featpipe import store as feature_store
 from featpipe.datasets import describe_source, load_dataset, read_images, scan_image_folder
 from featpipe.datasets.splits import TEST_FRACTION, TEST_STREAM, VAL_STREAM, resolve_val_size, stratified_holdout
 from featpipe.features.base import ImageFeatureExtractor
-from featpipe.model_io import load_model
 from featpipe.registry import make_feature
 from featpipe.spec import Step, parse_features
 from featpipe.store import StoreError
@@ -50,6 +49,8 @@ def _feature_pairs(features, from_run):
     else:
         raise ValueError("features must be a spec such as 'hog+color', Steps, or (name, extractor) pairs")
     if from_run is not None:
+        from featpipe.model_io import load_model  # skops is slow to import; workers never need it
+
         fitted = list(load_model(Path(from_run) / "model.skops").named_steps["features"].transformer_list)
         if [name for name, _ in fitted] != names:
             raise StoreError(f"run {from_run} extracts {'+'.join(name for name, _ in fitted)}, "
