@@ -7,6 +7,7 @@ folder, a ``cifar-10-python.tar.gz`` tarball, or an ``.npz`` file.
 """
 
 import hashlib
+import os
 import warnings
 from pathlib import Path
 
@@ -52,9 +53,10 @@ def _name(kind, path):
 def _listing_digest(root, paths):
     """sha256 over the relative path, size and modification time of each file."""
     digest = hashlib.sha256()
-    for path in paths:
-        stat = Path(path).stat()
-        digest.update(f"{Path(path).relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    prefix_length = len(os.path.join(os.fspath(root), ""))
+    for path in map(os.fspath, paths):
+        stat = os.stat(path)
+        digest.update(f"{path[prefix_length:]}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -213,7 +215,7 @@ def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, 
         Called with the number of files decoded after each chunk (image
         folders only); ``describe_source(...)["n_images"]`` is the total.
     n_jobs : int, default=-1
-        Decoding threads for image folders; -1 uses every core.
+        Decoding processes for image folders; -1 uses every core.
 
     Returns
     -------
