@@ -144,13 +144,17 @@ def _fit(pairs, collection, image_size, fit_samples, seed, strict):
 def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, strict):
     """Read one chunk, extract its features and write its shard; return the shard's record.
 
-    ``inputs`` are file paths (decoded here, unreadable files skipped unless
-    ``strict``) or a uint8 image array.
+    ``inputs`` are file paths (decoded here; corrupt files are skipped
+    unless ``strict``, missing ones stop the job) or a uint8 image array.
     """
     if isinstance(inputs, np.ndarray):
         images, skipped = inputs, []
     else:
         batch = read_images(inputs, image_size, strict=strict)
+        missing = [path for path, reason in batch.skipped if reason.startswith("FileNotFoundError")]
+        if missing:
+            raise StoreError(f"{missing[0]} was listed when the job started but cannot be found now; on a "
+                             "cluster, every worker must see the data at the same path")
         images = batch.images
         skipped = [(int(position), path, reason)
                    for position, (path, reason) in zip(np.flatnonzero(~batch.ok), batch.skipped)]
@@ -334,6 +338,9 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
     pairs, fitted = _feature_pairs(features, from_run)
+    if fitted and image_size not in (None, pairs[0][1].image_shape_[0]):
+        raise StoreError(f"the extractors of run {from_run} were fitted on {pairs[0][1].image_shape_[0]}-pixel "
+                         f"images, not {image_size}")
     if image_size is None:
         image_size = pairs[0][1].image_shape_[0] if fitted else 32
     collection = _Collection(data, image_size, val_size, seed, strict, cache_dir)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from featpipe import store
+from featpipe import extract_job, store
 from featpipe.datasets import DatasetError, load_dataset
 from featpipe.extract_job import run_extract_job
 from featpipe.features.hog import HOG
@@ -211,3 +211,16 @@ def test_extractors_come_from_a_finished_run(folder, tmp_path):
     np.testing.assert_array_equal(stored.split("test")[0], fitted.transform(load_dataset(folder).X_test))
     with pytest.raises(StoreError, match="extracts hog, not hog\\+color"):
         run_extract_job("hog+color", folder, tmp_path / "other", from_run=run, progress=False)
+
+
+def test_image_missing_at_read_time_stops_the_job(folder, tmp_path, monkeypatch):
+    scan = extract_job.scan_image_folder
+
+    def scan_with_a_vanished_file(root):
+        paths, labels, classes, splits = scan(root)
+        return [*paths[:-1], str(tmp_path / "vanished.jpg")], labels, classes, splits
+
+    monkeypatch.setattr(extract_job, "scan_image_folder", scan_with_a_vanished_file)
+    with pytest.raises(StoreError, match="vanished.jpg was listed when the job started but cannot be found"):
+        run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
+    assert len(shard_bytes(tmp_path / "store")) == 7
