@@ -122,3 +122,18 @@ def test_random_search_rejects_a_bad_scale(regression):
     X, y = regression
     with pytest.raises(ValueError, match="scale"):
         random_search(least_squares, np.zeros((5, 2)), X, y, scale=0.0)
+
+
+def test_rows_restricts_training_to_a_subset_without_copying_X():
+    X = np.zeros((60, 2))
+    rows = np.arange(0, 60, 3)
+    seen = []
+
+    def recorder(W, X_batch, y_batch):
+        seen.append(y_batch.copy())
+        return 0.0, np.zeros_like(W)
+
+    minibatch_sgd(recorder, np.zeros(1), X, np.arange(60), learning_rate=1.0, batch_size=7,
+                  n_epochs=1, rng=0, rows=rows)
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), rows)
+    assert len(seen) == 3

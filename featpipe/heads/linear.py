@@ -118,7 +118,6 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             n_held = max(1, int(round(_VALIDATION_FRACTION * X.shape[0])))
             held, train_rows = np.sort(order[:n_held]), np.sort(order[n_held:])
             X_val, y_val = X[held], y_index[held]
-            X, y_index = X[train_rows], y_index[train_rows]
         mean_sq_norm = _mean_squared_norm(X, rng)
         n_classes = len(self.classes_)
         W = np.zeros((X.shape[1] + 1, n_classes), dtype=X.dtype)
@@ -146,15 +145,11 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             W, history = minibatch_sgd(
                 self._loss, W, X, y_index, learning_rate=learning_rate, batch_size=self.batch_size,
                 n_epochs=self.n_epochs, momentum=self.momentum, lr_decay=self.lr_decay,
-                rng=rng, on_epoch=on_epoch)
-        elif self.optimizer == "gd":
-            W, history = gradient_descent(
-                self._loss, W, X, y_index, learning_rate=learning_rate, n_epochs=self.n_epochs,
-                momentum=self.momentum, lr_decay=self.lr_decay, on_epoch=on_epoch)
+                rng=rng, on_epoch=on_epoch, rows=train_rows)
         else:
-            W, history = random_search(
-                self._loss, W, X, y_index, n_epochs=self.n_epochs,
-                scale=1.0 / np.sqrt(mean_sq_norm), rng=rng, on_epoch=on_epoch)
+            if train_rows is not None:
+                X, y_index = X[train_rows], y_index[train_rows]
+            W, history = self._fit_full_batch(W, X, y_index, learning_rate, mean_sq_norm, rng, on_epoch)
         if self.early_stopping and best["W"] is not None:
             W = best["W"]
         self.loss_history_ = [float(value) for value in history]
@@ -162,6 +157,16 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         self.coef_ = np.ascontiguousarray(W[:-1].T)
         self.intercept_ = W[-1].copy()
         return self
+
+    def _fit_full_batch(self, W, X, y_index, learning_rate, mean_sq_norm, rng, on_epoch):
+        """Full-batch training ("gd" or "random"); held-out rows were already removed."""
+        if self.optimizer == "gd":
+            return gradient_descent(
+                self._loss, W, X, y_index, learning_rate=learning_rate, n_epochs=self.n_epochs,
+                momentum=self.momentum, lr_decay=self.lr_decay, on_epoch=on_epoch)
+        return random_search(
+            self._loss, W, X, y_index, n_epochs=self.n_epochs,
+            scale=1.0 / np.sqrt(mean_sq_norm), rng=rng, on_epoch=on_epoch)
 
     def decision_function(self, X):
         """Class scores ``X @ coef_.T + intercept_``.

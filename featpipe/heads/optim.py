@@ -23,24 +23,23 @@ def _check_positive(name, value):
         raise ValueError(f"{name} must be a positive number; got {value!r}")
 
 
-def _batches(X, y, batch_size, rng):
-    """Yield (X_batch, y_batch) covering every row once, in random order.
+def _batches(X, y, rows, batch_size, rng):
+    """Yield (X_batch, y_batch) covering every training row once, in random order.
 
-    A full batch is X itself (no copy); smaller batches gather rows at
-    sorted random indices (sorted for memory locality).
+    A full batch of all of X is X itself (no copy); smaller batches gather
+    rows at sorted random indices (sorted for memory locality).
     """
-    n_samples = X.shape[0]
-    if batch_size >= n_samples:
+    if rows is None and batch_size >= X.shape[0]:
         yield X, y
         return
-    order = rng.permutation(n_samples)
-    for start in range(0, n_samples, batch_size):
+    order = rng.permutation(X.shape[0] if rows is None else rows)
+    for start in range(0, len(order), batch_size):
         batch = np.sort(order[start:start + batch_size])
         yield X[batch], y[batch]
 
 
 def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
-                  momentum=0.0, lr_decay=1.0, rng=None, on_epoch=None):
+                  momentum=0.0, lr_decay=1.0, rng=None, on_epoch=None, rows=None):
     """Minibatch stochastic gradient descent with optional momentum.
 
     The update is ``v = momentum * v - lr * dW; W += v`` (momentum 0 is
@@ -67,6 +66,9 @@ def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
         Draws the batch order.
     on_epoch : callable or None
         ``on_epoch(epoch, W) -> bool``; returning True stops training.
+    rows : ndarray of int or None
+        Train on these rows of ``X`` only (e.g. all but a held-out
+        validation part), without copying them out of ``X``.
 
     Returns
     -------
@@ -80,13 +82,13 @@ def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
     if not 0.0 < lr_decay <= 1.0:
         raise ValueError(f"lr_decay must lie in (0, 1]; got {lr_decay!r}")
     rng = np.random.default_rng(rng)
-    n_samples = X.shape[0]
+    n_samples = X.shape[0] if rows is None else len(rows)
     batch_size = int(min(batch_size, n_samples))
     velocity = np.zeros_like(W) if momentum else None
     loss_history = []
     for epoch in range(n_epochs):
         epoch_loss = 0.0
-        for X_batch, y_batch in _batches(X, y, batch_size, rng):
+        for X_batch, y_batch in _batches(X, y, rows, batch_size, rng):
             value, dW = loss(W, X_batch, y_batch)
             epoch_loss += value * len(y_batch)
             if velocity is None:
