@@ -293,8 +293,8 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     n_jobs : int or None, default=None
         Local worker processes; ``None`` or -1 uses every core. With
         ``backend="dask"`` and no scheduler, the LocalCluster's workers.
-    chunk_size : int, default=2000
-        Images per shard (the unit of work and of resuming).
+    chunk_size : int or None, default=2000
+        Images per shard (the unit of work and of resuming); ``None`` for 2000.
     scheduler : str or None
         Address of a Dask scheduler, ``tcp://HOST:PORT``: run the chunks on
         that cluster.
@@ -335,6 +335,7 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     (60000, 334)
     """
     started = time.perf_counter()
+    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
     pairs, fitted = _feature_pairs(features, from_run)

@@ -24,6 +24,7 @@ a million-image store) or many writers sharing one file across machines
 
 import errno
 import hashlib
+import io
 import json
 import os
 import socket
@@ -64,32 +65,19 @@ def _disk_error(path, error):
     return StoreError(f"cannot write {path}: {error.strerror or error}")
 
 
-class _HashingFile:
-    """A write-only file that also feeds every byte to a sha256."""
-
-    def __init__(self, file):
-        self.file = file
-        self.digest = hashlib.sha256()
-
-    def write(self, data):
-        self.digest.update(data)
-        return self.file.write(data)
-
-
 def _atomic_write(path, write):
     """Call ``write(file)`` on a temporary file, then rename it to ``path``.
 
-    Returns what ``write`` returned. On any failure the temporary file is
-    removed; ``OSError`` becomes :class:`StoreError`.
+    On any failure the temporary file is removed; ``OSError`` becomes
+    :class:`StoreError`.
     """
     temporary = _temporary_name(path)
     try:
         with temporary.open("wb") as file:
-            result = write(file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-        return result
     except OSError as error:
         temporary.unlink(missing_ok=True)
         raise _disk_error(path, error) from None
@@ -142,22 +130,17 @@ def write_shard(store_dir, index, features, inputs, skipped):
     record : dict
         ``index``, ``file``, ``inputs``, ``n_rows``, ``sha256``, ``skipped``.
     """
-    features = np.ascontiguousarray(features, dtype=np.float32)
+    encoded = io.BytesIO()
+    np.lib.format.write_array(encoded, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
     shards = Path(store_dir) / SHARDS_DIR
     stem = shard_stem(index)
-
-    def write_array(file):
-        hashing = _HashingFile(file)
-        np.lib.format.write_array(hashing, features, allow_pickle=False)
-        return hashing.digest.hexdigest()
-
-    sha256 = _atomic_write(shards / f"{stem}.npy", write_array)
+    _atomic_write(shards / f"{stem}.npy", lambda file: file.write(encoded.getbuffer()))
     record = {
         "index": int(index),
         "file": f"{SHARDS_DIR}/{stem}.npy",
         "inputs": [int(inputs[0]), int(inputs[1])],
         "n_rows": int(features.shape[0]),
-        "sha256": sha256,
+        "sha256": hashlib.sha256(encoded.getbuffer()).hexdigest(),
         "skipped": [[int(position), str(path), str(reason)] for position, path, reason in skipped],
     }
     _write_json(shards / f"{stem}.json", record)
@@ -421,6 +404,12 @@ class FeatureStore:
 
     def __len__(self):
         return len(self.labels)
+
+    def __str__(self):
+        widths = " + ".join(f"{name} {width}" for name, width in self.feature_widths.items())
+        counts = ", ".join(f"{np.count_nonzero(self.splits == name)} {name}" for name in ("train", "val", "test"))
+        return (f"{self.path}: {len(self)} images x {self.features.shape[1]} features ({widths}); {counts}; "
+                f"{len(self.skipped)} unreadable image(s) skipped")
 
     def split(self, name):
         """Features (in memory, float32) and labels of split ``name``."""

@@ -70,6 +70,8 @@ def test_store_holds_the_features_of_load_dataset_splits(folder, reference):
     for shard in manifest["shards"]:
         assert store.file_sha256(reference.path / shard["file"]) == shard["sha256"]
     assert all(Path(path).is_absolute() and Path(path).exists() for path in reference.paths)
+    assert str(reference).endswith(f"114 images x 324 features (hog 324); {len(dataset.y_train)} train, "
+                                   f"{len(dataset.y_val)} val, 24 test; 0 unreadable image(s) skipped")
 
 
 def test_rerun_of_a_finished_store_rewrites_nothing(folder, reference):
