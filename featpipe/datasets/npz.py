@@ -53,7 +53,7 @@ def _encode(labels, key, classes, path):
             f"{path}: {key} holds {labels.dtype} labels, which cannot be matched to {classes.dtype} classes"
         ) from None
     if unknown.any():
-        raise DatasetError(f"{path}: {key} has a label that is not a class: {labels[unknown][0]!r}")
+        raise DatasetError(f"{path}: {key} has a label that is not a class: {labels[unknown][0].item()!r}")
     return indices.astype(np.int64)
 
 
