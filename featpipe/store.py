@@ -421,6 +421,11 @@ class FeatureStore:
         return load_extractors(self.path)
 
 
+def is_store(path):
+    """Whether ``path`` is a folder holding a feature store's manifest (finished or not)."""
+    return (Path(path) / MANIFEST_NAME).is_file()
+
+
 def open(path, verify=True):  # noqa: A001 - the reader API is featpipe.store.open
     """Open a finished feature store for reading.
 

@@ -86,9 +86,11 @@ def test_corrupt_shard_fails_its_checksum(tmp_path, arrays):
 def test_unfinished_missing_and_misshapen_stores_are_refused(tmp_path, arrays):
     with pytest.raises(StoreError, match="not a feature store"):
         store.open(tmp_path / "nothing")
+    assert not store.is_store(tmp_path / "nothing") and not store.is_store(tmp_path)
     _write_store(tmp_path / "unfinished", arrays, complete=False)
     with pytest.raises(StoreError, match="unfinished"):
         store.open(tmp_path / "unfinished")
+    assert store.is_store(tmp_path / "unfinished")
     records = _write_store(tmp_path / "short", arrays)
     np.save(tmp_path / "short" / records[0]["file"], arrays[0][:2])
     with pytest.raises(StoreError, match=r"the manifest says float32 \(4, 5\)"):
