@@ -1,7 +1,6 @@
 """featpipe.datasets entry points: sources, fingerprints, .npz files, splits and bad input."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +69,8 @@ def test_validation_is_held_out_of_train_only(tmp_path):
     rng = np.random.default_rng(1)
     X_train = _images(rng, 200)
     y_train = np.repeat([0, 1], 100)
-    path = _npz(tmp_path / "d.npz", X_train=X_train, y_train=y_train, X_test=_images(rng, 10), y_test=np.zeros(10))
+    path = _npz(tmp_path / "d.npz", X_train=X_train, y_train=y_train, X_test=_images(rng, 10),
+                y_test=np.zeros(10))
     dataset = load_dataset(path, image_size=8, val_size=20, seed=0)
     assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (180, 20, 10)
     np.testing.assert_array_equal(np.bincount(dataset.y_val), [10, 10])
@@ -86,8 +86,8 @@ def test_npz_round_trip_with_string_labels_and_float_images(tmp_path):
     X_test = rng.random((6, 8, 8)).astype(np.float32)  # grey floats in [0, 1]
     y_train = np.array(["dog", "cat", "emu"] * 10)
     y_test = np.array(["emu", "cat"] * 3)
-    dataset = load_dataset(_npz(tmp_path / "d.npz", X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test),
-                           image_size=8, val_size=0)
+    path = _npz(tmp_path / "d.npz", X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test)
+    dataset = load_dataset(path, image_size=8, val_size=0)
     assert dataset.name == f"npz:{tmp_path / 'd.npz'}"
     assert dataset.classes == ["cat", "dog", "emu"]
     np.testing.assert_array_equal(dataset.X_train, X_train)

@@ -85,15 +85,16 @@ def server(tmp_path, cifar_files):
 
 
 def _check_arrays(dataset, rows, labels):
-    train_rows, test_rows = rows[: 5 * PER_BATCH], rows[5 * PER_BATCH:]
+    n_train = 5 * PER_BATCH
     assert dataset.classes == CLASSES
     combined = np.concatenate([dataset.X_train, dataset.X_val])
-    assert combined.shape == (5 * PER_BATCH, 32, 32, 3)
-    expected_train = {_expected_image(row).tobytes() for row in train_rows}
-    assert {image.tobytes() for image in combined} == expected_train
-    for image, label, row in zip(dataset.X_test, dataset.y_test, test_rows):
+    combined_labels = np.concatenate([dataset.y_train, dataset.y_val])
+    assert combined.shape == (n_train, 32, 32, 3)
+    expected_train = {_expected_image(row).tobytes(): label for row, label in zip(rows[:n_train], labels[:n_train])}
+    assert {image.tobytes(): label for image, label in zip(combined, combined_labels)} == expected_train
+    for image, row in zip(dataset.X_test, rows[n_train:]):
         np.testing.assert_array_equal(image, _expected_image(row))
-    np.testing.assert_array_equal(dataset.y_test, labels[5 * PER_BATCH:])
+    np.testing.assert_array_equal(dataset.y_test, labels[n_train:])
 
 
 def test_download_once_verified_then_read(tmp_path, server, cifar_files, monkeypatch):

@@ -1,7 +1,6 @@
 """Image folders: layouts, image modes, unreadable files, and the real CIFAR-10 JPEG folder."""
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,13 @@ import pytest
 from joblib import parallel_config
 from PIL import Image
 
-from featpipe.datasets import DatasetError, UnreadableImageWarning, load_dataset, read_images, scan_image_folder
+from featpipe.datasets import (
+    DatasetError,
+    UnreadableImageWarning,
+    load_dataset,
+    read_images,
+    scan_image_folder,
+)
 
 CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

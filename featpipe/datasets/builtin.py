@@ -69,7 +69,8 @@ def _source(file_name):
     path = resources.files("skimage.data").joinpath(file_name)
     if not path.is_file():
         raise DatasetError(
-            f"the built-in data set needs {file_name} from scikit-image's package data, and this installation lacks it"
+            f"the built-in data set needs {file_name} from scikit-image's package data, "
+            "and this installation lacks it"
         )
     with path.open("rb") as handle, Image.open(handle) as image:
         return image.convert("L" if image.mode in ("L", "I;16") else "RGB")
@@ -83,9 +84,9 @@ def _crops(source, n_crops, side_range, image_size, rng):
     lefts = np.floor(rng.random(n_crops) * (width - sides + 1)).astype(int)
     tops = np.floor(rng.random(n_crops) * (height - sides + 1)).astype(int)
     boxes = np.stack([lefts, tops, lefts + sides, tops + sides], axis=1)
-    return np.stack(
-        [np.asarray(source.resize((image_size, image_size), RESAMPLING, box=tuple(box), reducing_gap=2.0)) for box in boxes.tolist()]
-    )
+    size = (image_size, image_size)
+    resized = [source.resize(size, RESAMPLING, box=tuple(box), reducing_gap=2.0) for box in boxes.tolist()]
+    return np.stack([np.asarray(crop) for crop in resized])
 
 
 def _tint(grey, tint_name, rng):
@@ -140,10 +141,11 @@ def make_builtin(image_size=32, seed=0):
             grey = _crops(source, n_per_class, _TEXTURE_CROP, image_size, rng)
             per_class.append(_tint(grey, tint_name, rng))
     for file_name in _PHOTOS.values():
-        per_class.append(_crops(_source(file_name), n_per_class, _PHOTO_CROP, image_size, rng).astype(np.float32))
+        photo_crops = _crops(_source(file_name), n_per_class, _PHOTO_CROP, image_size, rng)
+        per_class.append(photo_crops.astype(np.float32))
     stacked = np.stack(per_class)
     images = _jitter(stacked.reshape(-1, image_size, image_size, 3), rng).reshape(stacked.shape)
-    labels = np.repeat(np.arange(len(CLASSES), dtype=np.int64), n_per_class).reshape(len(CLASSES), n_per_class)
+    labels = np.repeat(np.arange(len(CLASSES), dtype=np.int64)[:, np.newaxis], n_per_class, axis=1)
     train, test = slice(0, N_TRAIN_PER_CLASS), slice(N_TRAIN_PER_CLASS, None)
     flat = (-1, image_size, image_size, 3)
     return (

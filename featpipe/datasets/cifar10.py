@@ -148,7 +148,8 @@ def read_cifar10(source):
         raise DatasetError(f"{source} is not a complete CIFAR-10 python set: missing {', '.join(missing)}")
     train = [_batch_arrays(blobs[name], name) for name in TRAIN_BATCHES]
     X_test, y_test = _batch_arrays(blobs[TEST_BATCH], TEST_BATCH)
-    classes = [_text(name) for name in _entry(_unpickle(blobs[META_FILE], META_FILE), "label_names", META_FILE)]
+    meta = _unpickle(blobs[META_FILE], META_FILE)
+    classes = [_text(name) for name in _entry(meta, "label_names", META_FILE)]
     X_train = np.concatenate([images for images, _ in train])
     y_train = np.concatenate([labels for _, labels in train])
     for labels, name in ((y_train, "training batches"), (y_test, TEST_BATCH)):

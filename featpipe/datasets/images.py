@@ -163,7 +163,9 @@ def scan_image_folder(root):
         by_split = {"all": _class_folders(root)}
         classes = sorted(by_split["all"])
     if not any(by_split.values()):
-        loose = " (images lie directly in it: put each class in its own folder)" if _has_loose_images(root) else ""
+        loose = ""
+        if _has_loose_images(root):
+            loose = " (images lie directly in it: put each class in its own folder)"
         raise DatasetError(f"no images found in {root}{loose}; {_LAYOUT_HINT}")
     if len(classes) < 2:
         raise DatasetError(

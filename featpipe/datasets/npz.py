@@ -41,7 +41,9 @@ def _encode(labels, key, classes, path):
     """Map labels to indices into ``classes``."""
     if np.issubdtype(labels.dtype, np.integer) and not np.issubdtype(classes.dtype, np.integer):
         if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
-            raise DatasetError(f"{path}: {key} has labels outside 0..{len(classes) - 1} (the indices of classes)")
+            raise DatasetError(
+                f"{path}: {key} has labels outside 0..{len(classes) - 1} (the indices of classes)"
+            )
         return labels.astype(np.int64)
     try:
         order = np.argsort(classes, kind="stable")

@@ -15,7 +15,14 @@ import numpy as np
 import skimage
 
 from . import builtin, cifar10
-from .core import Dataset, DatasetError, UnreadableImageWarning, check_image_size, empty_images, fingerprint_of
+from .core import (
+    Dataset,
+    DatasetError,
+    UnreadableImageWarning,
+    check_image_size,
+    empty_images,
+    fingerprint_of,
+)
 from .images import read_images, resize_batch, scan_image_folder
 from .npz import read_npz
 from .splits import TEST_FRACTION, TEST_STREAM, VAL_STREAM, resolve_val_size, stratified_holdout
@@ -73,7 +80,8 @@ def _content(kind, path):
     if kind == "cifar10":
         return f"md5:{cifar10.CIFAR10_MD5}", cifar10.N_IMAGES, None
     if kind == "cifar10-batches":
-        return _listing_digest(path, [path / name for name in cifar10.BATCH_FILES if (path / name).is_file()]), None, None
+        batch_files = [path / name for name in cifar10.BATCH_FILES if (path / name).is_file()]
+        return _listing_digest(path, batch_files), None, None
     if kind in ("npz", "cifar10-tarball"):
         return _file_digest(path), None, None
     scan = scan_image_folder(path)
@@ -139,13 +147,21 @@ def _load_folder(root, scan, image_size, seed, strict, n_jobs, progress):
     images, ok, skipped = read_images(paths, image_size, strict=strict, n_jobs=n_jobs, progress=progress)
     if not ok.any():
         first_path, reason = skipped[0]
-        raise DatasetError(f"no readable images in {root}: all {len(paths)} failed (first: {first_path}: {reason})")
+        raise DatasetError(
+            f"no readable images in {root}: all {len(paths)} failed (first: {first_path}: {reason})"
+        )
     labels, splits = labels[ok], splits[ok]
     if "all" in splits:
-        train, test = stratified_holdout(labels, int(np.floor(TEST_FRACTION * len(labels) + 0.5)), seed, TEST_STREAM)
+        n_test = int(np.floor(TEST_FRACTION * len(labels) + 0.5))
+        train, test = stratified_holdout(labels, n_test, seed, TEST_STREAM)
     else:
         train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
-    return {"X_train": images[train], "y_train": labels[train], "X_test": images[test], "y_test": labels[test]}, skipped
+    return {
+        "X_train": images[train],
+        "y_train": labels[train],
+        "X_test": images[test],
+        "y_test": labels[test],
+    }, skipped
 
 
 def _load_arrays(kind, path, scan, image_size, seed, strict, cache_dir, n_jobs, progress):
@@ -173,7 +189,8 @@ def _check_splits(arrays, classes, name):
         empty = "train" if len(arrays["y_train"]) == 0 else "test"
         raise DatasetError(f"{name}: the {empty} split holds no images")
     if len(train_classes) < 2:
-        raise DatasetError(f"{name}: train holds only one class ({classes[train_classes[0]]}); a classifier needs two")
+        only = classes[train_classes[0]]
+        raise DatasetError(f"{name}: train holds only one class ({only}); a classifier needs two")
     for split in ("val", "test"):
         labels = arrays.get(f"y_{split}", np.empty(0, np.int64))
         unknown = np.setdiff1d(np.unique(labels), train_classes)
@@ -242,7 +259,9 @@ def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, 
     source, scan = _describe(data, image_size, val_size, seed)
     image_size = check_image_size(image_size)
     kind, path = source["kind"], None if source["path"] is None else Path(source["path"])
-    arrays, classes, skipped = _load_arrays(kind, path, scan, image_size, seed, strict, cache_dir, n_jobs, progress)
+    arrays, classes, skipped = _load_arrays(
+        kind, path, scan, image_size, seed, strict, cache_dir, n_jobs, progress
+    )
     if "X_val" not in arrays:
         n_val = resolve_val_size(val_size, len(arrays["y_train"]))
         kept, held = stratified_holdout(arrays["y_train"], n_val, seed, VAL_STREAM)
