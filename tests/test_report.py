@@ -1,131 +1,79 @@
 """Tests for featpipe.report: results.json, report.md and report.html agree figure for figure.
 
-The run folders are real: small linear heads trained on a few hundred
-CIFAR-10 images, saved with featpipe.model_io, with metrics.json written
-to the schema of docs/ARCHITECTURE.md.
+The report is the real thing: ``featpipe run`` (with ``--search``) and
+``featpipe compare`` (one finished run given with ``--from``, two trained
+on the spot, one of them a k-means words pipeline) on the built-in data
+set, through the click command in-process.
 """
 
 import base64
 import json
 import re
-import time
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from sklearn.metrics import confusion_matrix
-from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from click.testing import CliRunner
 
 import featpipe
-from featpipe.features.words import KMeansWords
-from featpipe.heads.linear import LinearSVM, Softmax
-from featpipe.model_io import load_model, save_model
+from featpipe.cli import cli
+from featpipe.model_io import load_model
 from featpipe.report import ReportError, write_report
-from featpipe.report.lecture import _spread_over_classes, optional_function, raw_weights
+from featpipe.report.lecture import _spread_over_classes, feature_extractor, raw_weights
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 STAGES = ("load", "extract", "normalize", "train", "evaluate")
 
+RAW_PIPELINE = """description = "raw pixels at 16x16, a small search grid"
+[[features]]
+name = "raw"
+image_size = 16
+[head]
+name = "svm"
+n_epochs = 5
+[search]
+learning_rates = [1e-4, 3e-4]
+regs = [1e-4, 1e-2]
+"""
 
-def _read_split(split, per_class, skip=0):
-    classes = sorted(path.name for path in (CIFAR / split).iterdir())
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((CIFAR / split / name).glob("*.jpg"))[skip:skip + per_class]:
-            images.append(np.asarray(Image.open(path).convert("RGB")))
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64), classes
-
-
-def _raw_pixels():
-    return FunctionTransformer(np.reshape, kw_args={"shape": (-1, 32 * 32 * 3)})
-
-
-def _write_run(folder, spec, features, head, data, search=None):
-    """Fit a Pipeline of the documented structure on ``data`` and write its run folder."""
-    (X_train, y_train), (X_val, y_val), (X_test, y_test), classes = data
-    seconds = {"load": 0.0}
-    start = time.perf_counter()
-    union = FeatureUnion(features).fit(X_train, y_train)
-    train_features, val_features = union.transform(X_train), union.transform(X_val)
-    seconds["extract"] = time.perf_counter() - start
-    start = time.perf_counter()
-    scaler = StandardScaler().fit(train_features)
-    seconds["normalize"] = time.perf_counter() - start
-    start = time.perf_counter()
-    head.fit(scaler.transform(train_features), y_train,
-             X_val=scaler.transform(val_features), y_val=y_val)
-    seconds["train"] = time.perf_counter() - start
-    model = Pipeline([("features", union), ("normalize", scaler), ("head", head)])
-    start = time.perf_counter()
-    predicted = {split: model.predict(X) for split, X in (("train", X_train), ("val", X_val), ("test", X_test))}
-    seconds["evaluate"] = time.perf_counter() - start
-    matrix = confusion_matrix(y_test, predicted["test"], labels=np.arange(len(classes)))
-    widths = {name: int(extractor.transform(X_test[:1]).shape[1]) for name, extractor in union.transformer_list}
-    metrics = {
-        "spec": spec,
-        "pipeline": {"features": [{"name": name, "params": {}} for name, _ in features],
-                     "normalize": "standard", "head": {"name": spec.rpartition("+")[2], "params": {}}},
-        "dataset": {"name": "cifar10-subset", "fingerprint": "test-subset-1", "image_size": 32,
-                    "n_train": len(y_train), "n_val": len(y_val), "n_test": len(y_test),
-                    "classes": classes, "skipped": 0},
-        "feature_width": sum(widths.values()),
-        "feature_widths": widths,
-        "accuracy": {split: float(np.mean(predicted[split] == y))
-                     for split, y in (("train", y_train), ("val", y_val), ("test", y_test))},
-        "per_class_accuracy": {"test": {name: float(matrix[i, i] / matrix[i].sum()) for i, name in enumerate(classes)}},
-        "confusion_matrix": {"test": matrix.tolist()},
-        "seconds": seconds,
-        "cache_hits": {stage: stage == "load" for stage in STAGES},
-        "history": {"loss": list(head.loss_history_), "val_accuracy": list(head.val_accuracy_history_)},
-        "search": search,
-        "seed": 0,
-        "versions": {"featpipe": featpipe.__version__, "numpy": np.__version__},
-    }
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
-    save_model(model, folder / "model.skops")
-    wrong = np.flatnonzero(predicted["test"] != y_test)[:16]
-    np.savez_compressed(folder / "examples.npz", images=X_test[wrong], y_true=y_test[wrong],
-                        y_pred=predicted["test"][wrong])
-    return folder
+WORDS_PIPELINE = """description = "8 k-means words, small enough for a test"
+[[features]]
+name = "words"
+n_words = 8
+n_patches = 2000
+stride = 2
+[head]
+name = "svm"
+"""
 
 
-def build_runs(root):
-    """Three real run folders: raw+svm (with a search), raw+softmax, words+svm."""
-    X_train, y_train, classes = _read_split("train", 30)
-    X_val, y_val, _ = _read_split("train", 8, skip=30)
-    X_test, y_test, _ = _read_split("test", 10)
-    data = ((X_train, y_train), (X_val, y_val), (X_test, y_test), classes)
-    search = []
-    for learning_rate in (1e-4, 1e-3):
-        for reg in (1e-4, 1e-2):
-            trial = Pipeline([("scale", StandardScaler()),
-                              ("head", LinearSVM(learning_rate=learning_rate, reg=reg, n_epochs=3, random_state=0))])
-            trial.fit(X_train.reshape(len(X_train), -1), y_train)
-            accuracy = float(np.mean(trial.predict(X_val.reshape(len(X_val), -1)) == y_val))
-            search.append({"learning_rate": learning_rate, "reg": reg, "val_accuracy": accuracy})
-    return [
-        _write_run(root / "raw+svm", "raw+svm", [("raw", _raw_pixels())],
-                   LinearSVM(n_epochs=8, random_state=0), data, search=search),
-        _write_run(root / "raw+softmax", "raw+softmax", [("raw", _raw_pixels())],
-                   Softmax(n_epochs=8, random_state=0), data),
-        _write_run(root / "words+svm", "words+svm",
-                   [("words", KMeansWords(n_words=16, n_patches=4000, random_state=0))],
-                   LinearSVM(n_epochs=8, random_state=0), data),
-    ]
+def _featpipe(*args):
+    result = CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def builtin_report(tmp_path_factory):
+    """Run the pipelines and write the report once per test session; return the report folder."""
+    root = tmp_path_factory.getbasetemp() / "builtin-report"
+    if not (root / "report" / "results.json").is_file():
+        root.mkdir(exist_ok=True)
+        (root / "raw+svm.toml").write_text(RAW_PIPELINE)
+        (root / "words+svm.toml").write_text(WORDS_PIPELINE)
+        common = ["--data", "builtin", "--cache-dir", root / "cache", "--jobs", "1", "--quiet"]
+        _featpipe("run", root / "raw+svm.toml", "--search", "--out", root / "raw-run", *common)
+        _featpipe("compare", "hog+color+svm", root / "words+svm.toml", "--from", root / "raw-run",
+                  "--out", root / "report", *common)
+    return root / "report"
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report")
-    run_dirs = build_runs(root / "runs")
-    paths = write_report(run_dirs, root / "out")
-    return run_dirs, paths
+    out = builtin_report(tmp_path_factory)
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "json": out / "results.json"}
+    words_run = next(path for path in (out / "runs").iterdir() if "words" in path.name)
+    return [out.parent / "raw-run", out / "runs" / "hog+color+svm", words_run], paths
 
 
 class _PageReader(HTMLParser):
@@ -269,22 +217,31 @@ def test_results_json_carries_what_reproduces_a_run(report):
         for key in ("spec", "pipeline", "dataset", "seed", "versions"):
             assert entry[key] == run_metrics[key]
         assert Path(entry["run_dir"]) == run_dir.resolve()
-    markdown = paths["markdown"].read_text()
-    assert markdown.count("test-subset-1") == len(run_dirs)
+    fingerprint = results["pipelines"][0]["dataset"]["fingerprint"]
+    assert results["pipelines"][0]["dataset"]["name"] == "builtin" and results["warnings"] == []
+    assert paths["markdown"].read_text().count(f"fingerprint {fingerprint}") == len(run_dirs)
+    assert paths["html"].read_text().count(f"fingerprint {fingerprint}") == len(run_dirs)
 
 
-def test_each_panel_appears_when_its_data_and_function_exist(report):
+def test_each_panel_appears_when_its_data_exists(report):
     _, paths = report
     ids = {figure["id"] for figure in json.loads(paths["json"].read_text())["figures"]}
-    expected = {"accuracy", "seconds", "training-curves", "search-0-raw-svm",
-                "templates-0-raw-svm", "templates-1-raw-softmax", "words-2-words-svm"}
+    expected = {"accuracy", "seconds", "training-curves", "search-0-raw-svm", "templates-0-raw-svm",
+                "hog-color", "words-2-words-svm"}
     expected |= {f"{kind}-{i}-{slug}" for kind in ("confusion", "mistakes")
-                 for i, slug in enumerate(("raw-svm", "raw-softmax", "words-svm"))}
-    has_pictures = optional_function(("featpipe.features.pictures",), "plot_hog") is not None or \
-        optional_function(("featpipe.features.pictures",), "plot_color_histogram") is not None
-    if has_pictures:
-        expected.add("hog-color")
+                 for i, slug in enumerate(("raw-svm", "hog-color-svm", "words-svm"))}
     assert ids == expected
+
+
+def test_search_heat_map_shows_every_search_record(report):
+    run_dirs, _ = report
+    from featpipe.report.figures import search_heatmap
+
+    metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
+    figure = search_heatmap(dict(metrics, name="raw+svm"))
+    shown = sorted(text.get_text() for text in figure.axes[0].texts)
+    assert len(metrics["search"]) == 4
+    assert shown == sorted(f"{record['val_accuracy']:.3f}" for record in metrics["search"])
 
 
 def test_templates_are_the_classifier_weights_on_pixels(report):
@@ -292,11 +249,12 @@ def test_templates_are_the_classifier_weights_on_pixels(report):
     entry = json.loads(paths["json"].read_text())["pipelines"][0]
     model = load_model(run_dirs[0] / "model.skops")
     templates = raw_weights(entry, model)
-    assert templates.shape == (10, 32, 32, 3)
+    n_classes = len(entry["dataset"]["classes"])
+    assert templates.shape == (n_classes, 16, 16, 3)
     images = np.random.default_rng(0).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
     scores = model.decision_function(images)
-    pixel_difference = images[0].astype(np.float64) - images[1]
-    np.testing.assert_allclose(scores[0] - scores[1], np.einsum("hwc,khwc->k", pixel_difference, templates),
+    pixels = feature_extractor(model, ("raw",)).transform(images).astype(np.float64)
+    np.testing.assert_allclose(scores[0] - scores[1], templates.reshape(n_classes, -1) @ (pixels[0] - pixels[1]),
                                rtol=1e-4, atol=1e-4)
     assert raw_weights(dict(entry, pipeline={"features": [{"name": "words"}]}), model) is None
 
@@ -320,19 +278,22 @@ def test_mistakes_are_spread_over_true_classes():
 
 def test_runs_on_different_data_sets_are_flagged_and_names_made_unique(report, tmp_path):
     run_dirs, _ = report
-    other = tmp_path / "other"
-    other.mkdir()
     metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
-    metrics["dataset"]["fingerprint"] = "another-data-set"
-    (other / "metrics.json").write_text(json.dumps(metrics))
-    paths = write_report([run_dirs[0], other], tmp_path / "out", title="Two data sets")
+    metrics.update(history={"loss": [], "val_accuracy": []}, search=None)
+    folders = [tmp_path / "first", tmp_path / "other"]
+    for folder, fingerprint in zip(folders, ("one-data-set", "another-data-set")):
+        folder.mkdir()
+        metrics["dataset"]["fingerprint"] = fingerprint
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    paths = write_report(folders, tmp_path / "out", title="Two data sets")
     results = json.loads(paths["json"].read_text())
     assert results["report"]["title"] == "Two data sets"
-    assert [entry["name"] for entry in results["pipelines"]] == [f"raw+svm ({run_dirs[0].name})", "raw+svm (other)"]
+    assert [entry["name"] for entry in results["pipelines"]] == ["raw+svm (first)", "raw+svm (other)"]
     assert "different data sets" in results["warnings"][0]
     assert "different data sets" in paths["markdown"].read_text()
-    ids = {figure["id"] for figure in results["figures"]}
-    assert "templates-1-raw-svm-other" not in ids and "mistakes-1-raw-svm-other" not in ids
+    assert "different data sets" in paths["html"].read_text()
+    assert {figure["id"] for figure in results["figures"]} == {
+        "accuracy", "seconds", "confusion-0-raw-svm-first", "confusion-1-raw-svm-other"}
 
 
 @pytest.mark.parametrize("make, message", [

@@ -43,8 +43,9 @@ def accuracy_bars(entries):
         ax.text(value, position, f" {100 * value:.1f}%{mark}", va="center", fontsize=9)
     n_classes = len(entries[0]["dataset"].get("classes") or [])
     if n_classes:
-        ax.axvline(1 / n_classes, color="grey", linestyle="--", linewidth=1, label="chance")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.axvline(1 / n_classes, color="grey", linestyle="--", linewidth=1)
+        ax.text(1 / n_classes, 1.0, " chance", transform=ax.get_xaxis_transform(), color="grey",
+                fontsize=8, va="bottom")
     ax.set_yticks(positions, names)
     ax.set_xlim(0, min(1.0, max(values) * 1.3 + 0.05))
     ax.set_xlabel("test accuracy")

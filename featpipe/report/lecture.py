@@ -172,17 +172,16 @@ def class_templates(entry, model):
 
 
 def _example_images(entries, count):
-    """Up to ``count`` test images of different true classes from the runs' examples."""
-    for entry in entries:
-        examples = load_examples(entry)
-        if examples is None:
-            continue
-        _, first = np.unique(examples["y_true"], return_index=True)
-        chosen = np.sort(first)[:count]
-        classes = entry["dataset"].get("classes") or []
-        names = [str(classes[label]) if label < len(classes) else str(label) for label in examples["y_true"][chosen]]
-        return examples["images"][chosen], names
-    return None, None
+    """Up to ``count`` test images of different true classes, from all runs' examples."""
+    found = [(entry, examples) for entry in entries if (examples := load_examples(entry)) is not None]
+    if not found:
+        return None, None
+    images = np.concatenate([examples["images"] for _, examples in found])
+    labels = np.concatenate([examples["y_true"] for _, examples in found])
+    chosen = _spread_over_classes(labels)[:count]
+    classes = found[0][0]["dataset"].get("classes") or []
+    names = [str(classes[label]) if label < len(classes) else str(label) for label in labels[chosen]]
+    return images[chosen], names
 
 
 def hog_and_color(results, models):
