@@ -202,8 +202,10 @@ def decode_image(path, image_size):
     """
     with Image.open(path) as image:
         image.draft("RGB", (image_size, image_size))
-        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
         image.load()
+        orientation = 1
+        if "exif" in image.info or image.format == "TIFF":  # skip the EXIF parser when there is none
+            orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
         rgb = _to_rgb(image)
         if rgb.size != (image_size, image_size):
             rgb = rgb.resize((image_size, image_size), RESAMPLING)
