@@ -28,8 +28,8 @@ _N_KEYS = _KEY_SIDE * _KEY_SIDE
 _KEY_OFFSET = _MAX_GRADIENT * _KEY_SIDE + _MAX_GRADIENT
 _RANK_BITS = 17
 _CHANNEL_BITS = 2
-_SLAB_SIZE = 256
-"""Images per vectorized pass: keeps the int32 work arrays of 32x32 images in cache."""
+_SLAB_SIZE = 64
+"""Images per vectorized pass: keeps the work arrays of 32x32 images in cache."""
 
 
 def _orientation_edges(orientations):
@@ -42,7 +42,7 @@ def _orientation_bins(g_row, g_col, orientations):
     """Hard orientation bin of each gradient; ``orientations`` marks "no bin"."""
     angle = np.rad2deg(np.arctan2(g_row, g_col)) % 180
     bins = np.searchsorted(_orientation_edges(orientations), angle, side="right") - 1
-    return np.minimum(bins, orientations).astype(np.int32)
+    return np.minimum(bins, orientations).astype(np.intp)
 
 
 @lru_cache(maxsize=8)
@@ -83,7 +83,7 @@ class _Buffers(dict):
 
 
 def _gradient_keys(images, buffers):
-    """Table indices ``511 * (g_row + 255) + g_col + 255``, channel first: int32 (3, N, H, W)."""
+    """``511 * g_row + g_col`` of every pixel, channel first: int32 (3, N, H, W)."""
     n_cols = images.shape[2]
     shape = (3,) + images.shape[:3]
     pixels = buffers.get("pixels", shape, np.int32)
@@ -98,7 +98,6 @@ def _gradient_keys(images, buffers):
     row_part[:, :, 0] = 0
     row_part[:, :, -1] = 0
     np.multiply(row_part, _KEY_SIDE, out=row_part)
-    np.add(row_part, _KEY_OFFSET, out=row_part)
     np.add(keys, row_part, out=keys)
     return keys
 
@@ -106,18 +105,22 @@ def _gradient_keys(images, buffers):
 def _uint8_max_channel_pixels(keys, orientations, crop, buffers):
     """Bin and magnitude per pixel of uint8 colour images, channel of largest gradient."""
     tables, magnitude_by_rank, bin_bits = _uint8_tables(orientations)
-    keys = keys[:, :, : crop[0], : crop[1]]
-    best = buffers.get("best", keys.shape[1:], np.int32)
-    gathered = buffers.get("gathered", keys.shape[1:], np.int32)
-    np.take(tables[0], keys[0], out=best, mode="clip")
+    shape = keys.shape[:2] + tuple(crop)
+    # Table indices as intp: numpy.take would otherwise convert int32 indices itself.
+    indices = buffers.get("indices", shape, np.intp)
+    np.add(keys[:, :, : crop[0], : crop[1]], _KEY_OFFSET, out=indices)
+    best = buffers.get("best", shape[1:], np.int32)
+    gathered = buffers.get("gathered", shape[1:], np.int32)
+    np.take(tables[0], indices[0], out=best, mode="clip")
     for channel in (1, 2):
-        np.take(tables[channel], keys[channel], out=gathered, mode="clip")
+        np.take(tables[channel], indices[channel], out=gathered, mode="clip")
         np.maximum(best, gathered, out=best)
     bins = buffers.get("bins", best.shape, np.intp)
     np.bitwise_and(best, (1 << bin_bits) - 1, out=bins)
-    np.right_shift(best, _CHANNEL_BITS + bin_bits, out=gathered)
+    rank = buffers.get("rank", best.shape, np.intp)
+    np.right_shift(best, _CHANNEL_BITS + bin_bits, out=rank)
     magnitude = buffers.get("magnitude", best.shape, np.float64)
-    np.take(magnitude_by_rank, gathered, out=magnitude, mode="clip")
+    np.take(magnitude_by_rank, rank, out=magnitude, mode="clip")
     return bins, magnitude
 
 
@@ -141,37 +144,46 @@ def _float_pixels(channels, orientations, crop):
     return _orientation_bins(g_row, g_col, orientations), np.hypot(g_col, g_row)
 
 
-def _cell_means(bins, magnitude, orientations, cell, n_cells):
-    """Mean magnitude per (image, cell row, cell col, orientation)."""
-    n_images = bins.shape[0]
+def _slots(n_images, orientations, cell, n_cells):
+    """Histogram slot of bin 0 for every pixel: (image, cell row, cell col)."""
     slots = orientations + 1
     cell_of_row = np.arange(n_cells[0] * cell[0]) // cell[0]
     cell_of_col = np.arange(n_cells[1] * cell[1]) // cell[1]
-    cell_slot = ((cell_of_row[:, None] * n_cells[1] + cell_of_col[None, :]) * slots).astype(np.int32)
-    image_slot = np.arange(n_images, dtype=np.int32) * np.int32(n_cells[0] * n_cells[1] * slots)
-    index = bins.astype(np.intp, copy=False)
-    np.add(index, cell_slot, out=index)
-    np.add(index, image_slot[:, None, None], out=index)
+    cell_slot = (cell_of_row[:, None] * n_cells[1] + cell_of_col[None, :]) * slots
+    image_slot = np.arange(n_images) * (n_cells[0] * n_cells[1] * slots)
+    return (image_slot[:, None, None] + cell_slot).astype(np.intp)
+
+
+def _cell_means(bins, magnitude, orientations, cell, n_cells, buffers):
+    """Mean magnitude per (image, cell row, cell col, orientation), float32.
+
+    ``bins`` (intp) is overwritten with the histogram slot of each pixel.
+    """
+    n_images = bins.shape[0]
+    key = ("slots", n_images, orientations, cell, n_cells)
+    if key not in buffers:
+        buffers[key] = _slots(n_images, orientations, cell, n_cells)
+    np.add(bins, buffers[key], out=bins)
+    slots = orientations + 1
     size = n_images * n_cells[0] * n_cells[1] * slots
-    sums = np.bincount(index.ravel(), weights=magnitude.ravel(), minlength=size)
+    sums = np.bincount(bins.reshape(-1), weights=magnitude.reshape(-1), minlength=size)
     sums = sums.reshape(n_images, n_cells[0], n_cells[1], slots)[..., :orientations]
     return (sums / (cell[0] * cell[1])).astype(np.float32)
 
 
 def _normalize_blocks(cells, cells_per_block, block_norm):
-    """Overlapping blocks of cells, normalized; shape (N, rows, cols, b_r, b_c, o)."""
+    """Overlapping blocks of cells, normalized; shape (N, rows, cols, b_r * b_c * o)."""
     b_row, b_col = cells_per_block
     windows = np.lib.stride_tricks.sliding_window_view(cells, (b_row, b_col), axis=(1, 2))
-    blocks = windows.transpose(0, 1, 2, 4, 5, 3)
-    axes = (3, 4, 5)
+    blocks = np.array(windows.transpose(0, 1, 2, 4, 5, 3), order="C").reshape(windows.shape[:3] + (-1,))
     if block_norm in ("L1", "L1-sqrt"):
-        out = blocks / (np.abs(blocks).sum(axis=axes, keepdims=True) + _EPS)
-        return np.sqrt(out) if block_norm == "L1-sqrt" else out
-    out = blocks / np.sqrt((blocks**2).sum(axis=axes, keepdims=True) + _EPS**2)
+        blocks /= np.abs(blocks).sum(axis=-1, keepdims=True) + _EPS
+        return np.sqrt(blocks) if block_norm == "L1-sqrt" else blocks
+    blocks /= np.sqrt(np.einsum("...i,...i->...", blocks, blocks)[..., None] + _EPS**2)
     if block_norm == "L2-Hys":
-        out = np.minimum(out, 0.2)
-        out /= np.sqrt((out**2).sum(axis=axes, keepdims=True) + _EPS**2)
-    return out
+        np.minimum(blocks, 0.2, out=blocks)
+        blocks /= np.sqrt(np.einsum("...i,...i->...", blocks, blocks)[..., None] + _EPS**2)
+    return blocks
 
 
 def _cell_sizes(pixels_per_cell):
@@ -335,7 +347,7 @@ class HOG(ImageFeatureExtractor):
                 bins, magnitude = _uint8_max_channel_pixels(keys, orientations, crop, buffers)
             else:
                 bins, magnitude = _float_pixels(channels, orientations, crop)
-            cell_means = _cell_means(bins, magnitude, orientations, cell, n_cells)
+            cell_means = _cell_means(bins, magnitude, orientations, cell, n_cells, buffers)
             if block_norm != "none":
                 cell_means = _normalize_blocks(cell_means, blocks, block_norm)
             parts.append(cell_means.reshape(len(images), -1))
