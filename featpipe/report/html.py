@@ -8,6 +8,7 @@ screen and wide tables scroll sideways inside their box on a phone.
 """
 
 import base64
+import struct
 from html import escape
 from pathlib import Path
 
@@ -40,6 +41,7 @@ th:first-child, td:first-child { text-align: left; position: sticky; left: 0; ba
 tr.best td { background: var(--best); font-weight: 600; }
 .figures { display: grid; gap: 1rem; grid-template-columns: repeat(auto-fill, minmax(min(100%, 460px), 1fr)); }
 figure { margin: 0; }
+figure.wide { grid-column: 1 / -1; }
 figure img { display: block; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 0.9rem; }
 details { margin: 0.5rem 0; }
@@ -47,6 +49,9 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2rem 1rem; }
 dd { margin: 0; overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: 0.85rem; }
 @media (max-width: 600px) { main { padding: 0.6rem; } dl { grid-template-columns: 1fr; } dt { font-weight: 600; } }
 """
+
+WIDE_PIXELS = 760
+"""Figures wider than this (in PNG pixels) take a whole row of the figure grid."""
 
 CONTENT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -65,9 +70,12 @@ def _table(table_id, header, rows, best_flags=None):
 
 
 def _image(out_dir, figure):
-    data = base64.b64encode((Path(out_dir) / figure["file"]).read_bytes()).decode("ascii")
-    return (f'<figure id="{escape(figure["id"])}"><img src="data:image/png;base64,{data}" '
-            f'alt="{escape(figure["caption"])}" loading="eager">'
+    png = (Path(out_dir) / figure["file"]).read_bytes()
+    width, height = struct.unpack(">II", png[16:24])
+    data = base64.b64encode(png).decode("ascii")
+    wide = ' class="wide"' if width > WIDE_PIXELS else ""
+    return (f'<figure id="{escape(figure["id"])}"{wide}><img src="data:image/png;base64,{data}" '
+            f'width="{width}" height="{height}" alt="{escape(figure["caption"])}">'
             f"<figcaption><strong>{escape(figure['title'])}.</strong> {escape(figure['caption'])}</figcaption></figure>")
 
 
