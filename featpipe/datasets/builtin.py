@@ -73,7 +73,7 @@ def _source(file_name):
             "and this installation lacks it"
         )
     with path.open("rb") as handle, Image.open(handle) as image:
-        return image.convert("L" if image.mode in ("L", "I;16") else "RGB")
+        return image.convert("L" if image.mode == "L" else "RGB")
 
 
 def _crops(source, n_crops, side_range, image_size, rng):

@@ -107,7 +107,3 @@ def fingerprint_of(kind, content_digest, image_size, val_size, seed):
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
-
-def empty_images(image_size):
-    """An image batch of zero images, uint8 (0, image_size, image_size, 3)."""
-    return np.empty((0, image_size, image_size, 3), dtype=np.uint8)

@@ -3,7 +3,7 @@
 :func:`scan_image_folder` walks ``ROOT/<class>/...`` or
 ``ROOT/{train,test}/<class>/...`` and returns sorted paths and labels without
 opening a file; :func:`read_images` decodes a list of paths in parallel
-processes, chunk by chunk, into one uint8 batch of ``image_size`` x
+threads, chunk by chunk, into one uint8 batch of ``image_size`` x
 ``image_size`` RGB images. ``load_dataset`` uses both, and so can a job that
 extracts features from a folder too large to hold in memory.
 
@@ -234,7 +234,7 @@ def _decode_chunk(paths, image_size):
 
 
 def read_images(paths, image_size=32, strict=False, n_jobs=None, progress=None):
-    """Decode image files into one RGB uint8 batch, chunk by chunk, in parallel processes.
+    """Decode image files into one RGB uint8 batch, chunk by chunk, in parallel threads.
 
     Parameters
     ----------
@@ -246,11 +246,11 @@ def read_images(paths, image_size=32, strict=False, n_jobs=None, progress=None):
         Raise at the first unreadable file (in path order) instead of
         skipping it.
     n_jobs : int or None, default=None
-        Worker processes (joblib's loky backend, or the backend of an
-        enclosing ``joblib.parallel_config``): ``None`` or 1 decodes in this
-        process, -1 uses every core. Processes, not threads: for small files
-        most of the time goes to Pillow's header parsing in Python, under
-        the GIL.
+        Decoding threads (or workers of the backend an enclosing
+        ``joblib.parallel_config`` names): ``None`` or 1 decodes in this
+        thread, -1 uses every core. Pillow releases the GIL while it decodes
+        and resizes; threads start instantly and return arrays without
+        pickling, and measured as fast as processes on 2 cores.
     progress : callable or None
         Called with the number of files done after each chunk of
         :data:`READ_CHUNK_SIZE` files.
@@ -277,7 +277,7 @@ def read_images(paths, image_size=32, strict=False, n_jobs=None, progress=None):
     if n_jobs in (None, 1) or len(bounds) <= 1:
         chunks = (_decode_chunk(paths[start:stop], image_size) for start, stop in bounds)
     else:
-        parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+        parallel = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")
         chunks = parallel(delayed(_decode_chunk)(paths[start:stop], image_size) for start, stop in bounds)
     images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
