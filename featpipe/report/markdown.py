@@ -57,7 +57,7 @@ def render_markdown(results):
             continue
         lines += [f"## {section}", ""]
         for figure in figures:
-            lines += [f"### {figure['title']}", "", f"![{_cell(figure['caption'])}]({figure['file']})", "",
+            lines += [f"### {figure['title']}", "", f"![{_cell(figure['title'])}]({figure['file']})", "",
                       figure["caption"], ""]
     lines += ["## Reproduce", ""]
     for entry in results["pipelines"]:
