@@ -53,7 +53,9 @@ def _uint8_tables(orientations):
     ``511 * (g_row + 255) + g_col + 255``, whose
     entries sort like scikit-image's channel choice (magnitude first, then the
     earlier channel) and carry the orientation bin in their low bits; the
-    magnitude of each rank; and the number of bits that hold the bin.
+    magnitude of each rank (``hypot`` is symmetric here, so it is also
+    scikit-image's weight ``hypot(g_col, g_row)``; the tests check it); and
+    the number of bits that hold the bin.
     """
     grid = np.arange(-_MAX_GRADIENT, _MAX_GRADIENT + 1, dtype=np.float64)
     g_row, g_col = np.meshgrid(grid, grid, indexing="ij")
@@ -75,7 +77,8 @@ def _uint8_tables(orientations):
 class _Buffers(dict):
     """Work arrays kept from slab to slab: fresh large arrays cost page faults."""
 
-    def get(self, name, shape, dtype):
+    def array(self, name, shape, dtype):
+        """An uninitialized array kept under ``name`` for this shape and dtype."""
         key = (name, tuple(shape), np.dtype(dtype))
         if key not in self:
             self[key] = np.empty(shape, dtype=dtype)
@@ -86,9 +89,9 @@ def _gradient_keys(images, buffers):
     """``511 * g_row + g_col`` of every pixel, channel first: int32 (3, N, H, W)."""
     n_cols = images.shape[2]
     shape = (3,) + images.shape[:3]
-    pixels = buffers.get("pixels", shape, np.int32)
-    keys = buffers.get("keys", shape, np.int32)
-    row_part = buffers.get("row_part", shape, np.int32)
+    pixels = buffers.array("pixels", shape, np.int32)
+    keys = buffers.array("keys", shape, np.int32)
+    row_part = buffers.array("row_part", shape, np.int32)
     np.copyto(pixels, images.transpose(3, 0, 1, 2))
     flat_pixels, flat_keys, flat_rows = pixels.reshape(-1), keys.reshape(-1), row_part.reshape(-1)
     np.subtract(flat_pixels[2:], flat_pixels[:-2], out=flat_keys[1:-1])
@@ -107,19 +110,19 @@ def _uint8_max_channel_pixels(keys, orientations, crop, buffers):
     tables, magnitude_by_rank, bin_bits = _uint8_tables(orientations)
     shape = keys.shape[:2] + tuple(crop)
     # Table indices as intp: numpy.take would otherwise convert int32 indices itself.
-    indices = buffers.get("indices", shape, np.intp)
+    indices = buffers.array("indices", shape, np.intp)
     np.add(keys[:, :, : crop[0], : crop[1]], _KEY_OFFSET, out=indices)
-    best = buffers.get("best", shape[1:], np.int32)
-    gathered = buffers.get("gathered", shape[1:], np.int32)
+    best = buffers.array("best", shape[1:], np.int32)
+    gathered = buffers.array("gathered", shape[1:], np.int32)
     np.take(tables[0], indices[0], out=best, mode="clip")
     for channel in (1, 2):
         np.take(tables[channel], indices[channel], out=gathered, mode="clip")
         np.maximum(best, gathered, out=best)
-    bins = buffers.get("bins", best.shape, np.intp)
+    bins = buffers.array("bins", best.shape, np.intp)
     np.bitwise_and(best, (1 << bin_bits) - 1, out=bins)
-    rank = buffers.get("rank", best.shape, np.intp)
+    rank = buffers.array("rank", best.shape, np.intp)
     np.right_shift(best, _CHANNEL_BITS + bin_bits, out=rank)
-    magnitude = buffers.get("magnitude", best.shape, np.float64)
+    magnitude = buffers.array("magnitude", best.shape, np.float64)
     np.take(magnitude_by_rank, rank, out=magnitude, mode="clip")
     return bins, magnitude
 
