@@ -87,7 +87,7 @@ def _atomic_write(path, write):
 
 
 def _write_json(path, document):
-    text = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
+    text = json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
     _atomic_write(path, lambda file: file.write(text))
 
 
