@@ -118,13 +118,14 @@ def fit_head(features, dataset, regs, n_epochs):
     return best
 
 
-def bench_accuracy(dataset, n_words, n_patches, regs, n_epochs):
+def bench_accuracy(dataset, n_words, n_patches, kmeans_max_iter, encodings, regs, n_epochs):
     start = time.perf_counter()
-    words = KMeansWords(n_words=n_words, n_patches=n_patches, random_state=0).fit(dataset.X_train)
+    words = KMeansWords(n_words=n_words, n_patches=n_patches, kmeans_max_iter=kmeans_max_iter,
+                        random_state=0).fit(dataset.X_train)
     fit_seconds = time.perf_counter() - start
-    emit(figure="fit_words", n_words=n_words, n_patches=n_patches, train_images=len(dataset.X_train),
-         seconds=round(fit_seconds, 1))
-    for encoding in ("triangle", "hard"):
+    emit(figure="fit_words", n_words=n_words, n_patches=n_patches, kmeans_max_iter=kmeans_max_iter,
+         train_images=len(dataset.X_train), seconds=round(fit_seconds, 1))
+    for encoding in encodings:
         words.set_params(encoding=encoding)
         start = time.perf_counter()
         features = {split: transform_in_chunks(words, getattr(dataset, f"X_{split}"), n_jobs=2)
@@ -147,6 +148,8 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="use N random training and N/5 test images")
     parser.add_argument("--n-words", type=int, default=1600)
     parser.add_argument("--n-patches", type=int, default=400_000)
+    parser.add_argument("--kmeans-max-iter", type=int, default=10)
+    parser.add_argument("--encodings", nargs="+", choices=("triangle", "hard"), default=["triangle", "hard"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--regs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
     parser.add_argument("--n-epochs", type=int, default=20)
@@ -166,7 +169,8 @@ def main():
         bench_speed(images, args.n_words, args.repeats)
         del images
     if args.part in ("accuracy", "all"):
-        bench_accuracy(dataset, args.n_words, args.n_patches, args.regs, args.n_epochs)
+        bench_accuracy(dataset, args.n_words, args.n_patches, args.kmeans_max_iter, args.encodings, args.regs,
+                       args.n_epochs)
     emit(figure="peak_memory", gib=peak_memory_gib())
 
 

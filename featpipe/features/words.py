@@ -63,6 +63,9 @@ class KMeansWords(ImageFeatureExtractor):
         Uneven cuts give the extra row or column to the first cells.
     kmeans_batch_size : int, default=4096
         Mini-batch size of ``MiniBatchKMeans``.
+    kmeans_max_iter : int, default=10
+        Most passes of ``MiniBatchKMeans`` over the sampled patches (it may
+        stop earlier when the inertia stops improving).
     patches_per_block : int, default=256
         Patches encoded per matrix product; a block's distances
         (``patches_per_block x n_words`` float32) should fit in the L2 cache.
@@ -111,6 +114,7 @@ class KMeansWords(ImageFeatureExtractor):
         encoding="triangle",
         pooling="quadrants",
         kmeans_batch_size=4096,
+        kmeans_max_iter=10,
         patches_per_block=256,
         n_threads=None,
         random_state=None,
@@ -125,6 +129,7 @@ class KMeansWords(ImageFeatureExtractor):
         self.encoding = encoding
         self.pooling = pooling
         self.kmeans_batch_size = kmeans_batch_size
+        self.kmeans_max_iter = kmeans_max_iter
         self.patches_per_block = patches_per_block
         self.n_threads = n_threads
         self.random_state = random_state
@@ -156,13 +161,16 @@ class KMeansWords(ImageFeatureExtractor):
             init="random",
             n_init=1,
             batch_size=self.kmeans_batch_size,
+            max_iter=self.kmeans_max_iter,
             random_state=rng,
         )
         kmeans.fit(patches)
         self.words_ = kmeans.cluster_centers_.astype(np.float32)
 
     def _check_params(self, image_shape):
-        for name in ("n_words", "patch_size", "n_patches", "stride", "kmeans_batch_size", "patches_per_block"):
+        for name in (
+            "n_words", "patch_size", "n_patches", "stride", "kmeans_batch_size", "kmeans_max_iter", "patches_per_block"
+        ):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
