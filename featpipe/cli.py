@@ -9,6 +9,7 @@ leaves a half-written run folder behind.
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -19,6 +20,18 @@ STATUS_INTERRUPTED = 130
 
 class _OneLineErrors(click.Group):
     """A command group that turns bad input into one line and a status code."""
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        """Run the command; usage errors too end in one ``featpipe: error:`` line."""
+        try:
+            status = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.ClickException as error:
+            click.echo(f"featpipe: error: {' '.join(error.format_message().split())}", err=True)
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:
+            click.echo("featpipe: interrupted", err=True)
+            sys.exit(STATUS_INTERRUPTED)
+        sys.exit(status if isinstance(status, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -49,7 +62,7 @@ def _run_options(command):
                      help="builtin (default), cifar10, an image folder, a .npz file or a feature store."),
         click.option("--image-size", type=click.IntRange(min=1), default=None,
                      help="Side in pixels every image is resized to (default 32)."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+        click.option("--cache-dir", type=click.Path(), default=None,
                      help="Cache root (default: the user cache directory)."),
         click.option("--no-cache", is_flag=True, help="Recompute every stage; cache nothing."),
         click.option("--jobs", type=int, default=-1, show_default=True,
@@ -104,6 +117,11 @@ def _print_accuracies(metrics):
 @click.version_option(package_name="featpipe")
 def cli():
     """Image features and linear classifiers, fast: which features win?"""
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"featpipe: warning: {message}\n"
 
 
 @cli.command()
@@ -152,7 +170,7 @@ def predict(run_dir, images):
         raise click.BadParameter(f"{run_dir} is not a run folder (no metrics.json)", param_hint="RUN_DIR")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     model = load_model(Path(run_dir) / "model.skops")
-    batch, _ = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True)
+    batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True).images
     classes = metrics["dataset"]["classes"]
     labels = model.predict(batch)
     probabilities = model.predict_proba(batch).max(axis=1) if hasattr(model, "predict_proba") else None
@@ -175,7 +193,7 @@ def predict(run_dir, images):
 @click.option("--from", "from_run", type=click.Path(exists=True, file_okay=False), default=None,
               help="Take fitted extractors from this finished run.")
 @click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_run, image_size,
@@ -210,7 +228,7 @@ def pipelines():
 @cli.command()
 @click.argument("data", required=False)
 @click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
 def datasets(data, image_size, cache_dir, strict):
     """Describe data set DATA (default: the built-in one): classes and split sizes."""
@@ -232,7 +250,7 @@ def cache():
 
 
 @cache.command("info")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--cache-dir", type=click.Path(), default=None)
 def cache_info_command(cache_dir):
     """Where the cache is and how much it holds."""
     from featpipe.cache import cache_info
@@ -244,7 +262,7 @@ def cache_info_command(cache_dir):
 
 
 @cache.command("clear")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--cache-dir", type=click.Path(), default=None)
 def cache_clear_command(cache_dir):
     """Delete everything in the cache."""
     from featpipe.cache import clear_cache
@@ -255,7 +273,7 @@ def cache_clear_command(cache_dir):
 
 def main():
     """Console-script entry point."""
-    cli(prog_name="featpipe")
+    cli.main(prog_name="featpipe")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def evaluate(model_key, model_features, head, dataset):
         }
         if split == "test":
             test_predictions = predicted
-    wrong = np.flatnonzero(test_predictions != dataset.y_test)[:N_EXAMPLES]
+    wrong = _spread_over_classes(np.flatnonzero(test_predictions != dataset.y_test), dataset.y_test)
     return {
         "accuracy": accuracy,
         "per_class_accuracy": {"test": per_class.get("test", {})},
@@ -143,3 +143,13 @@ def evaluate(model_key, model_features, head, dataset):
             "y_pred": test_predictions[wrong],
         },
     }
+
+
+def _spread_over_classes(indices, labels):
+    """Up to N_EXAMPLES of ``indices``, taken from each true class in turn."""
+    classes = labels[indices]
+    rank_in_class = np.empty(len(indices), dtype=np.int64)
+    for label in np.unique(classes):
+        members = classes == label
+        rank_in_class[members] = np.arange(members.sum())
+    return indices[np.argsort(rank_in_class, kind="stable")][:N_EXAMPLES]

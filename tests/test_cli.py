@@ -1,0 +1,174 @@
+"""The featpipe command as users run it: outputs, predict, cache, and bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from featpipe import run_folder, stages
+from featpipe.cli import cli
+from featpipe.model_io import load_model
+
+
+@pytest.fixture
+def invoke(tmp_path):
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+
+    return run
+
+
+def _image_folder(root, n_classes=3, per_class=12, size=20):
+    rng = np.random.default_rng(1)
+    for label in range(n_classes):
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+            pixels[..., label] = 255
+            Image.fromarray(pixels).save(folder / f"{index}.png")
+    return root
+
+
+def test_run_prints_one_line_per_split_and_predict_reads_the_run(tmp_path, invoke, small_npz):
+    out = tmp_path / "run"
+    result = invoke("run", "raw+softmax", "--data", small_npz, "--out", out, "--cache-dir", tmp_path / "cache",
+                    "--jobs", 1)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[1] for line in lines] == ["train", "val", "test"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert float(lines[2].split()[3]) == pytest.approx(metrics["accuracy"]["test"], abs=1e-4)
+    assert "run folder:" in result.stderr
+
+    test_images = np.load(small_npz)["X_test"][::15]
+    paths = []
+    for index, image in enumerate(test_images):
+        paths.append(tmp_path / f"example{index}.png")
+        Image.fromarray(image).save(paths[-1])
+    predicted = invoke("predict", out, *paths)
+    assert predicted.exit_code == 0, predicted.output
+    classes = metrics["dataset"]["classes"]
+    expected = load_model(out / "model.skops").predict(test_images)
+    rows = [line.split("\t") for line in predicted.stdout.strip().splitlines()]
+    assert [row[0] for row in rows] == [str(path) for path in paths]
+    assert [row[1] for row in rows] == [classes[label] for label in expected]
+    assert all(0.0 < float(row[2]) <= 1.0 for row in rows)
+
+
+def test_second_run_reports_every_stage_cached(tmp_path, invoke, small_npz):
+    args = ("run", "raw+softmax", "--data", small_npz, "--cache-dir", tmp_path / "cache", "--jobs", 1)
+    invoke(*args, "--out", tmp_path / "first")
+    second = invoke(*args, "--out", tmp_path / "second")
+    assert second.stderr.count("(cached)") == len(stages.STAGE_NAMES)
+
+
+def test_pipelines_lists_the_shipped_files(invoke):
+    result = invoke("pipelines")
+    assert result.exit_code == 0
+    assert "hog+svm" in result.stdout and "heads:" in result.stdout
+
+
+def test_cache_info_and_clear(tmp_path, invoke, small_npz):
+    invoke("run", "raw+softmax", "--data", small_npz, "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run",
+           "--jobs", 1)
+    info = invoke("cache", "info", "--cache-dir", tmp_path / "cache")
+    n_entries = int(info.stdout.split("\n")[1].split()[0])
+    assert n_entries >= len(stages.STAGE_NAMES)
+    cleared = invoke("cache", "clear", "--cache-dir", tmp_path / "cache")
+    assert cleared.exit_code == 0 and not (tmp_path / "cache").exists()
+
+
+def test_datasets_describes_a_folder(tmp_path, invoke):
+    root = _image_folder(tmp_path / "images")
+    result = invoke("datasets", root)
+    assert result.exit_code == 0, result.output
+    assert "3 classes" in result.stdout and "class0, class1, class2" in result.stdout
+
+
+def _bad_inputs(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_class = _image_folder(tmp_path / "one", n_classes=1)
+    corrupt = _image_folder(tmp_path / "corrupt")
+    (corrupt / "class0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    malformed = tmp_path / "bad.toml"
+    malformed.write_text("[[features]\n")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    return {
+        "missing path": (["run", "raw+softmax", "--data", tmp_path / "nowhere"], "nowhere"),
+        "empty folder": (["run", "raw+softmax", "--data", empty], "empty"),
+        "one class": (["run", "raw+softmax", "--data", one_class], "class"),
+        "corrupt image, strict": (["run", "raw+softmax", "--data", corrupt, "--strict"], "broken.png"),
+        "unknown feature": (["run", "sift+svm"], "unknown feature 'sift'"),
+        "unknown head": (["run", "raw+forest"], "unknown head 'forest'"),
+        "malformed file": (["run", malformed], "not valid TOML"),
+        "image too small": (["run", "hog+svm", "--image-size", 4], "too small"),
+        "unwritable cache": (["run", "raw+softmax", "--cache-dir", blocker], "cannot be written"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing path", "empty folder", "one class", "corrupt image, strict", "unknown feature",
+     "unknown head", "malformed file", "image too small", "unwritable cache"],
+)
+def test_bad_input_is_one_line_and_status_2_and_writes_nothing(tmp_path, invoke, case):
+    args, needle = _bad_inputs(tmp_path)[case]
+    out = tmp_path / "run"
+    if "--cache-dir" not in args:
+        args = [*args, "--cache-dir", tmp_path / "cache"]
+    result = invoke(*args, "--out", out, "--jobs", 1)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("featpipe: error:") and result.stderr.count("\n") == 1
+    assert needle in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_corrupt_image_is_skipped_and_counted_without_strict(tmp_path, invoke):
+    corrupt = _image_folder(tmp_path / "corrupt")
+    (corrupt / "class0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = invoke("run", "raw+softmax", "--data", corrupt, "--out", tmp_path / "run",
+                    "--cache-dir", tmp_path / "cache", "--jobs", 1)
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 unreadable image" in result.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["dataset"]["skipped"] == 1
+
+
+def test_interrupted_run_exits_130_and_leaves_no_run_folder(tmp_path, invoke, monkeypatch, small_npz):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "evaluate", interrupted)
+    result = invoke("run", "raw+softmax", "--data", small_npz, "--out", tmp_path / "run", "--no-cache", "--jobs", 1)
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "featpipe: interrupted; no run folder was written"
+    assert not (tmp_path / "run").exists()
+
+
+def test_full_disk_while_writing_leaves_no_half_written_run(tmp_path, invoke, monkeypatch, small_npz):
+    def disk_full(model, path):
+        path.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(run_folder, "save_model", disk_full)
+    result = invoke("run", "raw+softmax", "--data", small_npz, "--out", tmp_path / "run", "--no-cache", "--jobs", 1)
+    assert result.exit_code == 2 and "No space left on device" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_console_script_runs_as_a_real_process(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "featpipe.cli", "run", "nothing+svm", "--cache-dir", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("featpipe: error: unknown feature 'nothing'")

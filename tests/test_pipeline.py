@@ -1,0 +1,96 @@
+"""Staged pipeline runs: outputs, caching, laziness and parallel equality."""
+
+import json
+
+import numpy as np
+import pytest
+
+from featpipe import parallel
+from featpipe.features.raw import RawPixels
+from featpipe.model_io import load_model
+from featpipe.pipeline import run_pipeline
+from featpipe.spec import SpecError, parse_spec
+from featpipe.stages import STAGE_NAMES
+
+
+def _run(tmp_path, spec_text, out_name, **options):
+    options.setdefault("cache_dir", tmp_path / "cache")
+    return run_pipeline(parse_spec(spec_text), out=tmp_path / out_name, quiet=True, n_jobs=1, **options)
+
+
+def test_default_run_on_the_builtin_data_set_writes_a_complete_run_folder(tmp_path):
+    result = _run(tmp_path, "raw+softmax", "run")
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert metrics["dataset"]["name"] == "builtin"
+    n_classes = len(metrics["dataset"]["classes"])
+    assert metrics["feature_width"] == 32 * 32 * 3
+    assert 1.0 / n_classes + 0.2 < metrics["accuracy"]["test"] <= 1.0
+    assert len(metrics["history"]["loss"]) == len(metrics["history"]["val_accuracy"]) > 0
+    matrix = np.array(metrics["confusion_matrix"]["test"])
+    assert matrix.shape == (n_classes, n_classes) and matrix.sum() == metrics["dataset"]["n_test"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["accuracy"]["test"])
+    assert set(metrics["seconds"]) == set(STAGE_NAMES)
+    assert not any(metrics["cache_hits"].values())
+    examples = np.load(result.run_dir / "examples.npz")
+    assert examples["images"].dtype == np.uint8 and examples["images"].shape[1:] == (32, 32, 3)
+    assert np.all(examples["y_true"] != examples["y_pred"])
+    model = load_model(result.run_dir / "model.skops")
+    assert model.named_steps["head"].coef_.shape == (n_classes, 32 * 32 * 3)
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_second_identical_run_hits_every_stage_and_agrees(tmp_path, small_npz):
+    first = _run(tmp_path, "raw+color+logreg", "first", data=str(small_npz))
+    second = _run(tmp_path, "raw+color+logreg", "second", data=str(small_npz))
+    assert 0.8 < first.metrics["accuracy"]["test"] <= 1.0
+    assert first.metrics["dataset"]["classes"] == ["red", "green", "blue"]
+    assert all(second.metrics["cache_hits"].values())
+    assert second.metrics["accuracy"] == first.metrics["accuracy"]
+    assert second.metrics["confusion_matrix"] == first.metrics["confusion_matrix"]
+    first_model = load_model(first.run_dir / "model.skops")
+    second_model = load_model(second.run_dir / "model.skops")
+    np.testing.assert_array_equal(first_model.named_steps["head"].coef_, second_model.named_steps["head"].coef_)
+
+
+def test_changing_one_feature_recomputes_only_that_feature(tmp_path, monkeypatch, small_npz):
+    _run(tmp_path, "raw+color+logreg", "first", data=str(small_npz))
+    raw_calls = []
+    original = RawPixels._transform_images
+
+    def counting(self, images):
+        raw_calls.append(len(images))
+        return original(self, images)
+
+    monkeypatch.setattr(RawPixels, "_transform_images", counting)
+    spec = parse_spec("raw+color+logreg")
+    changed = spec.features[1].__class__("color", {"bins": 12})
+    spec = spec.__class__(name=spec.name, features=(spec.features[0], changed), head=spec.head)
+    result = run_pipeline(spec, data=str(small_npz), out=tmp_path / "second", quiet=True, n_jobs=1,
+                          cache_dir=tmp_path / "cache")
+    assert raw_calls == []
+    assert result.metrics["cache_hits"]["load"]
+    assert not result.metrics["cache_hits"]["extract"]
+    assert not result.metrics["cache_hits"]["train"]
+
+
+def test_no_cache_recomputes_and_writes_no_cache(tmp_path, small_npz):
+    result = _run(tmp_path, "raw+logreg", "run", use_cache=False, data=str(small_npz))
+    assert not any(result.metrics["cache_hits"].values())
+    assert not (tmp_path / "cache").exists()
+
+
+def test_parallel_extraction_equals_serial():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(37, 16, 16, 3), dtype=np.uint8)
+    extractor = RawPixels().fit(images)
+    serial = parallel.transform_in_chunks(extractor, images, n_jobs=1, chunk_size=5)
+    both_cores = parallel.transform_in_chunks(extractor, images, n_jobs=2, chunk_size=5)
+    np.testing.assert_array_equal(serial, both_cores)
+    np.testing.assert_array_equal(serial, extractor.transform(images))
+
+
+def test_image_size_smaller_than_a_feature_needs_fails_before_loading(tmp_path):
+    with pytest.raises(SpecError, match="too small for feature 'hog'"):
+        _run(tmp_path, "hog+svm", "run", image_size=4)
+    assert not (tmp_path / "run").exists()
