@@ -356,10 +356,11 @@ class ShardedFeatures:
         width = np.empty((0, self.shape[1]), dtype=np.float32)[:, columns].shape[1]
         out = np.empty((len(indices), width), dtype=np.float32)
         owner = np.searchsorted(self.offsets, indices, side="right") - 1
-        for shard_index in np.unique(owner):
-            selected = owner == shard_index
-            local = indices[selected] - self.offsets[shard_index]
-            out[selected] = self.shards[shard_index][local][:, columns]
+        order = np.argsort(owner, kind="stable")
+        shard_indices, starts = np.unique(owner[order], return_index=True)
+        for shard_index, start, stop in zip(shard_indices, starts, [*starts[1:], len(order)]):
+            positions = order[start:stop]
+            out[positions] = self.shards[shard_index][indices[positions] - self.offsets[shard_index]][:, columns]
         return out
 
     def __array__(self, dtype=None, copy=None):
