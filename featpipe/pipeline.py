@@ -11,6 +11,7 @@ seconds whatever the data set's size.
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,12 @@ from tqdm.auto import tqdm
 
 from featpipe import stages
 from featpipe.cache import fingerprint, make_memory
-from featpipe.datasets import describe_source
 from featpipe.registry import OWN_HEADS, make_feature, make_head
 from featpipe.run_folder import write_run_folder
+from featpipe.sources import ImageSource, StoreSource
 from featpipe.spec import SpecError
 from featpipe.stages import STAGE_NAMES
+from featpipe.store import is_store
 
 DEFAULT_IMAGE_SIZE = 32
 
@@ -57,6 +59,13 @@ class _StageClock:
         return tqdm(total=total, desc=description, unit="img", delay=0.5,
                     disable=self.quiet, file=sys.stderr, leave=False)
 
+    @contextmanager
+    def timed(self, stage):
+        """Add the time spent in the ``with`` block to ``stage``."""
+        started = time.perf_counter()
+        yield
+        self.seconds[stage] += time.perf_counter() - started
+
     def run(self, stage, cached_function, *args):
         """Call a cached stage function, timing it and recording whether it hit."""
         hit = cached_function.check_call_in_cache(*args)
@@ -87,8 +96,10 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     spec : PipelineSpec
         What to run (see :mod:`featpipe.spec`).
     data : str or None
-        Data set: ``None``/``"builtin"``, ``"cifar10"``, a folder or an
-        ``.npz`` file; ``None`` falls back to the spec's ``[data]`` table.
+        Data set: ``None``/``"builtin"``, ``"cifar10"``, a folder, an
+        ``.npz`` file, or a feature store written by ``featpipe extract``
+        (whose features are used as they are); ``None`` falls back to the
+        spec's ``[data]`` table.
     image_size : int or None
         Side every image is resized to; default the spec's, else 32.
     out : path-like or None
@@ -133,49 +144,16 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     head_params = _with_seed(spec.head.params, head_probe, seed)
     search_grid = _search_grid(spec, search)
 
-    started = time.perf_counter()
-    source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
-    clock.seconds["load"] += time.perf_counter() - started
-    data_key = source["fingerprint"]
-    feature_keys = [fingerprint(data_key, step.name, params)
-                    for step, params in zip(spec.features, feature_params)]
-    features_key = fingerprint(feature_keys)
+    if data is not None and is_store(data):
+        source = StoreSource(spec, data, clock)
+        image_size = source.image_size
+    else:
+        source = ImageSource(spec, data, image_size, val_size, seed, strict, cache_dir,
+                             n_jobs, chunk_size, feature_params, cached, clock)
+    features_key = source.key
     model_key = fingerprint(features_key, spec.normalize, spec.head.name, head_params, search_grid)
-
-    dataset = None
-
-    def get_dataset():
-        nonlocal dataset
-        if dataset is None:
-            with clock.bar("load", None) as bar:
-                dataset = clock.run("load", cached["load"], data_key, data, image_size, val_size,
-                                    seed, strict, cache_dir, bar.update)
-        return dataset
-
-    fitted = []
-    for (name, _), params, key in zip(extractors, feature_params, feature_keys):
-        if cached["fit_extractor"].check_call_in_cache(key, name, params, None, None):
-            fitted.append(clock.run("extract", cached["fit_extractor"], key, name, params, None, None))
-        else:
-            loaded = get_dataset()
-            fitted.append(clock.run("extract", cached["fit_extractor"], key, name, params,
-                                    loaded.X_train, loaded.y_train))
-
-    features = None
-
-    def get_features():
-        nonlocal features
-        if features is None:
-            parts = []
-            for (name, _), extractor, key in zip(extractors, fitted, feature_keys):
-                loaded = None if cached["extract"].check_call_in_cache(
-                    key, None, None, None, None, None) else get_dataset()
-                total = None if loaded is None else len(loaded.y_train) + len(loaded.y_val) + len(loaded.y_test)
-                with clock.bar(f"extract {name}", total) as bar:
-                    parts.append(clock.run("extract", cached["extract"], key, extractor, loaded,
-                                           n_jobs, chunk_size, bar.update))
-            features = {split: _stack([part[split] for part in parts]) for split in stages.SPLITS}
-        return features
+    fitted = source.fitted_extractors()
+    get_features, get_dataset = source.features, source.dataset
 
     if cached["normalize"].check_call_in_cache(features_key, spec.normalize, None):
         scaler = clock.run("normalize", cached["normalize"], features_key, spec.normalize, None)
@@ -188,10 +166,9 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     def get_model_features():
         nonlocal model_features
         if model_features is None:
-            started = time.perf_counter()
-            model_features = {split: stages.apply_scaler(scaler, array)
-                              for split, array in get_features().items()}
-            clock.seconds["normalize"] += time.perf_counter() - started
+            features = get_features()
+            with clock.timed("normalize"):
+                model_features = {split: stages.apply_scaler(scaler, array) for split, array in features.items()}
         return model_features
 
     train_args = (model_key, spec.head.name, head_params, search_grid)
@@ -211,18 +188,14 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
         clock.hits = dict.fromkeys(STAGE_NAMES, False)
 
     model = Pipeline([
-        ("features", FeatureUnion([(name, extractor) for (name, _), extractor in zip(extractors, fitted)])),
+        ("features", FeatureUnion([(step.name, extractor) for step, extractor in zip(spec.features, fitted)])),
         ("normalize", scaler if scaler is not None else "passthrough"),
         ("head", head),
     ])
-    widths = {name: int(extractor.n_features_out_) for (name, _), extractor in zip(extractors, fitted)}
+    widths = {step.name: int(extractor.n_features_out_) for step, extractor in zip(spec.features, fitted)}
     metrics = _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_size)
     run_dir = write_run_folder(out, spec.name, metrics, model, evaluation["examples"])
     return RunResult(run_dir=run_dir, metrics=metrics)
-
-
-def _stack(arrays):
-    return arrays[0] if len(arrays) == 1 else np.hstack(arrays)
 
 
 def _search_function():

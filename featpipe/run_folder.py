@@ -40,8 +40,8 @@ def write_run_folder(out, spec_name, metrics, model, examples):
         Written as metrics.json.
     model : sklearn.pipeline.Pipeline
         Written as model.skops.
-    examples : dict of arrays
-        Misclassified test examples, written as examples.npz.
+    examples : dict of arrays or None
+        Misclassified test examples, written as examples.npz when given.
     """
     run_dir = Path(out) if out is not None else default_run_dir(spec_name)
     if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / "metrics.json").is_file():
@@ -54,7 +54,8 @@ def write_run_folder(out, spec_name, metrics, model, examples):
     try:
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         save_model(model, staging / "model.skops")
-        np.savez_compressed(staging / "examples.npz", **examples)
+        if examples is not None:
+            np.savez_compressed(staging / "examples.npz", **examples)
         if run_dir.exists():
             shutil.rmtree(run_dir)
         staging.rename(run_dir)

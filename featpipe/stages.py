@@ -102,7 +102,8 @@ def evaluate(model_key, model_features, head, dataset):
     """Evaluate stage: accuracies, per-class accuracy, confusion matrix, mistakes.
 
     Returns everything the run folder needs from the data, so a later run
-    whose evaluation is cached never loads the data set again.
+    whose evaluation is cached never loads the data set again. Mistakes are
+    ``None`` when the data set has no images (a feature store).
     """
     n_classes = len(dataset.classes)
     accuracy, per_class, matrices = {}, {}, {}
@@ -137,7 +138,7 @@ def evaluate(model_key, model_features, head, dataset):
             "classes": list(dataset.classes),
             "skipped": len(dataset.skipped),
         },
-        "examples": {
+        "examples": None if dataset.X_test is None else {
             "images": dataset.X_test[wrong],
             "y_true": dataset.y_test[wrong],
             "y_pred": test_predictions[wrong],

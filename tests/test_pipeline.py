@@ -94,3 +94,18 @@ def test_image_size_smaller_than_a_feature_needs_fails_before_loading(tmp_path):
     with pytest.raises(SpecError, match="too small for feature 'hog'"):
         _run(tmp_path, "hog+svm", "run", image_size=4)
     assert not (tmp_path / "run").exists()
+
+
+def test_run_on_a_feature_store_equals_the_run_on_its_images(tmp_path, small_npz):
+    from featpipe.extract_job import run_extract_job
+
+    store = tmp_path / "store"
+    run_extract_job("raw+color", data=str(small_npz), out=store, n_jobs=1, progress=False)
+    direct = _run(tmp_path, "raw+color+softmax", "direct", data=str(small_npz))
+    stored = _run(tmp_path, "raw+color+softmax", "stored", data=str(store))
+    assert stored.metrics["dataset"]["n_test"] == direct.metrics["dataset"]["n_test"]
+    assert stored.metrics["feature_width"] == direct.metrics["feature_width"]
+    assert stored.metrics["accuracy"] == direct.metrics["accuracy"]
+    assert not (stored.run_dir / "examples.npz").exists()
+    with pytest.raises(SpecError, match="holds raw[+]color features; the pipeline asks for hog"):
+        _run(tmp_path, "hog+softmax", "wrong", data=str(store))
