@@ -13,12 +13,13 @@ parallel and a cluster run all write the same store.
 
 import hashlib
 import json
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from tqdm.auto import tqdm
 
 import featpipe
@@ -167,11 +168,31 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, stri
     return feature_store.write_shard(store_dir, index, features, (start, start + len(inputs)), skipped)
 
 
+def _worker_ready():
+    """A no-op task: unpickling it imports this module (and scikit-learn) in the worker."""
+
+
+def _start_local_workers(n_jobs, scheduler, backend):
+    """Start the local worker processes in a thread, so their imports overlap the driver's listing.
+
+    Returns the thread (join it before extracting), or ``None`` when the
+    job runs in this process or on Dask. The workers stay up for the
+    job's ``Parallel`` call, which reuses them.
+    """
+    if scheduler is not None or backend == "dask" or effective_n_jobs(-1 if n_jobs is None else n_jobs) < 2:
+        return None
+    n_workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
+    thread = threading.Thread(
+        target=lambda: Parallel(n_jobs=n_workers)(delayed(_worker_ready)() for _ in range(n_workers)),
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
 @contextmanager
 def _execution(n_jobs, scheduler, backend):
     """Parallel's ``n_jobs`` inside the right joblib backend: loky, or Dask."""
-    if backend not in (None, "loky", "dask"):
-        raise ValueError(f"backend must be 'loky' (local processes) or 'dask'; got {backend!r}")
     if scheduler is None and backend != "dask":
         yield -1 if n_jobs is None else n_jobs
         return
@@ -186,7 +207,10 @@ def _execution(n_jobs, scheduler, backend):
             except (OSError, TimeoutError) as error:
                 raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
         else:
+            import dask
+
             n_workers = None if n_jobs in (None, -1) else n_jobs
+            stack.enter_context(dask.config.set({"distributed.worker.profile.enabled": False}))
             cluster = stack.enter_context(LocalCluster(
                 n_workers=n_workers, threads_per_worker=1, processes=True,
                 host="127.0.0.1", dashboard_address=":0",
@@ -338,7 +362,10 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
+    if backend not in (None, "loky", "dask"):
+        raise ValueError(f"backend must be 'loky' (local processes) or 'dask'; got {backend!r}")
     pairs, fitted = _feature_pairs(features, from_run)
+    warming_up = _start_local_workers(n_jobs, scheduler, backend)
     if fitted and image_size not in (None, pairs[0][1].image_shape_[0]):
         raise StoreError(f"the extractors of run {from_run} were fitted on {pairs[0][1].image_shape_[0]}-pixel "
                          f"images, not {image_size}")
@@ -363,6 +390,8 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         done_images = len(collection) - sum(bounds[index][1] - bounds[index][0] for index in todo)
         bar = tqdm(total=len(collection), initial=done_images, unit="img", desc="extract",
                    disable=not progress, smoothing=0.1)
+        if warming_up is not None:
+            warming_up.join()
         with bar, _execution(n_jobs, scheduler, backend) as parallel_jobs:
             tasks = (delayed(_extract_chunk)(str(out), index, bounds[index][0], collection.chunk(*bounds[index]),
                                              extractors, image_size, strict)
