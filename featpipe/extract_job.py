@@ -381,6 +381,8 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     with feature_store.StoreLock(out):
         feature_store.remove_temporary_files(out)
         manifest = _open_store(out, plan)
+        if warming_up is not None:
+            warming_up.join()  # fitting may decode with the same worker processes
         pairs = _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict)
         extractors = [extractor for _, extractor in pairs]
         bounds = [(start, min(start + chunk_size, len(collection))) for start in range(0, len(collection), chunk_size)]
@@ -390,8 +392,6 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         done_images = len(collection) - sum(bounds[index][1] - bounds[index][0] for index in todo)
         bar = tqdm(total=len(collection), initial=done_images, unit="img", desc="extract",
                    disable=not progress, smoothing=0.1)
-        if warming_up is not None:
-            warming_up.join()
         with bar, _execution(n_jobs, scheduler, backend) as parallel_jobs:
             tasks = (delayed(_extract_chunk)(str(out), index, bounds[index][0], collection.chunk(*bounds[index]),
                                              extractors, image_size, strict)
