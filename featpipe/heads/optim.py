@@ -39,7 +39,7 @@ def _batches(X, y, rows, batch_size, rng):
 
 
 def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
-                  momentum=0.0, lr_decay=1.0, rng=None, on_epoch=None, rows=None):
+                  momentum=0.0, lr_decay=1.0, rng=None, on_epoch=None, rows=None, average=False):
     """Minibatch stochastic gradient descent with optional momentum.
 
     The update is ``v = momentum * v - lr * dW; W += v`` (momentum 0 is
@@ -69,12 +69,20 @@ def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
     rows : ndarray of int or None
         Train on these rows of ``X`` only (e.g. all but a held-out
         validation part), without copying them out of ``X``.
+    average : bool, default=False
+        Averaged SGD: from the middle epoch on, keep the running mean of
+        the iterates after every step and return it (and show it to
+        ``on_epoch``) instead of the last iterate, which removes most of
+        the noise of the final steps (Polyak and Juditsky, "Acceleration of
+        stochastic approximation by averaging", SIAM J. Control Optim.
+        1992).
 
     Returns
     -------
     W : ndarray
+        The last iterate, or the average with ``average=True``.
     loss_history : list of float
-        Mean training loss of each epoch.
+        Mean training loss of each epoch (of the iterates, not the average).
     """
     _check_positive("learning_rate", learning_rate)
     if not 0.0 <= momentum < 1.0:
@@ -86,8 +94,11 @@ def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
     batch_size = int(min(batch_size, n_samples))
     velocity = np.zeros_like(W) if momentum else None
     loss_history = []
+    W_average, n_averaged = None, 0
     for epoch in range(n_epochs):
         epoch_loss = 0.0
+        if average and W_average is None and epoch >= n_epochs // 2:
+            W_average = W.copy()
         for X_batch, y_batch in _batches(X, y, rows, batch_size, rng):
             value, dW = loss(W, X_batch, y_batch)
             epoch_loss += value * len(y_batch)
@@ -98,11 +109,14 @@ def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
                 velocity *= momentum
                 velocity -= learning_rate * dW
                 W += velocity
+            if W_average is not None:
+                n_averaged += 1
+                W_average += (W - W_average) / n_averaged
         loss_history.append(epoch_loss / n_samples)
         learning_rate *= lr_decay
-        if on_epoch is not None and on_epoch(epoch, W):
+        if on_epoch is not None and on_epoch(epoch, W if W_average is None else W_average):
             break
-    return W, loss_history
+    return (W if W_average is None else W_average), loss_history
 
 
 def gradient_descent(loss, W, X, y, *, learning_rate, n_epochs=100, momentum=0.0,

@@ -12,6 +12,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_array
 
+from featpipe.heads.linear import _largest_eigenvalue
+
 _LEARNING_RATE_FACTORS = (0.3, 1.0, 3.0)
 _REG_FACTORS = (1e-5, 1e-4, 1e-3, 1e-2)
 _SCALE_SAMPLE = 2000
@@ -21,10 +23,10 @@ def default_grid(X_train, step=1.0):
     """The default learning rates and regularization strengths for ``X_train``.
 
     Both are scaled to the features so that one grid fits standardized and
-    unscaled data alike: learning rates are
-    ``step * (0.3, 1, 3) / mean(||x||^2 + 1)`` (around the heads'
-    ``learning_rate="auto"``, whose ``step`` is 1 for Softmax, 0.1 for
-    LinearSVM, 0.03 for the squared hinge), regularization strengths
+    unscaled data alike: learning rates are ``step * (0.3, 1, 3) / lambda_max``
+    with lambda_max the largest eigenvalue of the rows' second moment (the
+    heads' ``learning_rate="auto"`` is ``step / lambda_max``, step 1 for
+    Softmax, 0.1 for LinearSVM, 0.03 for the squared hinge), regularization strengths
     ``(1e-5, 1e-4, 1e-3, 1e-2) * mean(x^2)`` (for standardized features,
     where mean(x^2) = 1, exactly those values).
 
@@ -35,7 +37,8 @@ def default_grid(X_train, step=1.0):
     X = check_array(X_train, dtype=[np.float32, np.float64])
     rows = X[: _SCALE_SAMPLE]
     mean_sq_norm = float(np.einsum("ij,ij->", rows, rows, dtype=np.float64)) / rows.shape[0]
-    learning_rates = [step * factor / (mean_sq_norm + 1.0) for factor in _LEARNING_RATE_FACTORS]
+    largest = _largest_eigenvalue(rows)
+    learning_rates = [step * factor / largest for factor in _LEARNING_RATE_FACTORS]
     regs = [factor * mean_sq_norm / X.shape[1] for factor in _REG_FACTORS]
     return learning_rates, regs
 
