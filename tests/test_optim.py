@@ -137,3 +137,21 @@ def test_rows_restricts_training_to_a_subset_without_copying_X():
                   n_epochs=1, rng=0, rows=rows)
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)), rows)
     assert len(seen) == 3
+
+
+def test_averaged_sgd_returns_the_mean_of_the_second_half_iterates():
+    gradient = np.array([1.0, -2.0])
+    X, y = np.zeros((4, 1)), np.zeros(4)
+    iterates = []
+
+    def record(epoch, W):
+        iterates.append(W.copy())
+        return False
+
+    plain, _ = minibatch_sgd(constant_gradient(gradient), np.zeros(2), X, y, learning_rate=0.1,
+                             batch_size=4, n_epochs=4, on_epoch=record)
+    averaged, _ = minibatch_sgd(constant_gradient(gradient), np.zeros(2), X, y, learning_rate=0.1,
+                                batch_size=4, n_epochs=4, average=True)
+    # one step per epoch: iterates -0.1 g k for k = 1..4; epochs 2 and 3 are averaged
+    np.testing.assert_allclose(plain, -0.4 * gradient)
+    np.testing.assert_allclose(averaged, (iterates[2] + iterates[3]) / 2)
