@@ -286,4 +286,4 @@ def gradient_check(f, W, h=1e-5, n_checks=None, random_state=None):
         exact = analytic.reshape(-1)[entry]
         error = abs(exact - numeric) / max(abs(exact) + abs(numeric), 1e-12)
         worst = max(worst, error)
-    return worst
+    return float(worst)
