@@ -40,6 +40,7 @@ CONFIGS = {
     "raw": [RawPixels()],
     "hue": [ColorHistogram()],
     "hsv-grid2": [ColorHistogram("hsv", (10, 4, 4), grid=(2, 2))],
+    "joint-hsv-grid2": [ColorHistogram("hsv", (8, 4, 4), joint=True, grid=(2, 2))],
     "hog22": [HOG()],
     "hog22+hue": [HOG(), ColorHistogram()],
     "hog11+hue": [HOG(cells_per_block=(1, 1)), ColorHistogram()],
