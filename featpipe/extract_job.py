@@ -15,6 +15,7 @@ import hashlib
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -254,15 +255,22 @@ def _open_store(out, plan):
     return manifest
 
 
-def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict):
-    """The store's fitted extractors: saved by an earlier run of this job, or fitted and saved now."""
+def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict, saver):
+    """The store's fitted extractors and the future of their saving (``None`` when already saved).
+
+    Extractors saved by an earlier run of this job are loaded. Otherwise
+    they are fitted and saved in ``saver``'s thread while the chunks are
+    extracted (importing skops takes seconds); shards left by a run that
+    died before saving its extractors are deleted, since they cannot be
+    told apart from shards of a different fit.
+    """
     saved = feature_store.load_extractors(out)
     if saved is not None:
-        return saved
+        return saved, None
+    feature_store.remove_shards(out)
     if not fitted:
         pairs = _fit(pairs, collection, image_size, fit_samples, seed, strict)
-    feature_store.save_extractors(out, pairs)
-    return pairs
+    return pairs, saver.submit(feature_store.save_extractors, out, pairs)
 
 
 def _final_manifest(plan, pairs, collection, records, seconds):
@@ -378,12 +386,15 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StoreError(f"cannot create store folder {out}: {error.strerror or error}") from None
-    with feature_store.StoreLock(out):
+    with ExitStack() as stack:
+        stack.enter_context(feature_store.StoreLock(out))
         feature_store.remove_temporary_files(out)
         manifest = _open_store(out, plan)
         if warming_up is not None:
             warming_up.join()  # fitting may decode with the same worker processes
-        pairs = _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict)
+        saver = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        pairs, saving = _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict,
+                                           saver)
         extractors = [extractor for _, extractor in pairs]
         bounds = [(start, min(start + chunk_size, len(collection))) for start in range(0, len(collection), chunk_size)]
         records = [feature_store.read_shard_record(out, index) for index in range(len(bounds))]
@@ -399,6 +410,8 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
             for record in Parallel(n_jobs=parallel_jobs, return_as="generator_unordered")(tasks):
                 records[record["index"]] = record
                 bar.update(record["inputs"][1] - record["inputs"][0])
+        if saving is not None:
+            saving.result()
         if todo or not manifest["complete"]:
             manifest = _final_manifest(plan, pairs, collection, records, time.perf_counter() - started)
             feature_store.write_manifest(out, manifest)

@@ -176,10 +176,18 @@ def save_extractors(store_dir, pairs):
 
 def load_extractors(store_dir):
     """The fitted ``(name, extractor)`` pairs saved by :func:`save_extractors`, or ``None``."""
+    path = Path(store_dir) / EXTRACTORS_NAME
+    if not path.is_file():
+        return None
     from featpipe.model_io import load_model
 
-    path = Path(store_dir) / EXTRACTORS_NAME
-    return list(load_model(path).transformer_list) if path.is_file() else None
+    return list(load_model(path).transformer_list)
+
+
+def remove_shards(store_dir):
+    """Delete every shard and shard record (they were made by extractors that were never saved)."""
+    for path in (Path(store_dir) / SHARDS_DIR).glob("shard-*"):
+        path.unlink()
 
 
 def remove_temporary_files(store_dir):

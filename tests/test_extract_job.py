@@ -226,3 +226,14 @@ def test_image_missing_at_read_time_stops_the_job(folder, tmp_path, monkeypatch)
     with pytest.raises(StoreError, match="vanished.jpg was listed when the job started but cannot be found"):
         run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
     assert len(shard_bytes(tmp_path / "store")) == 7
+
+
+def test_shards_of_extractors_that_were_never_saved_are_redone(folder, reference, tmp_path):
+    out = tmp_path / "store"
+    run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
+    (out / store.EXTRACTORS_NAME).unlink()
+    stale = out / store.SHARDS_DIR / "shard-000003.npy"
+    stale.write_bytes(b"made by a fit that was never saved")
+    run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
+    assert (out / store.EXTRACTORS_NAME).is_file()
+    assert shard_bytes(out) == shard_bytes(reference.path)
