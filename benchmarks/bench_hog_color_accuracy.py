@@ -42,6 +42,7 @@ CONFIGS = {
     "hsv-grid2": [ColorHistogram("hsv", (10, 4, 4), grid=(2, 2))],
     "joint-hsv-grid2": [ColorHistogram("hsv", (8, 4, 4), joint=True, grid=(2, 2))],
     "hog22": [HOG()],
+    "hog4-8": [HOG(pixels_per_cell=[(4, 4), (8, 8)])],
     "hog22+hue": [HOG(), ColorHistogram()],
     "hog11+hue": [HOG(cells_per_block=(1, 1)), ColorHistogram()],
     "hognone+hue": [HOG(block_norm="none"), ColorHistogram()],
