@@ -232,8 +232,9 @@ def test_shards_of_extractors_that_were_never_saved_are_redone(folder, reference
     out = tmp_path / "store"
     run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
     (out / store.EXTRACTORS_NAME).unlink()
-    stale = out / store.SHARDS_DIR / "shard-000003.npy"
-    stale.write_bytes(b"made by a fit that was never saved")
+    time.sleep(0.05)
+    rerun_started = time.time_ns()
     run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
     assert (out / store.EXTRACTORS_NAME).is_file()
+    assert all(path.stat().st_mtime_ns >= rerun_started for path in (out / store.SHARDS_DIR).iterdir())
     assert shard_bytes(out) == shard_bytes(reference.path)
