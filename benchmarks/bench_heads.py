@@ -18,6 +18,7 @@ Usage::
     python benchmarks/bench_heads.py                  # full size, 3 repeats
     python benchmarks/bench_heads.py --limit 500      # 500 train images per class
     python benchmarks/bench_heads.py --parts c --repeats 5
+    python benchmarks/bench_heads.py --parts b --peers LogisticRegression --peer-C matched
 
 CIFAR-10 is decoded once with Pillow from ../shared/datasets/cifar10-jpg.
 """
@@ -133,7 +134,7 @@ def part_raw(data, repeats):
              val_accuracy=model.val_accuracy_history_[-1])
 
 
-def part_features(data, repeats):
+def part_features(data, repeats, peer_names=("LinearSVC", "LogisticRegression"), peer_C="both"):
     from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -157,9 +158,12 @@ def part_features(data, repeats):
         seconds, model, count = timed(lambda: clone(head).fit(F_train, y_train), repeats)
         ours_results[name] = (seconds, model.score(F_test, y_test), count)
     for peer_name in ("LinearSVC", "LogisticRegression(lbfgs)"):
+        if peer_name.split("(")[0] not in peer_names:
+            continue
         reg = (ours["softmax"] if peer_name.startswith("Logistic") else ours["svm"]).reg
-        for C, C_note in ((1.0 / (2.0 * reg * n_train), "C matched to reg: 1 / (2 reg N)"),
-                          (1.0, "default C")):
+        settings = {"matched": (1.0 / (2.0 * reg * n_train), "C matched to reg: 1 / (2 reg N)"),
+                    "default": (1.0, "default C")}
+        for C, C_note in (settings.values() if peer_C == "both" else [settings[peer_C]]):
             peer = (LinearSVC(C=C, random_state=0) if peer_name == "LinearSVC"
                     else LogisticRegression(C=C, solver="lbfgs", max_iter=1000))
             peer_seconds, peer_model, peer_count = timed(lambda: clone(peer).fit(F_train, y_train), repeats)
@@ -198,6 +202,10 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="train images per class (test: limit // 5)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", default="abc", help="any of a, b, c")
+    parser.add_argument("--peers", default="LinearSVC,LogisticRegression",
+                        help="peers of part b, comma-separated")
+    parser.add_argument("--peer-C", default="both", choices=["matched", "default", "both"],
+                        help="peers' C: matched to our reg (1 / (2 reg N)), scikit-learn's default 1, or both")
     args = parser.parse_args()
     if "c" in args.parts:
         part_gemm(args.repeats)
@@ -208,7 +216,7 @@ def main():
         if "a" in args.parts:
             part_raw(data, args.repeats)
         if "b" in args.parts:
-            part_features(data, args.repeats)
+            part_features(data, args.repeats, args.peers.split(","), args.peer_C)
 
 
 if __name__ == "__main__":
