@@ -192,7 +192,8 @@ def predict(run_dir, images):
               help="dask starts a dask.distributed LocalCluster on this machine.")
 @click.option("--from", "from_run", type=click.Path(exists=True, file_okay=False), default=None,
               help="Take fitted extractors from this finished run.")
-@click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--image-size", type=click.IntRange(min=1), default=None,
+              help="Side in pixels images are resized to (default: the --from run's, else 32).")
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

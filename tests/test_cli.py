@@ -172,3 +172,20 @@ def test_console_script_runs_as_a_real_process(tmp_path):
     )
     assert completed.returncode == 2
     assert completed.stderr.startswith("featpipe: error: unknown feature 'nothing'")
+
+
+def test_extract_then_run_on_the_store(tmp_path, invoke, small_npz):
+    store = tmp_path / "store"
+    extracted = invoke("extract", "raw+color", "--data", small_npz, "--out", store, "--jobs", 1, "--quiet")
+    assert extracted.exit_code == 0, extracted.output
+    assert "240 images" in extracted.stdout
+    trained = invoke("run", "raw+color+softmax", "--data", store, "--out", tmp_path / "run",
+                     "--cache-dir", tmp_path / "cache")
+    assert trained.exit_code == 0, trained.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["feature_width"] == json.loads((store / "manifest.json").read_text())["n_features"]
+    assert metrics["dataset"]["n_train"] + metrics["dataset"]["n_val"] + metrics["dataset"]["n_test"] == 240
+    again = invoke("extract", "raw+color", "--data", small_npz, "--out", store, "--jobs", 1, "--quiet")
+    assert again.exit_code == 0
+    refused = invoke("extract", "hog", "--data", small_npz, "--out", store, "--jobs", 1, "--quiet")
+    assert refused.exit_code == 2 and "was made with other" in refused.stderr
