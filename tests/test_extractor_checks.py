@@ -22,6 +22,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from featpipe.features.color import ColorHistogram
 from featpipe.features.hog import HOG
 from featpipe.features.raw import RawPixels
+from featpipe.features.words import KMeansWords
 
 _TWO_D = "fits or transforms a 2-D float matrix; extractors need an image batch (N, H, W, 3)"
 IMAGE_INPUT_FAILURES = {
@@ -64,6 +65,7 @@ EXTRACTORS = [
     (ColorHistogram("hsv", (8, 4, 4), joint=True, grid=2), IMAGE_INPUT_FAILURES),
     (HOG(), IMAGE_INPUT_FAILURES),
     (HOG(pixels_per_cell=[(4, 4), (8, 8)], block_norm="none"), IMAGE_INPUT_FAILURES),
+    (KMeansWords(n_words=8, n_patches=2000, random_state=0), IMAGE_INPUT_FAILURES),
 ]
 IDS = [repr(estimator) for estimator, _ in EXTRACTORS]
 IMAGES = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
