@@ -25,12 +25,12 @@ from tqdm.auto import tqdm
 
 import featpipe
 from featpipe import store as feature_store
-from featpipe.datasets import describe_source, load_dataset, read_images, scan_image_folder
-from featpipe.datasets.splits import TEST_FRACTION, TEST_STREAM, VAL_STREAM, resolve_val_size, stratified_holdout
+from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
 from featpipe.features.base import ImageFeatureExtractor
 from featpipe.registry import make_feature
 from featpipe.spec import Step, parse_features
 from featpipe.store import StoreError
+from featpipe.store_lock import StoreLock
 
 DEFAULT_CHUNK_SIZE = 2000
 """Images per shard: about a second of HOG + colour work on 32x32 images."""
@@ -67,18 +67,6 @@ def _jsonable(value):
     return json.loads(json.dumps(value, sort_keys=True, default=repr))
 
 
-def _folder_splits(labels, scanned_splits, val_size, seed):
-    """train / val / test per path, drawn as load_dataset draws them for a folder."""
-    splits = np.where(scanned_splits == "test", "test", "train").astype("<U5")
-    if np.any(scanned_splits == "all"):
-        n_test = int(np.floor(TEST_FRACTION * len(labels) + 0.5))
-        splits[stratified_holdout(labels, n_test, seed, TEST_STREAM)[1]] = "test"
-    train = np.flatnonzero(splits == "train")
-    n_val = resolve_val_size(val_size, len(train))
-    splits[train[stratified_holdout(labels[train], n_val, seed, VAL_STREAM)[1]]] = "val"
-    return splits
-
-
 class _Collection:
     """The job's inputs: file paths read lazily, or an in-memory image array."""
 
@@ -88,7 +76,7 @@ class _Collection:
         self.skipped_at_load = []
         if self.source["kind"] == "folder":
             self.paths, self.labels, self.classes, scanned = scan_image_folder(self.source["path"])
-            self.splits = _folder_splits(self.labels, scanned, val_size, seed)
+            self.splits = assign_splits(self.labels, scanned, val_size, seed)
             return
         dataset = load_dataset(data, image_size=image_size, val_size=val_size, seed=seed,
                                strict=strict, cache_dir=cache_dir)
@@ -387,7 +375,7 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     except OSError as error:
         raise StoreError(f"cannot create store folder {out}: {error.strerror or error}") from None
     with ExitStack() as stack:
-        stack.enter_context(feature_store.StoreLock(out))
+        stack.enter_context(StoreLock(out))
         feature_store.remove_temporary_files(out)
         manifest = _open_store(out, plan)
         if warming_up is not None:

@@ -7,7 +7,7 @@ A store is a folder::
         extractors.skops          the fitted extractors (a FeatureUnion, featpipe.model_io)
         shards/shard-000000.npy   float32 (n_rows, D) features of input chunk 0
         shards/shard-000000.json  its commit record: input rows, sha256, skipped images
-        .lock                     present while a job writes the store
+        .lock                     present while a job writes the store (featpipe.store_lock)
 
 Every file is written under a temporary name and renamed into place, so a
 reader never sees half a shard: a shard counts as finished once its commit
@@ -27,8 +27,6 @@ import hashlib
 import io
 import json
 import os
-import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -56,7 +54,8 @@ def _temporary_name(path):
     return path.with_name(f".{path.name}{_TEMPORARY_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def _disk_error(path, error):
+def disk_error(path, error):
+    """The :class:`StoreError` for an ``OSError`` raised while writing ``path``."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return StoreError(
             f"disk full while writing {path}; nothing half-written was kept: "
@@ -80,7 +79,7 @@ def _atomic_write(path, write):
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        raise _disk_error(path, error) from None
+        raise disk_error(path, error) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -171,7 +170,7 @@ def save_extractors(store_dir, pairs):
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        raise _disk_error(path, error) from None
+        raise disk_error(path, error) from None
 
 
 def load_extractors(store_dir):
@@ -207,108 +206,6 @@ def read_manifest(store_dir):
 def write_manifest(store_dir, manifest):
     """Write ``manifest.json`` atomically."""
     _write_json(Path(store_dir) / MANIFEST_NAME, manifest)
-
-
-def _process_is_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
-class StoreLock:
-    """An exclusive lock on a store folder, held by one job at a time.
-
-    The lock is a file created with ``O_EXCL`` that names its owner (host,
-    pid, start time). A lock whose owner ran on this host and has died
-    (SIGKILL, power cut of a container) is stale and is taken over; any
-    other lock makes :meth:`acquire` raise :class:`StoreError`.
-
-    Parameters
-    ----------
-    store_dir : path-like
-        The store folder (it must exist).
-    """
-
-    def __init__(self, store_dir):
-        self.store_dir = store_dir
-
-    @property
-    def path(self):
-        return Path(self.store_dir) / LOCK_NAME
-
-    def _owner_text(self):
-        return json.dumps({
-            "host": socket.gethostname(), "pid": os.getpid(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "token": uuid.uuid4().hex,
-        })
-
-    def _refusal(self, owner):
-        return StoreError(
-            f"store {self.store_dir} is locked by another job (pid {owner.get('pid')} on "
-            f"{owner.get('host')}, started {owner.get('started')}); wait for it to finish, or delete "
-            f"{self.path} if no job is running"
-        )
-
-    def _is_stale(self, owner):
-        return owner.get("host") == socket.gethostname() and not _process_is_alive(int(owner.get("pid", -1)))
-
-    def _take_over(self, owner_text):
-        """Remove a stale lock unless another job replaced it meanwhile."""
-        moved = self.path.with_name(f"{LOCK_NAME}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
-            os.rename(self.path, moved)
-        except FileNotFoundError:
-            return
-        if moved.read_text() != owner_text:
-            try:
-                os.link(moved, self.path)
-            finally:
-                moved.unlink()
-            raise self._refusal(json.loads(self.path.read_text()))
-        moved.unlink()
-
-    def acquire(self):
-        """Take the lock, taking over a stale one; raise StoreError when it is held."""
-        for _ in range(3):
-            try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    owner_text = self.path.read_text()
-                    owner = json.loads(owner_text)
-                except FileNotFoundError:
-                    continue
-                except ValueError:
-                    raise StoreError(f"store {self.store_dir} has an unreadable lock file {self.path}; "
-                                     "delete it if no job is running") from None
-                if not self._is_stale(owner):
-                    raise self._refusal(owner) from None
-                self._take_over(owner_text)
-                continue
-            except OSError as error:
-                raise _disk_error(self.path, error) from None
-            with os.fdopen(descriptor, "w") as file:
-                file.write(self._owner_text())
-            return self
-        raise StoreError(f"could not lock store {self.store_dir}: other jobs keep taking the lock")
-
-    def release(self):
-        """Drop the lock."""
-        self.path.unlink(missing_ok=True)
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc_info):
-        self.release()
 
 
 class ShardedFeatures:

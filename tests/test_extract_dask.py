@@ -5,15 +5,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import distributed
 import pytest
 
+from conftest import link_cifar_folder, read_shard_bytes
 from featpipe import store
 from featpipe.extract_job import run_extract_job
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 CHUNK = 4
 
 _SLOW_SHARD_RECORDS = """
@@ -31,23 +30,9 @@ if not hasattr(featpipe.store, "_fast_write_json"):
 """
 
 
-def make_folder(root, n_train=12, n_test=4, n_classes=3):
-    """A small train/test image folder of CIFAR-10 JPEGs (symbolic links)."""
-    for split, count in (("train", n_train), ("test", n_test)):
-        for name in sorted(os.listdir(CIFAR / split))[:n_classes]:
-            (root / split / name).mkdir(parents=True)
-            for file_name in sorted(os.listdir(CIFAR / split / name))[:count]:
-                os.symlink(CIFAR / split / name / file_name, root / split / name / file_name)
-    return root
-
-
-def shard_bytes(folder):
-    return {path.name: path.read_bytes() for path in sorted((Path(folder) / store.SHARDS_DIR).glob("*.npy"))}
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("images"))
+    return link_cifar_folder(tmp_path_factory.mktemp("images"), n_train=12, n_test=4)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +45,7 @@ def reference(folder, tmp_path_factory):
 def test_backend_dask_store_equals_the_local_store(folder, reference, tmp_path):
     stored = run_extract_job("hog", folder, tmp_path / "store", n_jobs=2, chunk_size=CHUNK, backend="dask",
                              progress=False)
-    assert shard_bytes(stored.path) == shard_bytes(reference.path) and len(shard_bytes(stored.path)) == 12
+    assert read_shard_bytes(stored.path) == read_shard_bytes(reference.path) and len(read_shard_bytes(stored.path)) == 12
     assert stored.manifest["shards"] == reference.manifest["shards"]
     assert stored.manifest["paths"] == reference.manifest["paths"]
 
@@ -94,5 +79,5 @@ def test_job_on_a_scheduler_survives_a_killed_worker(folder, reference, tmp_path
         assert job.wait(timeout=120) == 0, job.stderr.read()
         client.wait_for_workers(2, timeout=60)
         assert worker_pids[0] not in client.run(os.getpid).values()
-    assert shard_bytes(out) == shard_bytes(reference.path)
+    assert read_shard_bytes(out) == read_shard_bytes(reference.path)
     assert store.open(out).manifest["shards"] == reference.manifest["shards"]

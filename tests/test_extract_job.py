@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from conftest import link_cifar_folder, read_shard_bytes
 from featpipe import extract_job, store
 from featpipe.datasets import DatasetError, load_dataset
 from featpipe.extract_job import run_extract_job
@@ -20,31 +21,14 @@ from featpipe.features.hog import HOG
 from featpipe.model_io import save_model
 from featpipe.store import StoreError
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 HOG_PARAMS = {"pixels_per_cell": (8, 8), "cells_per_block": (2, 2)}
 FEATURES = "hog"
 CHUNK = 16
 
 
-def make_folder(root, n_train=30, n_test=8, n_classes=3, corrupt=False):
-    """A small train/test image folder of CIFAR-10 JPEGs (symbolic links), optionally with a corrupt file."""
-    for split, count in (("train", n_train), ("test", n_test)):
-        for name in sorted(os.listdir(CIFAR / split))[:n_classes]:
-            (root / split / name).mkdir(parents=True)
-            for file_name in sorted(os.listdir(CIFAR / split / name))[:count]:
-                os.symlink(CIFAR / split / name / file_name, root / split / name / file_name)
-    if corrupt:
-        (root / "train" / sorted(os.listdir(root / "train"))[1] / "0003_bad.jpg").write_bytes(b"\xff\xd8 truncated")
-    return root
-
-
-def shard_bytes(folder):
-    return {path.name: path.read_bytes() for path in sorted((Path(folder) / store.SHARDS_DIR).glob("*.npy"))}
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("images"))
+    return link_cifar_folder(tmp_path_factory.mktemp("images"), n_train=30, n_test=8)
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +74,10 @@ def test_other_parameters_on_the_same_store_are_refused(folder, reference):
 
 
 def test_corrupt_image_costs_only_itself_and_parallel_equals_serial(tmp_path):
-    images = make_folder(tmp_path / "images", n_train=10, n_test=4, corrupt=True)
+    images = link_cifar_folder(tmp_path / "images", n_train=10, n_test=4, corrupt=True)
     serial = run_extract_job(FEATURES, images, tmp_path / "serial", n_jobs=1, chunk_size=8, progress=False)
     parallel = run_extract_job(FEATURES, images, tmp_path / "parallel", n_jobs=2, chunk_size=8, progress=False)
-    assert shard_bytes(serial.path) == shard_bytes(parallel.path) and len(shard_bytes(serial.path)) == 6
+    assert read_shard_bytes(serial.path) == read_shard_bytes(parallel.path) and len(read_shard_bytes(serial.path)) == 6
     (skipped,) = serial.skipped
     assert skipped["path"].endswith("0003_bad.jpg") and "cannot identify image file" in skipped["reason"]
     assert len(serial) == 42 and skipped["path"] not in serial.paths
@@ -150,7 +134,7 @@ def test_sigkill_then_rerun_gives_the_same_bytes(folder, reference, tmp_path):
         assert store.shard_is_intact(out, record)
     assert (out / store.LOCK_NAME).exists()
     resumed = run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
-    assert shard_bytes(out) == shard_bytes(reference.path)
+    assert read_shard_bytes(out) == read_shard_bytes(reference.path)
     assert resumed.manifest["shards"] == reference.manifest["shards"]
     assert not (out / store.LOCK_NAME).exists()
     assert not [path for path in out.rglob(".*") if path.is_file()]
@@ -163,7 +147,7 @@ def test_second_job_on_the_same_store_refuses(folder, reference, tmp_path):
     with pytest.raises(StoreError, match=f"locked by another job \\(pid {job.pid}"):
         run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
     assert job.wait(timeout=60) == 0, job.stderr.read()
-    assert shard_bytes(store.open(out).path) == shard_bytes(reference.path)
+    assert read_shard_bytes(store.open(out).path) == read_shard_bytes(reference.path)
 
 
 def test_full_disk_stops_cleanly_and_resumes(folder, reference, tmp_path, monkeypatch):
@@ -177,11 +161,11 @@ def test_full_disk_stops_cleanly_and_resumes(folder, reference, tmp_path, monkey
     monkeypatch.setattr(store.os, "fsync", fsync_until_full)
     with pytest.raises(StoreError, match="disk full while writing .*shard-000001"):
         run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
-    assert sorted(shard_bytes(tmp_path / "store")) == ["shard-000000.npy"]
+    assert sorted(read_shard_bytes(tmp_path / "store")) == ["shard-000000.npy"]
     assert not [path for path in (tmp_path / "store").rglob(".*") if path.is_file()]
     monkeypatch.setattr(store.os, "fsync", real_fsync)
     run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
-    assert shard_bytes(tmp_path / "store") == shard_bytes(reference.path)
+    assert read_shard_bytes(tmp_path / "store") == read_shard_bytes(reference.path)
 
 
 def test_in_memory_data_set_is_stored_with_its_splits(tmp_path):
@@ -225,7 +209,7 @@ def test_image_missing_at_read_time_stops_the_job(folder, tmp_path, monkeypatch)
     monkeypatch.setattr(extract_job, "scan_image_folder", scan_with_a_vanished_file)
     with pytest.raises(StoreError, match="vanished.jpg was listed when the job started but cannot be found"):
         run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
-    assert len(shard_bytes(tmp_path / "store")) == 7
+    assert len(read_shard_bytes(tmp_path / "store")) == 7
 
 
 def test_shards_of_extractors_that_were_never_saved_are_redone(folder, reference, tmp_path):
@@ -237,4 +221,4 @@ def test_shards_of_extractors_that_were_never_saved_are_redone(folder, reference
     run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
     assert (out / store.EXTRACTORS_NAME).is_file()
     assert all(path.stat().st_mtime_ns >= rerun_started for path in (out / store.SHARDS_DIR).iterdir())
-    assert shard_bytes(out) == shard_bytes(reference.path)
+    assert read_shard_bytes(out) == read_shard_bytes(reference.path)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from featpipe import store
-from featpipe.store import StoreError, StoreLock
+from featpipe.store import StoreError
+from featpipe.store_lock import StoreLock
 
 
 def _write_store(folder, arrays, complete=True):

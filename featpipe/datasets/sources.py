@@ -24,7 +24,7 @@ from .core import (
 )
 from .images import read_images, resize_batch, scan_image_folder
 from .npz import read_npz
-from .splits import TEST_FRACTION, TEST_STREAM, VAL_STREAM, resolve_val_size, stratified_holdout
+from .splits import VAL_STREAM, assign_splits, resolve_val_size, stratified_holdout
 
 _KINDS_HINT = "'builtin', 'cifar10', an image folder, a cifar-10-batches-py folder or an .npz file"
 
@@ -143,35 +143,30 @@ def _describe(data, image_size, val_size, seed):
     return source, scan
 
 
-def _load_folder(root, scan, image_size, seed, strict, n_jobs, progress):
-    paths, labels, _, splits = scan
+def _load_folder(root, scan, image_size, val_size, seed, strict, n_jobs, progress):
+    paths, labels, _, scanned_splits = scan
     images, ok, skipped = read_images(paths, image_size, strict=strict, n_jobs=n_jobs, progress=progress)
     if not ok.any():
         first_path, reason = skipped[0]
         raise DatasetError(
             f"no readable images in {root}: all {len(paths)} failed (first: {first_path}: {reason})"
         )
-    labels, splits = labels[ok], splits[ok]
-    if "all" in splits:
-        n_test = int(np.floor(TEST_FRACTION * len(labels) + 0.5))
-        train, test = stratified_holdout(labels, n_test, seed, TEST_STREAM)
-    else:
-        train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
-    return {
-        "X_train": images[train],
-        "y_train": labels[train],
-        "X_test": images[test],
-        "y_test": labels[test],
-    }, skipped
+    labels = labels[ok]
+    splits = assign_splits(labels, scanned_splits[ok], val_size, seed)
+    arrays = {}
+    for split in ("train", "val", "test"):
+        chosen = splits == split
+        arrays[f"X_{split}"], arrays[f"y_{split}"] = images[chosen], labels[chosen]
+    return arrays, skipped
 
 
-def _load_arrays(kind, path, scan, image_size, seed, strict, cache_dir, n_jobs, progress):
+def _load_arrays(kind, path, scan, image_size, val_size, seed, strict, cache_dir, n_jobs, progress):
     """({X_train, y_train, X_test, y_test[, X_val, y_val]}, classes, skipped) of a source."""
     if kind == "builtin":
         X_train, y_train, X_test, y_test, classes = builtin.make_builtin(image_size, seed)
         return {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}, classes, []
     if kind == "folder":
-        arrays, skipped = _load_folder(path, scan, image_size, seed, strict, n_jobs, progress)
+        arrays, skipped = _load_folder(path, scan, image_size, val_size, seed, strict, n_jobs, progress)
         return arrays, scan[2], skipped
     if kind == "npz":
         arrays, classes = read_npz(path)
@@ -261,7 +256,7 @@ def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, 
     image_size = check_image_size(image_size)
     kind, path = source["kind"], None if source["path"] is None else Path(source["path"])
     arrays, classes, skipped = _load_arrays(
-        kind, path, scan, image_size, seed, strict, cache_dir, n_jobs, progress
+        kind, path, scan, image_size, val_size, seed, strict, cache_dir, n_jobs, progress
     )
     if "X_val" not in arrays:
         n_val = resolve_val_size(val_size, len(arrays["y_train"]))

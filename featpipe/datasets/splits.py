@@ -112,3 +112,45 @@ def stratified_holdout(labels, n_held_out, seed, stream):
     held = np.zeros(len(labels), dtype=bool)
     held[order] = rank_in_class < shares[sorted_labels]
     return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def assign_splits(labels, scanned_splits, val_size, seed):
+    """The split of every image of a folder: ``"train"``, ``"val"`` or ``"test"``.
+
+    Images scanned as ``"test"`` stay test. When the folder has no test
+    folder (images scanned as ``"all"``), :data:`TEST_FRACTION` of each class
+    is held out as test. The validation hold-out (:func:`resolve_val_size`)
+    is then drawn from the remaining training images, stratified.
+
+    Parameters
+    ----------
+    labels : ndarray of int64, shape (N,)
+    scanned_splits : ndarray of str, shape (N,)
+        ``"train"``, ``"test"`` or ``"all"`` per image, as
+        :func:`featpipe.datasets.scan_image_folder` returns them.
+    val_size : None, int or float
+        As for :func:`resolve_val_size`.
+    seed : int
+        Seed of both hold-outs.
+
+    Returns
+    -------
+    splits : ndarray of str, shape (N,)
+
+    Examples
+    --------
+    >>> labels = np.repeat(np.arange(2), 10)
+    >>> splits = assign_splits(labels, np.full(20, "all"), val_size=2, seed=0)
+    >>> [int(np.sum(splits == name)) for name in ("train", "val", "test")]
+    [14, 2, 4]
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    scanned_splits = np.asarray(scanned_splits)
+    splits = np.where(scanned_splits == "test", "test", "train").astype("<U5")
+    if np.any(scanned_splits == "all"):
+        n_test = int(np.floor(TEST_FRACTION * len(labels) + 0.5))
+        splits[stratified_holdout(labels, n_test, seed, TEST_STREAM)[1]] = "test"
+    train = np.flatnonzero(splits == "train")
+    n_val = resolve_val_size(val_size, len(train))
+    splits[train[stratified_holdout(labels[train], n_val, seed, VAL_STREAM)[1]]] = "val"
+    return splits
