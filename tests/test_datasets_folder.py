@@ -11,10 +11,12 @@ from PIL import Image
 from featpipe.datasets import (
     DatasetError,
     UnreadableImageWarning,
+    assign_splits,
     load_dataset,
     read_images,
     scan_image_folder,
 )
+from featpipe.datasets.splits import TEST_STREAM, VAL_STREAM, stratified_holdout
 
 CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -123,6 +125,22 @@ def test_flat_folder_gets_a_stratified_seeded_test_split(tmp_path):
     assert not np.array_equal(other.X_test, dataset.X_test)
     every_image = np.concatenate([dataset.X_train, dataset.X_val, dataset.X_test]).reshape(30, -1)
     assert len(np.unique(every_image, axis=0)) == 30  # no image in two splits
+
+
+def test_assign_splits_draws_test_then_val_as_load_dataset_does(tmp_path):
+    root = _make_flat_folder(tmp_path / "data", 10, np.random.default_rng(3))
+    paths, labels, _, scanned = scan_image_folder(root)
+    splits = assign_splits(labels, scanned, val_size=3, seed=5)
+    kept, test = stratified_holdout(labels, 6, 5, TEST_STREAM)  # 20% of 30 images
+    _, val = stratified_holdout(labels[kept], 3, 5, VAL_STREAM)
+    expected = np.full(len(labels), "train")
+    expected[test], expected[kept[val]] = "test", "val"
+    np.testing.assert_array_equal(splits, expected)
+    images = read_images(paths, 8).images
+    dataset = load_dataset(root, image_size=8, val_size=3, seed=5)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(dataset, f"X_{split}"), images[splits == split])
+        np.testing.assert_array_equal(getattr(dataset, f"y_{split}"), labels[splits == split])
 
 
 def test_train_test_layout_is_kept_and_nested_files_found(tmp_path):
