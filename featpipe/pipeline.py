@@ -56,6 +56,7 @@ class _StageClock:
         self.hits = dict.fromkeys(STAGE_NAMES, True)
 
     def bar(self, description, total):
+        """A progress bar on stderr that shows only when a step takes over half a second."""
         return tqdm(total=total, desc=description, unit="img", delay=0.5,
                     disable=self.quiet, file=sys.stderr, leave=False)
 
@@ -69,9 +70,8 @@ class _StageClock:
     def run(self, stage, cached_function, *args):
         """Call a cached stage function, timing it and recording whether it hit."""
         hit = cached_function.check_call_in_cache(*args)
-        started = time.perf_counter()
-        output = cached_function(*args)
-        self.seconds[stage] += time.perf_counter() - started
+        with self.timed(stage):
+            output = cached_function(*args)
         self.hits[stage] = self.hits[stage] and hit
         return output
 
