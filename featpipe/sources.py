@@ -25,7 +25,7 @@ class ImageSource:
 
     def __init__(self, spec, data, image_size, val_size, seed, strict, cache_dir,
                  n_jobs, chunk_size, feature_params, cached, clock):
-        self.spec, self.cached, self.clock = spec, cached, clock
+        self.cached, self.clock = cached, clock
         self.load_args = (data, image_size, val_size, seed, strict, cache_dir)
         self.n_jobs, self.chunk_size = n_jobs, chunk_size
         with clock.timed("load"):
@@ -37,6 +37,7 @@ class ImageSource:
                              for name, params in zip(self.names, feature_params)]
         self.key = fingerprint(self.feature_keys)
         self._dataset = None
+        self._extractors = None
         self._features = None
 
     def dataset(self):
@@ -62,7 +63,10 @@ class ImageSource:
         return fitted
 
     def features(self):
-        """Stacked float32 features per split (the extract stage)."""
+        """Stacked float32 features per split (the extract stage).
+
+        Call :meth:`fitted_extractors` first: extraction uses its extractors.
+        """
         if self._features is None:
             extract = self.cached["extract"]
             parts = []

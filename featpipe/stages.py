@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 from sklearn.preprocessing import StandardScaler
 
-from featpipe.datasets import load_dataset
+from featpipe.datasets import load_dataset, round_robin_by_class
 from featpipe.parallel import DEFAULT_CHUNK_SIZE, transform_in_chunks
 from featpipe.registry import make_feature, make_head
 
@@ -105,8 +105,7 @@ def evaluate(model_key, model_features, head, dataset):
     whose evaluation is cached never loads the data set again. Mistakes are
     ``None`` when the data set has no images (a feature store).
     """
-    n_classes = len(dataset.classes)
-    accuracy, per_class, matrices = {}, {}, {}
+    accuracy = {}
     test_predictions = None
     for split in SPLITS:
         truth = getattr(dataset, f"y_{split}")
@@ -115,20 +114,18 @@ def evaluate(model_key, model_features, head, dataset):
             continue
         predicted = np.asarray(head.predict(model_features[split]))
         accuracy[split] = float(np.mean(predicted == truth))
-        matrix = confusion_matrix(truth, predicted, labels=np.arange(n_classes))
-        matrices[split] = matrix.tolist()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.diag(matrix) / matrix.sum(axis=1)
-        per_class[split] = {
-            name: (None if np.isnan(value) else float(value)) for name, value in zip(dataset.classes, recall)
-        }
         if split == "test":
             test_predictions = predicted
-    wrong = _spread_over_classes(np.flatnonzero(test_predictions != dataset.y_test), dataset.y_test)
+    matrix = confusion_matrix(dataset.y_test, test_predictions, labels=np.arange(len(dataset.classes)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.diag(matrix) / matrix.sum(axis=1)
+    per_class = {name: (None if np.isnan(value) else float(value)) for name, value in zip(dataset.classes, recall)}
+    wrong_indices = np.flatnonzero(test_predictions != dataset.y_test)
+    wrong = wrong_indices[round_robin_by_class(dataset.y_test[wrong_indices])][:N_EXAMPLES]
     return {
         "accuracy": accuracy,
-        "per_class_accuracy": {"test": per_class.get("test", {})},
-        "confusion_matrix": {"test": matrices.get("test", [])},
+        "per_class_accuracy": {"test": per_class},
+        "confusion_matrix": {"test": matrix.tolist()},
         "dataset": {
             "name": dataset.name,
             "fingerprint": dataset.fingerprint,
@@ -145,12 +142,3 @@ def evaluate(model_key, model_features, head, dataset):
         },
     }
 
-
-def _spread_over_classes(indices, labels):
-    """Up to N_EXAMPLES of ``indices``, taken from each true class in turn."""
-    classes = labels[indices]
-    rank_in_class = np.empty(len(indices), dtype=np.int64)
-    for label in np.unique(classes):
-        members = classes == label
-        rank_in_class[members] = np.arange(members.sum())
-    return indices[np.argsort(rank_in_class, kind="stable")][:N_EXAMPLES]

@@ -19,9 +19,10 @@ from click.testing import CliRunner
 
 import featpipe
 from featpipe.cli import cli
+from featpipe.datasets import round_robin_by_class
 from featpipe.model_io import load_model
 from featpipe.report import ReportError, write_report
-from featpipe.report.lecture import _spread_over_classes, feature_extractor, raw_weights
+from featpipe.report.lecture import feature_extractor, raw_weights
 
 STAGES = ("load", "extract", "normalize", "train", "evaluate")
 
@@ -261,7 +262,7 @@ def test_templates_are_the_classifier_weights_on_pixels(report):
 
 def test_mistakes_are_spread_over_true_classes():
     labels = np.array([3, 3, 3, 1, 1, 7, 3, 1])
-    order = _spread_over_classes(labels)
+    order = round_robin_by_class(labels)
     assert sorted(order) == list(range(len(labels)))
     assert list(labels[order][:3]) == [3, 1, 7]
     naive = []

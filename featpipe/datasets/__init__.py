@@ -10,7 +10,7 @@ gives each of its images the split :func:`load_dataset` would. Every failure is 
 from .core import Dataset, DatasetError, UnreadableImageWarning
 from .images import ImageBatch, read_images, scan_image_folder
 from .sources import describe_source, load_dataset
-from .splits import assign_splits
+from .splits import assign_splits, round_robin_by_class
 
 __all__ = [
     "Dataset",
@@ -21,5 +21,6 @@ __all__ = [
     "describe_source",
     "load_dataset",
     "read_images",
+    "round_robin_by_class",
     "scan_image_folder",
 ]

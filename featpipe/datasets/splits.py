@@ -154,3 +154,22 @@ def assign_splits(labels, scanned_splits, val_size, seed):
     n_val = resolve_val_size(val_size, len(train))
     splits[train[stratified_holdout(labels[train], n_val, seed, VAL_STREAM)[1]]] = "val"
     return splits
+
+
+def round_robin_by_class(labels):
+    """Indices that visit ``labels`` one class at a time: each class's first, then second, ...
+
+    Taking the first k of this order picks examples spread over the
+    classes, in their original order within each class.
+
+    Examples
+    --------
+    >>> round_robin_by_class([0, 0, 0, 1, 2, 2]).tolist()
+    [0, 3, 4, 1, 5, 2]
+    """
+    labels = np.asarray(labels)
+    rank_in_class = np.empty(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rank_in_class[members] = np.arange(len(members))
+    return np.argsort(rank_in_class, kind="stable")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from featpipe.datasets import round_robin_by_class
 from featpipe.model_io import load_model
 
 DPI = 100
@@ -178,7 +179,7 @@ def _example_images(entries, count):
         return None, None
     images = np.concatenate([examples["images"] for _, examples in found])
     labels = np.concatenate([examples["y_true"] for _, examples in found])
-    chosen = _spread_over_classes(labels)[:count]
+    chosen = round_robin_by_class(labels)[:count]
     classes = found[0][0]["dataset"].get("classes") or []
     names = [str(classes[label]) if label < len(classes) else str(label) for label in labels[chosen]]
     return images[chosen], names
@@ -221,22 +222,12 @@ def visual_words(model):
     return figure
 
 
-def _spread_over_classes(labels):
-    """Indices ordering ``labels`` round-robin over classes: first of each class, then second, ..."""
-    labels = np.asarray(labels)
-    rank = np.empty(len(labels), dtype=np.int64)
-    for label in np.unique(labels):
-        where = np.flatnonzero(labels == label)
-        rank[where] = np.arange(len(where))
-    return np.lexsort((np.arange(len(labels)), rank))
-
-
 def mistakes(entry):
     """Up to eight test images the pipeline got wrong, titled with its prediction."""
     examples = load_examples(entry)
     if examples is None:
         return None
-    order = _spread_over_classes(examples["y_true"])[:N_MISTAKES]
+    order = round_robin_by_class(examples["y_true"])[:N_MISTAKES]
     examples = {key: value[order] for key, value in examples.items()}
     classes = entry["dataset"].get("classes") or []
 
