@@ -166,6 +166,35 @@ def test_full_batch_and_random_search_optimizers(head):
     assert all(b <= a for a, b in zip(model.loss_history_, model.loss_history_[1:]))
 
 
+def test_lbfgs_softmax_reaches_the_optimum_of_logistic_regression():
+    # Same objective: mean cross-entropy + reg * ||W||^2 (bias free) equals
+    # scikit-learn's C * sum cross-entropy + ||W||^2 / 2 divided by C * N.
+    X, y = blobs(seed=3)
+    reg = 1e-2
+    ours = Softmax(optimizer="lbfgs", reg=reg, n_epochs=1000, random_state=0).fit(X, y)
+    reference = LogisticRegression(C=1.0 / (2 * reg * len(X)), tol=1e-12, max_iter=10_000).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-4)
+    np.testing.assert_allclose(ours.predict_proba(X), reference.predict_proba(X), atol=1e-4)
+
+
+def test_lbfgs_squared_hinge_ends_at_a_stationary_point():
+    X, y = blobs(seed=4, n_features=20, dtype=np.float32)
+    model = LinearSVM(optimizer="lbfgs", squared=True, reg=1e-3, n_epochs=500, random_state=0).fit(X, y)
+    sgd = LinearSVM(squared=True, reg=1e-3, n_epochs=50, random_state=0).fit(X, y)
+    W = np.vstack([model.coef_.T, model.intercept_]).astype(np.float64)
+    value, gradient = model._loss(W, X.astype(np.float64), y)
+    assert np.abs(gradient).max() < 1e-4
+    assert value <= model._loss(np.vstack([sgd.coef_.T, sgd.intercept_]).astype(np.float64),
+                                X.astype(np.float64), y)[0]
+    assert model.loss_history_ == sorted(model.loss_history_, reverse=True)
+
+
+def test_lbfgs_refuses_the_l1_penalty():
+    X, y = blobs()
+    with pytest.raises(ValueError, match="differentiable penalty"):
+        Softmax(optimizer="lbfgs", penalty="l1").fit(X, y)
+
+
 def test_squared_hinge_differs_from_hinge():
     X, y = blobs(seed=2)
     hinge = LinearSVM(random_state=0).fit(X, y)

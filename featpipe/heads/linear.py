@@ -17,9 +17,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from featpipe.heads.losses import PENALTIES, softmax_loss, softmax_probabilities, svm_loss
-from featpipe.heads.optim import gradient_descent, minibatch_sgd, random_search
+from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
 
-OPTIMIZERS = ("sgd", "gd", "random")
+OPTIMIZERS = ("sgd", "gd", "lbfgs", "random")
 """Names accepted by the ``optimizer`` parameter."""
 
 _VALIDATION_FRACTION = 0.1
@@ -84,6 +84,10 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             raise ValueError(f"l1_ratio must lie in [0, 1]; got {self.l1_ratio!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+        if self.optimizer == "lbfgs" and self.penalty != "l2":
+            raise ValueError(
+                f'optimizer="lbfgs" needs a differentiable penalty ("l2"); got penalty={self.penalty!r}'
+            )
         for name in ("batch_size", "n_epochs", "n_iter_no_change"):
             value = getattr(self, name)
             if not (isinstance(value, (int, np.integer)) and value >= 1):
@@ -185,7 +189,9 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_full_batch(self, W, X, y_index, learning_rate, mean_sq_norm, rng, on_epoch):
-        """Full-batch training ("gd" or "random"); held-out rows were already removed."""
+        """Full-batch training ("gd", "lbfgs" or "random"); held-out rows were already removed."""
+        if self.optimizer == "lbfgs":
+            return lbfgs(self._loss, W, X, y_index, n_epochs=self.n_epochs, on_epoch=on_epoch)
         if self.optimizer == "gd":
             return gradient_descent(
                 self._loss, W, X, y_index, learning_rate=learning_rate, n_epochs=self.n_epochs,
@@ -255,7 +261,7 @@ _COMMON_DOC = """
         correlation (on CIFAR-10: about 3e-7 for mean-subtracted raw
         pixels on the 0-255 scale, the lecture's order, 1.2e-3 for
         standardized raw pixels, 0.03 for standardized HOG + colour).
-        Not used by ``optimizer="random"``.
+        Not used by ``optimizer="lbfgs"`` or ``"random"``.
     reg : float, default=1e-4
         Regularization strength lambda in ``L = mean_i L_i + lambda R(W)``.
         The bias is never regularized.
@@ -266,9 +272,12 @@ _COMMON_DOC = """
 {extra}    batch_size : int, default=256
         Examples per SGD step (``optimizer="sgd"``).
     n_epochs : int, default=20
-        Passes over the training data (steps for "gd", tries for "random").
-    optimizer : {"sgd", "gd", "random"}, default="sgd"
-        Minibatch SGD, full-batch gradient descent, or random search.
+        Passes over the training data (steps for "gd", iterations for
+        "lbfgs", tries for "random").
+    optimizer : {"sgd", "gd", "lbfgs", "random"}, default="sgd"
+        Minibatch SGD, full-batch gradient descent, full-batch L-BFGS
+        (for smooth losses: softmax and the squared hinge; penalty "l2"
+        only), or random search.
     momentum : float, default=0.9
         Momentum of SGD and GD (0 for plain steps).
     lr_decay : float, default=0.9

@@ -1,4 +1,4 @@
-"""Optimizers for the linear heads: minibatch SGD, full-batch gradient descent, random search.
+"""Optimizers for the linear heads: minibatch SGD, gradient descent, L-BFGS, random search.
 
 Each optimizer minimises ``loss(W, X_batch, y_batch) -> (value, dW)`` (a
 function of :mod:`featpipe.heads.losses` with its hyper-parameters bound)
@@ -16,6 +16,7 @@ stopping and record validation accuracy).
 """
 
 import numpy as np
+from scipy.optimize import minimize
 
 
 def _check_positive(name, value):
@@ -139,6 +140,51 @@ def gradient_descent(loss, W, X, y, *, learning_rate, n_epochs=100, momentum=0.0
     return minibatch_sgd(loss, W, X, y, learning_rate=learning_rate, batch_size=X.shape[0],
                          n_epochs=n_epochs, momentum=momentum, lr_decay=lr_decay,
                          rng=0, on_epoch=on_epoch)
+
+
+def lbfgs(loss, W, X, y, *, n_epochs=200, memory=20, on_epoch=None):
+    """Full-batch L-BFGS (scipy's L-BFGS-B without bounds).
+
+    A quasi-Newton method: it builds a curvature estimate from the last
+    ``memory`` gradient differences, so it keeps making progress along the
+    flat directions of badly conditioned problems (thousands of correlated
+    features) where a first-order step, sized for the steepest direction,
+    crawls. Each iteration reads the whole training set once or twice, so it
+    suits losses that are smooth: softmax and the squared hinge.
+
+    Parameters
+    ----------
+    loss, W, X, y, on_epoch
+        As in :func:`minibatch_sgd`; ``on_epoch`` is called after every
+        iteration.
+    n_epochs : int, default=200
+        Most iterations.
+    memory : int, default=20
+        Gradient pairs kept for the curvature estimate.
+
+    Returns
+    -------
+    W : ndarray
+        The last iterate, in the dtype of the initial ``W``.
+    loss_history : list of float
+        Loss after each iteration.
+    """
+    shape, dtype = W.shape, W.dtype
+    loss_history = []
+
+    def value_and_gradient(w):
+        value, dW = loss(w.reshape(shape).astype(dtype), X, y)
+        return value, dW.astype(np.float64).ravel()
+
+    def after_iteration(intermediate_result):
+        loss_history.append(float(intermediate_result.fun))
+        weights = intermediate_result.x.reshape(shape).astype(dtype)
+        if on_epoch is not None and on_epoch(len(loss_history) - 1, weights):
+            raise StopIteration
+
+    result = minimize(value_and_gradient, W.astype(np.float64).ravel(), jac=True, method="L-BFGS-B",
+                      callback=after_iteration, options={"maxiter": n_epochs, "maxcor": memory})
+    return result.x.reshape(shape).astype(dtype), loss_history
 
 
 def random_search(loss, W, X, y, *, n_epochs=100, scale=1e-3, rng=None, on_epoch=None):
