@@ -5,22 +5,22 @@ is a chunk of the input list: a worker reads the chunk's images (decoding
 only those), extracts their features and writes one shard of the store
 (:mod:`featpipe.store`). The driver holds only the file list, never the
 images, so a million-image folder needs a few GiB at most. The same chunk
-function runs in local processes (joblib's ``loky``) or on a
-``dask.distributed`` cluster (joblib's ``dask`` backend); every shard's bytes
+function runs here and in local worker processes sharing one task queue
+(:mod:`featpipe.shared_pool`), or on a ``dask.distributed`` cluster
+(joblib's ``dask`` backend); every shard's bytes
 depend only on its images and the fitted extractors, so a resumed, a
 parallel and a cluster run all write the same store.
 """
 
 import hashlib
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
 import featpipe
@@ -28,6 +28,7 @@ from featpipe import store as feature_store
 from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
 from featpipe.features.base import ImageFeatureExtractor
 from featpipe.registry import make_feature
+from featpipe.shared_pool import SharedWorkPool
 from featpipe.spec import Step, parse_features
 from featpipe.store import StoreError
 from featpipe.store_lock import StoreLock
@@ -161,30 +162,9 @@ def _worker_ready():
     """A no-op task: unpickling it imports this module (and scikit-learn) in the worker."""
 
 
-def _start_local_workers(n_jobs, scheduler, backend):
-    """Start the local worker processes in a thread, so their imports overlap the driver's listing.
-
-    Returns the thread (join it before extracting), or ``None`` when the
-    job runs in this process or on Dask. The workers stay up for the
-    job's ``Parallel`` call, which reuses them.
-    """
-    if scheduler is not None or backend == "dask" or effective_n_jobs(-1 if n_jobs is None else n_jobs) < 2:
-        return None
-    n_workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
-    thread = threading.Thread(
-        target=lambda: Parallel(n_jobs=n_workers)(delayed(_worker_ready)() for _ in range(n_workers)),
-        daemon=True,
-    )
-    thread.start()
-    return thread
-
-
 @contextmanager
-def _execution(n_jobs, scheduler, backend):
-    """Parallel's ``n_jobs`` inside the right joblib backend: loky, or Dask."""
-    if scheduler is None and backend != "dask":
-        yield -1 if n_jobs is None else n_jobs
-        return
+def _dask_execution(n_jobs, scheduler):
+    """Run joblib's ``Parallel`` inside its Dask backend: on ``scheduler``, or on a new LocalCluster."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -207,7 +187,7 @@ def _execution(n_jobs, scheduler, backend):
             client = stack.enter_context(Client(cluster))
         stack.enter_context(parallel_config(backend="dask", wait_for_workers_timeout=60))
         client.wait_for_workers(1, timeout=60)
-        yield -1
+        yield
 
 
 def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run):
@@ -311,15 +291,18 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     out : path-like
         The store folder; it must be reachable by every worker.
     n_jobs : int or None, default=None
-        Local worker processes; ``None`` or -1 uses every core. With
+        Processes extracting at once, this one included (it works as one
+        of them); ``None`` or -1 uses every core. With
         ``backend="dask"`` and no scheduler, the LocalCluster's workers.
     chunk_size : int or None, default=2000
         Images per shard (the unit of work and of resuming); ``None`` for 2000.
     scheduler : str or None
         Address of a Dask scheduler, ``tcp://HOST:PORT``: run the chunks on
         that cluster.
-    backend : {None, "loky", "dask"}
-        ``"dask"`` without ``scheduler`` starts a LocalCluster on 127.0.0.1.
+    backend : {None, "local", "dask"}
+        ``None`` or ``"local"``: this process and ``n_jobs - 1`` local
+        workers. ``"dask"`` without ``scheduler`` starts a LocalCluster on
+        127.0.0.1.
     strict : bool, default=False
         Stop at the first unreadable image (naming it) instead of listing
         it in the manifest's ``skipped`` and going on.
@@ -358,10 +341,18 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
-    if backend not in (None, "loky", "dask"):
-        raise ValueError(f"backend must be 'loky' (local processes) or 'dask'; got {backend!r}")
+    if backend not in (None, "local", "dask"):
+        raise ValueError(f"backend must be 'local' (this machine's processes) or 'dask'; got {backend!r}")
     pairs, fitted = _feature_pairs(features, from_run)
-    warming_up = _start_local_workers(n_jobs, scheduler, backend)
+    on_dask = scheduler is not None or backend == "dask"
+    with SharedWorkPool(1 if on_dask else n_jobs, preload=_worker_ready) as pool:
+        return _run_job(pool, pairs, fitted, data, out, n_jobs, chunk_size, scheduler, on_dask, strict,
+                        cache_dir, from_run, progress, image_size, val_size, seed, fit_samples, started)
+
+
+def _run_job(pool, pairs, fitted, data, out, n_jobs, chunk_size, scheduler, on_dask, strict, cache_dir,
+             from_run, progress, image_size, val_size, seed, fit_samples, started):
+    """The body of :func:`run_extract_job`, once the local workers are starting."""
     if fitted and image_size not in (None, pairs[0][1].image_shape_[0]):
         raise StoreError(f"the extractors of run {from_run} were fitted on {pairs[0][1].image_shape_[0]}-pixel "
                          f"images, not {image_size}")
@@ -378,8 +369,6 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         stack.enter_context(StoreLock(out))
         feature_store.remove_temporary_files(out)
         manifest = _open_store(out, plan)
-        if warming_up is not None:
-            warming_up.join()  # fitting may decode with the same worker processes
         saver = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         pairs, saving = _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict,
                                            saver)
@@ -391,13 +380,21 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         done_images = len(collection) - sum(bounds[index][1] - bounds[index][0] for index in todo)
         bar = tqdm(total=len(collection), initial=done_images, unit="img", desc="extract",
                    disable=not progress, smoothing=0.1)
-        with bar, _execution(n_jobs, scheduler, backend) as parallel_jobs:
-            tasks = (delayed(_extract_chunk)(str(out), index, bounds[index][0], collection.chunk(*bounds[index]),
-                                             extractors, image_size, strict)
-                     for index in todo)
-            for record in Parallel(n_jobs=parallel_jobs, return_as="generator_unordered")(tasks):
-                records[record["index"]] = record
-                bar.update(record["inputs"][1] - record["inputs"][0])
+        tasks = [(str(out), index, bounds[index][0], collection.chunk(*bounds[index]), extractors, image_size,
+                  strict) for index in todo]
+
+        def finished(record):
+            records[record["index"]] = record
+            bar.update(record["inputs"][1] - record["inputs"][0])
+
+        with bar:
+            if not on_dask:
+                pool.run(_extract_chunk, tasks, finished)
+            else:
+                with _dask_execution(n_jobs, scheduler):
+                    for record in Parallel(n_jobs=-1, return_as="generator_unordered")(
+                            delayed(_extract_chunk)(*task) for task in tasks):
+                        finished(record)
         if saving is not None:
             saving.result()
         if todo or not manifest["complete"]:
