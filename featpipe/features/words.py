@@ -288,7 +288,8 @@ def _triangle_atom_sums(rows, right, layout, patches_per_block):
             image_sums[atom] -= np.matmul(ones[:size], block[:size])
             image_mean_sums[atom] += means.sum(dtype=np.float64)
     sums += mean_sums[:, :, np.newaxis].astype(np.float32)
-    return sums
+    # A true zero comes out as a float32 rounding error of either sign.
+    return np.maximum(sums, 0.0, out=sums)
 
 
 def _clipped_distances(rows, right, block, mean_weights):
