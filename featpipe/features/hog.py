@@ -7,7 +7,8 @@ images without ``transform_sqrt`` the per-pixel work is done with exact
 integer keys and small lookup tables: a gradient pair (row, col) in
 [-255, 255]^2 indexes a table that holds the rank of its magnitude, the
 channel priority and its orientation bin, so choosing the channel of largest
-gradient is one ``maximum`` over three gathered integers. Other settings
+gradient is one ``maximum`` over three gathered integers. Block
+normalization runs once per batch, not per slab of images. Other settings
 (``transform_sqrt``, ``channel="gray"``) follow scikit-image's float64 steps
 over the batch.
 """
@@ -24,8 +25,7 @@ _CHANNELS = ("max", "gray")
 _EPS = 1e-5
 _MAX_GRADIENT = 255
 _KEY_SIDE = 2 * _MAX_GRADIENT + 1
-_N_KEYS = _KEY_SIDE * _KEY_SIDE
-_KEY_OFFSET = _MAX_GRADIENT * _KEY_SIDE + _MAX_GRADIENT
+_MAX_KEY = _MAX_GRADIENT * _KEY_SIDE + _MAX_GRADIENT
 _RANK_BITS = 17
 _CHANNEL_BITS = 2
 _SLAB_SIZE = 64
@@ -49,27 +49,31 @@ def _orientation_bins(g_row, g_col, orientations):
 def _uint8_tables(orientations):
     """Lookup tables over every integer gradient pair (row, col) in [-255, 255].
 
-    Returns one int32 table per colour channel, indexed by the key
-    ``511 * (g_row + 255) + g_col + 255``, whose
-    entries sort like scikit-image's channel choice (magnitude first, then the
-    earlier channel) and carry the orientation bin in their low bits; the
-    magnitude of each rank (``hypot`` is symmetric here, so it is also
-    scikit-image's weight ``hypot(g_col, g_row)``; the tests check it); and
-    the number of bits that hold the bin.
+    Returns one int32 table per colour channel, indexed by ``|key|`` with
+    ``key = 511 * g_row + g_col``, whose entries sort like scikit-image's
+    channel choice (magnitude first, then the earlier channel) and carry the
+    orientation bin in their low bits; the magnitude of each rank (``hypot``
+    is symmetric here, so it is also scikit-image's weight
+    ``hypot(g_col, g_row)``; the tests check it); and the number of bits
+    that hold the bin. A pair and its negation have the same magnitude and,
+    since orientations are taken modulo 180 degrees, the same bin, so half
+    of the key range suffices: each table is 512 KiB, and all three stay in
+    the L2 cache while they are gathered from.
     """
     grid = np.arange(-_MAX_GRADIENT, _MAX_GRADIENT + 1, dtype=np.float64)
     g_row, g_col = np.meshgrid(grid, grid, indexing="ij")
     magnitude_by_rank, rank = np.unique(np.hypot(g_row, g_col), return_inverse=True)
     bins = _orientation_bins(g_row, g_col, orientations)
     bin_bits = int(orientations).bit_length()
-    position = (_KEY_SIDE * g_row + g_col).astype(np.int64) + _KEY_OFFSET
+    key = (_KEY_SIDE * g_row + g_col).astype(np.int64).ravel()
+    upper_half = key >= 0
     tables = []
     for channel in range(3):
         entry = (rank.reshape(g_row.shape).astype(np.int32) << (_CHANNEL_BITS + bin_bits)) | (
             (2 - channel) << bin_bits
         ) | bins
-        table = np.empty(_N_KEYS, dtype=np.int32)
-        table[position.ravel()] = entry.ravel()
+        table = np.empty(_MAX_KEY + 1, dtype=np.int32)
+        table[key[upper_half]] = entry.ravel()[upper_half]
         tables.append(table)
     return tables, magnitude_by_rank, bin_bits
 
@@ -111,7 +115,7 @@ def _uint8_max_channel_pixels(keys, orientations, crop, buffers):
     shape = keys.shape[:2] + tuple(crop)
     # Table indices as intp: numpy.take would otherwise convert int32 indices itself.
     indices = buffers.array("indices", shape, np.intp)
-    np.add(keys[:, :, : crop[0], : crop[1]], _KEY_OFFSET, out=indices)
+    np.abs(keys[:, :, : crop[0], : crop[1]], out=indices)
     best = buffers.array("best", shape[1:], np.int32)
     gathered = buffers.array("gathered", shape[1:], np.int32)
     np.take(tables[0], indices[0], out=best, mode="clip")
@@ -336,31 +340,37 @@ class HOG(ImageFeatureExtractor):
             channels = images.astype(np.float64)
         return np.sqrt(channels) if self.transform_sqrt else channels
 
-    def _describe(self, images, buffers, orientations, cells, blocks, block_norm):
-        """Concatenated descriptors of one slab of images, float32."""
-        if self._uses_tables(orientations):
+    def _cell_means(self, images, buffers, orientations, cells):
+        """Cell histograms of one slab of images, one float32 array per cell size."""
+        uses_tables = self._uses_tables(orientations)
+        if uses_tables:
             keys = _gradient_keys(images, buffers)
         else:
             channels = self._float_channels(images)
-        parts = []
         for cell in cells:
             n_cells = (images.shape[1] // cell[0], images.shape[2] // cell[1])
             crop = (n_cells[0] * cell[0], n_cells[1] * cell[1])
-            if self._uses_tables(orientations):
+            if uses_tables:
                 bins, magnitude = _uint8_max_channel_pixels(keys, orientations, crop, buffers)
             else:
                 bins, magnitude = _float_pixels(channels, orientations, crop)
-            cell_means = _cell_means(bins, magnitude, orientations, cell, n_cells, buffers)
-            if block_norm != "none":
-                cell_means = _normalize_blocks(cell_means, blocks, block_norm)
-            parts.append(cell_means.reshape(len(images), -1))
-        return np.concatenate(parts, axis=1)
+            yield _cell_means(bins, magnitude, orientations, cell, n_cells, buffers)
 
     def _transform_images(self, images):
-        params = self._checked_params()
-        features = np.empty((len(images), self.n_features_out(images.shape[1:3])), dtype=np.float32)
+        orientations, cells, blocks, block_norm = self._checked_params()
+        n_images, height, width = images.shape[:3]
+        cell_means = [np.empty((n_images, height // cell[0], width // cell[1], orientations), dtype=np.float32)
+                      for cell in cells]
         buffers = _Buffers()
-        for start in range(0, len(images), _SLAB_SIZE):
+        for start in range(0, n_images, _SLAB_SIZE):
             slab = images[start : start + _SLAB_SIZE]
-            features[start : start + _SLAB_SIZE] = self._describe(slab, buffers, *params)
+            for means, slab_means in zip(cell_means, self._cell_means(slab, buffers, orientations, cells)):
+                means[start : start + len(slab)] = slab_means
+        features = np.empty((n_images, self.n_features_out((height, width))), dtype=np.float32)
+        column = 0
+        for means in cell_means:
+            described = means if block_norm == "none" else _normalize_blocks(means, blocks, block_norm)
+            described = described.reshape(n_images, -1)
+            features[:, column : column + described.shape[1]] = described
+            column += described.shape[1]
         return features
