@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 from scipy.special import softmax as scipy_softmax
 from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from featpipe.heads import LinearSVM, Softmax
@@ -94,6 +95,9 @@ def test_initial_loss_sanity_check(cifar):
     initial, expected = LinearSVM(squared=True, random_state=0).sanity_check(X, y)
     assert expected == pytest.approx(9.0)
     assert initial == pytest.approx(9.0, rel=0.02)
+    initial, expected = LinearSVM(multi_class="ovr", random_state=0).sanity_check(X, y)
+    assert expected == pytest.approx(10.0)
+    assert initial == pytest.approx(10.0, rel=0.01)
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -187,6 +191,31 @@ def test_lbfgs_squared_hinge_ends_at_a_stationary_point():
     assert value <= model._loss(np.vstack([sgd.coef_.T, sgd.intercept_]).astype(np.float64),
                                 X.astype(np.float64), y)[0]
     assert model.loss_history_ == sorted(model.loss_history_, reverse=True)
+
+
+def test_one_vs_rest_lbfgs_squared_hinge_matches_linear_svc():
+    # LinearSVC(loss="squared_hinge") minimises C * sum_i sum_j hinge^2 + ||W||^2 / 2 per class
+    # (one-vs-rest); divided by C * N that is our loss with reg = 1 / (2 C N). Its intercept
+    # is penalized unless intercept_scaling is huge, so compare without one.
+    X, y = blobs(seed=5, n_features=6)
+    X -= X.mean(axis=0)
+    C = 0.5
+    ours = LinearSVM(optimizer="lbfgs", squared=True, multi_class="ovr", reg=1.0 / (2 * C * len(X)),
+                     n_epochs=1000, random_state=0).fit(X, y)
+    reference = LinearSVC(C=C, loss="squared_hinge", dual=False, tol=1e-10, max_iter=100_000,
+                          intercept_scaling=1e4).fit(X, y)
+    def objective(model):
+        return ours._loss(np.vstack([model.coef_.T, model.intercept_]), X, y)[0]
+
+    assert objective(ours) == pytest.approx(objective(reference), rel=1e-5)
+    np.testing.assert_allclose(ours.coef_, reference.coef_, atol=3e-3)
+    assert np.mean(ours.predict(X) == reference.predict(X)) >= 0.99
+
+
+def test_unknown_multi_class_is_refused():
+    X, y = blobs()
+    with pytest.raises(ValueError, match="multi_class must be one of"):
+        LinearSVM(multi_class="crammer_singer").fit(X, y)
 
 
 def test_lbfgs_refuses_the_l1_penalty():

@@ -43,6 +43,17 @@ def naive_svm_loss(W, X, y, reg, delta, squared, penalty, l1_ratio):
     return total / X.shape[0] + naive_penalty(W[: X.shape[1]], reg, penalty, l1_ratio)
 
 
+def naive_ovr_svm_loss(W, X, y, reg, delta, squared, penalty, l1_ratio):
+    scores = naive_scores(W, X)
+    total = 0.0
+    for i in range(X.shape[0]):
+        for j in range(W.shape[1]):
+            target = 1.0 if j == y[i] else -1.0
+            hinge = max(0.0, delta - target * scores[i, j])
+            total += hinge * hinge if squared else hinge
+    return total / X.shape[0] + naive_penalty(W[: X.shape[1]], reg, penalty, l1_ratio)
+
+
 def naive_softmax_loss(W, X, y, reg, penalty, l1_ratio):
     scores = naive_scores(W, X)
     total = 0.0
@@ -72,6 +83,17 @@ def test_svm_loss_equals_naive_loop(penalty, squared, bias):
 
 
 @pytest.mark.parametrize("penalty", PENALTIES)
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_one_vs_rest_svm_loss_equals_naive_loop(penalty, squared, bias):
+    W, X, y = problem(2, bias=bias)
+    loss, _ = svm_loss(W, X, y, reg=0.3, delta=1.5, squared=squared, penalty=penalty, l1_ratio=0.3,
+                       multi_class="ovr")
+    expected = naive_ovr_svm_loss(W, X, y, 0.3, 1.5, squared, penalty, 0.3)
+    assert loss == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("penalty", PENALTIES)
 @pytest.mark.parametrize("bias", [False, True])
 def test_softmax_loss_equals_naive_loop(penalty, bias):
     W, X, y = problem(2, bias=bias)
@@ -80,12 +102,15 @@ def test_softmax_loss_equals_naive_loop(penalty, bias):
 
 
 @pytest.mark.parametrize("penalty", PENALTIES)
-@pytest.mark.parametrize("loss_name", ["svm", "svm_squared", "softmax"])
+@pytest.mark.parametrize("loss_name", ["svm", "svm_squared", "svm_ovr", "svm_ovr_squared", "softmax"])
 def test_analytic_gradient_matches_centred_difference(loss_name, penalty):
     W, X, y = problem(3)
     losses = {
         "svm": lambda w: svm_loss(w, X, y, reg=0.2, penalty=penalty),
         "svm_squared": lambda w: svm_loss(w, X, y, reg=0.2, squared=True, penalty=penalty),
+        "svm_ovr": lambda w: svm_loss(w, X, y, reg=0.2, penalty=penalty, multi_class="ovr"),
+        "svm_ovr_squared": lambda w: svm_loss(w, X, y, reg=0.2, squared=True, penalty=penalty,
+                                              multi_class="ovr"),
         "softmax": lambda w: softmax_loss(w, X, y, reg=0.2, penalty=penalty),
     }
     assert gradient_check(losses[loss_name], W) < 1e-6
@@ -166,3 +191,9 @@ def test_bad_arguments_raise(loss):
         loss(W, X, y, reg=1.0, penalty="l3")
     with pytest.raises(ValueError, match="l1_ratio"):
         loss(W, X, y, reg=1.0, penalty="elasticnet", l1_ratio=2.0)
+
+
+def test_unknown_multi_class_raises():
+    W, X, y = problem(11)
+    with pytest.raises(ValueError, match="multi_class must be one of"):
+        svm_loss(W, X, y, multi_class="crammer_singer")

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from featpipe.heads.losses import PENALTIES, softmax_loss, softmax_probabilities, svm_loss
+from featpipe.heads.losses import MULTI_CLASS, PENALTIES, softmax_loss, softmax_probabilities, svm_loss
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
 
 OPTIMIZERS = ("sgd", "gd", "lbfgs", "random")
@@ -319,6 +319,10 @@ class LinearSVM(_LinearHead):
         Margin of the hinge.
     squared : bool, default=False
         Squared hinge (L2-SVM, the loss of Coates et al. 2011).
+    multi_class : {"weston_watkins", "ovr"}, default="weston_watkins"
+        The lecture's multiclass hinge (each wrong class against the true
+        one), or one-vs-rest (C binary SVMs trained together; what Coates et
+        al. 2011 use on their k-means features).
 """) + """
     Examples
     --------
@@ -331,8 +335,8 @@ class LinearSVM(_LinearHead):
     """
 
     def __init__(self, learning_rate="auto", reg=1e-4, penalty="l2", l1_ratio=0.5, delta=1.0,
-                 squared=False, batch_size=256, n_epochs=20, optimizer="sgd", momentum=0.9,
-                 lr_decay=0.9, early_stopping=False, n_iter_no_change=5, average=True,
+                 squared=False, multi_class="weston_watkins", batch_size=256, n_epochs=20, optimizer="sgd",
+                 momentum=0.9, lr_decay=0.9, early_stopping=False, n_iter_no_change=5, average=True,
                  random_state=None):
         self.learning_rate = learning_rate
         self.reg = reg
@@ -340,6 +344,7 @@ class LinearSVM(_LinearHead):
         self.l1_ratio = l1_ratio
         self.delta = delta
         self.squared = squared
+        self.multi_class = multi_class
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.optimizer = optimizer
@@ -354,10 +359,13 @@ class LinearSVM(_LinearHead):
         super()._check_params()
         if not (np.isfinite(self.delta) and self.delta > 0):
             raise ValueError(f"delta must be a positive number; got {self.delta!r}")
+        if self.multi_class not in MULTI_CLASS:
+            raise ValueError(f"multi_class must be one of {MULTI_CLASS}; got {self.multi_class!r}")
 
     def _loss(self, W, X, y, reg=None):
         return svm_loss(W, X, y, reg=self.reg if reg is None else reg, delta=self.delta,
-                        squared=self.squared, penalty=self.penalty, l1_ratio=self.l1_ratio)
+                        squared=self.squared, penalty=self.penalty, l1_ratio=self.l1_ratio,
+                        multi_class=self.multi_class)
 
     def _auto_step(self):
         # Hinge subgradients keep their size near the optimum, so the SVM
@@ -368,7 +376,7 @@ class LinearSVM(_LinearHead):
 
     def _expected_initial_loss(self, n_classes):
         margin_term = self.delta ** 2 if self.squared else self.delta
-        return (n_classes - 1) * margin_term
+        return (n_classes if self.multi_class == "ovr" else n_classes - 1) * margin_term
 
 
 class Softmax(_LinearHead):

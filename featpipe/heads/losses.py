@@ -25,6 +25,9 @@ import numpy as np
 PENALTIES = ("l2", "l1", "elasticnet")
 """Names accepted by the ``penalty`` argument."""
 
+MULTI_CLASS = ("weston_watkins", "ovr")
+"""Names accepted by the ``multi_class`` argument of :func:`svm_loss`."""
+
 
 def _scores(W, X):
     """Class scores (N, C) and whether the last row of W is a bias."""
@@ -103,12 +106,16 @@ def _add_penalty(loss, dW, W, n_features, reg, penalty, l1_ratio):
     return loss + value
 
 
-def svm_loss(W, X, y, reg=0.0, delta=1.0, squared=False, penalty="l2", l1_ratio=0.5):
-    """Multiclass SVM (Weston-Watkins) loss and its gradient.
+def svm_loss(W, X, y, reg=0.0, delta=1.0, squared=False, penalty="l2", l1_ratio=0.5,
+             multi_class="weston_watkins"):
+    """Multiclass SVM loss and its gradient: Weston-Watkins or one-vs-rest.
 
-    ``L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + delta)`` or, with
-    ``squared=True``, the sum of the squared hinges (the L2-SVM). The data
-    loss is the mean over examples; the penalty ``reg * R(W)`` is added.
+    Weston-Watkins (the lecture's): ``L_i = sum_{j != y_i} max(0, s_j -
+    s_{y_i} + delta)``. One-vs-rest: ``L_i = sum_j max(0, delta - t_ij s_j)``
+    with ``t_ij = +1`` for the true class and -1 for the others, C binary
+    SVMs sharing one loss (Coates et al. 2011 train their L2-SVM this way).
+    With ``squared=True`` each hinge is squared (the L2-SVM). The data loss
+    is the mean over examples; the penalty ``reg * R(W)`` is added.
 
     Parameters
     ----------
@@ -127,6 +134,8 @@ def svm_loss(W, X, y, reg=0.0, delta=1.0, squared=False, penalty="l2", l1_ratio=
         See :func:`penalty_value_and_grad`.
     l1_ratio : float, default=0.5
         Elastic-net mixing parameter.
+    multi_class : {"weston_watkins", "ovr"}, default="weston_watkins"
+        Margins between classes, or of each class against the rest.
 
     Returns
     -------
@@ -145,14 +154,20 @@ def svm_loss(W, X, y, reg=0.0, delta=1.0, squared=False, penalty="l2", l1_ratio=
     >>> svm_loss(W, X, y)[0]  # (C - 1) * delta with W = 0
     3.0
     """
+    if multi_class not in MULTI_CLASS:
+        raise ValueError(f"multi_class must be one of {MULTI_CLASS}; got {multi_class!r}")
     n_samples, n_features = X.shape
     scores, has_bias = _scores(W, X)
     rows = np.arange(n_samples)
-    correct = scores[rows, y]
     margins = scores
-    margins -= correct[:, np.newaxis]
-    margins += delta
-    margins[rows, y] = 0.0
+    if multi_class == "ovr":
+        # delta - t * s, with t = -1 everywhere but the true class (t = +1).
+        margins[rows, y] *= -1
+        margins += delta
+    else:
+        margins -= scores[rows, y][:, np.newaxis]
+        margins += delta
+        margins[rows, y] = 0.0
     np.maximum(margins, 0.0, out=margins)
     if squared:
         loss = float(np.dot(margins.ravel(), margins.ravel())) / n_samples
@@ -162,7 +177,10 @@ def svm_loss(W, X, y, reg=0.0, delta=1.0, squared=False, penalty="l2", l1_ratio=
         loss = float(margins.sum(dtype=np.float64)) / n_samples
         dscores = (margins > 0).astype(margins.dtype)
         dscores *= 1.0 / n_samples
-    dscores[rows, y] = -dscores.sum(axis=1)
+    if multi_class == "ovr":
+        dscores[rows, y] *= -1
+    else:
+        dscores[rows, y] = -dscores.sum(axis=1)
     dW = _backward(W, X, dscores, has_bias)
     loss = _add_penalty(loss, dW, W, n_features, reg, penalty, l1_ratio)
     return loss, dW
