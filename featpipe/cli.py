@@ -185,7 +185,8 @@ def predict(run_dir, images):
 @click.argument("features")
 @click.option("--data", default=None, help="Images to extract: builtin, cifar10, a folder or a .npz file.")
 @click.option("--out", "store", type=click.Path(file_okay=False), required=True, help="Feature store folder.")
-@click.option("--jobs", type=int, default=-1, show_default=True, help="Local worker processes (-1: all cores).")
+@click.option("--jobs", type=int, default=-1, show_default=True,
+              help="Processes extracting at once, this one included (-1: all cores).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Images per shard.")
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler, e.g. tcp://HOST:8786.")
 @click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
