@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy.special import softmax as scipy_softmax
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from featpipe.heads import LinearSVM, Softmax
+from featpipe.heads.linear import _least_squares_weights
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 HEADS = [LinearSVM, Softmax]
@@ -212,6 +213,25 @@ def test_one_vs_rest_lbfgs_squared_hinge_matches_linear_svc():
     assert np.mean(ours.predict(X) == reference.predict(X)) >= 0.99
 
 
+def test_least_squares_start_is_the_ridge_fit_of_one_vs_rest_targets():
+    X, y = blobs(seed=6, n_features=8)
+    reg, delta = 0.05, 2.0
+    targets = np.where(np.arange(3) == y[:, np.newaxis], delta, -delta)
+    reference = Ridge(alpha=reg * len(X)).fit(X, targets)
+    start = _least_squares_weights(X, y, 3, reg, delta)
+    np.testing.assert_allclose(start[:-1], reference.coef_.T, atol=1e-8)
+    np.testing.assert_allclose(start[-1], reference.intercept_, atol=1e-8)
+
+
+def test_least_squares_start_speeds_up_lbfgs():
+    X, y = blobs(seed=7, n_features=30, n=600)
+    X = X @ np.random.default_rng(0).normal(size=(30, 30))  # correlated features
+    params = dict(optimizer="lbfgs", squared=True, multi_class="ovr", reg=1e-3, n_epochs=15, random_state=0)
+    warm = LinearSVM(init="least_squares", **params).fit(X, y)
+    cold = LinearSVM(**params).fit(X, y)
+    assert warm.loss_history_[-1] < cold.loss_history_[-1]
+
+
 def test_unknown_multi_class_is_refused():
     X, y = blobs()
     with pytest.raises(ValueError, match="multi_class must be one of"):
@@ -249,6 +269,7 @@ def test_binary_decision_function_is_one_column():
     ({"params": {"reg": -1.0}}, "reg must be"),
     ({"params": {"penalty": "l3"}}, "penalty must be"),
     ({"params": {"optimizer": "adam"}}, "optimizer must be"),
+    ({"params": {"init": "zeros"}}, "init must be"),
     ({"params": {"batch_size": 0}}, "batch_size must be"),
     ({"params": {"momentum": 1.5}}, "momentum must"),
     ({"X_val": "wrong width"}, "features"),

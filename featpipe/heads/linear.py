@@ -12,6 +12,7 @@ float32); anything else is trained in float64.
 """
 
 import numpy as np
+from scipy.linalg import solve
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
@@ -21,6 +22,9 @@ from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_
 
 OPTIMIZERS = ("sgd", "gd", "lbfgs", "random")
 """Names accepted by the ``optimizer`` parameter."""
+
+INITS = ("random", "least_squares")
+"""Names accepted by the ``init`` parameter."""
 
 _VALIDATION_FRACTION = 0.1
 _INIT_SCORE_SCALE = 0.01
@@ -58,6 +62,26 @@ def _largest_eigenvalue(rows, n_iter=30):
     return value
 
 
+def _least_squares_weights(X, y_index, n_classes, reg, target):
+    """Ridge fit of the one-vs-rest targets: score ``+target`` for the true class, ``-target`` else.
+
+    Minimises ``mean_i ||x_i W + b - target * t_i||^2 + reg ||W||^2`` (bias
+    free) through the normal equations of the centred data; this is the
+    squared one-vs-rest hinge with every margin active, so it starts that
+    loss close to its optimum. Costs one D x D Gram matrix and its solve.
+    """
+    n_samples, n_features = X.shape
+    mean = X.mean(axis=0, dtype=np.float64)
+    gram = (X.T @ X).astype(np.float64) / n_samples - np.outer(mean, mean)
+    gram[np.diag_indices(n_features)] += max(reg, 1e-8)
+    targets = np.full((n_samples, n_classes), -target, dtype=X.dtype)
+    targets[np.arange(n_samples), y_index] = target
+    target_mean = targets.mean(axis=0, dtype=np.float64)
+    cross = (X.T @ targets).astype(np.float64) / n_samples - np.outer(mean, target_mean)
+    weights = solve(gram, cross, assume_a="pos")
+    return np.vstack([weights, target_mean - mean @ weights]).astype(X.dtype)
+
+
 class _LinearHead(ClassifierMixin, BaseEstimator):
     """Shared fitting and prediction of the SVM and softmax heads."""
 
@@ -70,6 +94,10 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
     def _auto_step(self):
         """Step of ``learning_rate="auto"`` in units of 1 / largest eigenvalue of E[x x^T]."""
         raise NotImplementedError
+
+    def _target_score(self):
+        """Score magnitude the least-squares start aims at (+ true class, - others)."""
+        return 1.0
 
     def _check_params(self):
         if not (self.learning_rate == "auto" or (np.isscalar(self.learning_rate)
@@ -84,6 +112,8 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             raise ValueError(f"l1_ratio must lie in [0, 1]; got {self.l1_ratio!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {self.init!r}")
         if self.optimizer == "lbfgs" and self.penalty != "l2":
             raise ValueError(
                 f'optimizer="lbfgs" needs a differentiable penalty ("l2"); got penalty={self.penalty!r}'
@@ -150,8 +180,12 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         sample = _sample_rows(X, rng)
         mean_sq_norm = _mean_squared_norm(sample)
         n_classes = len(self.classes_)
-        W = np.zeros((X.shape[1] + 1, n_classes), dtype=X.dtype)
-        W[:-1] = (_INIT_SCORE_SCALE / np.sqrt(mean_sq_norm)) * rng.standard_normal((X.shape[1], n_classes))
+        if self.init == "least_squares":
+            rows = slice(None) if train_rows is None else train_rows
+            W = _least_squares_weights(X[rows], y_index[rows], n_classes, self.reg, self._target_score())
+        else:
+            W = np.zeros((X.shape[1] + 1, n_classes), dtype=X.dtype)
+            W[:-1] = (_INIT_SCORE_SCALE / np.sqrt(mean_sq_norm)) * rng.standard_normal((X.shape[1], n_classes))
         if self.learning_rate == "auto":
             learning_rate = self._auto_step() / _largest_eigenvalue(sample)
         else:
@@ -292,6 +326,13 @@ _COMMON_DOC = """
     average : bool, default=True
         Averaged SGD: return the mean of the iterates of the second half
         of training instead of the last one (less noise at the end).
+    init : {"random", "least_squares"}, default="random"
+        Starting weights: tiny random scores (the lecture's), or the ridge
+        fit of one-vs-rest targets (+margin for the true class, -margin for
+        the others, same ``reg``), which is the optimum of the squared
+        one-vs-rest hinge when every margin is active. It costs one D x D
+        Gram matrix (10 s for 49,000 x 6,400) and saves most L-BFGS
+        iterations on wide, correlated features.
     random_state : int, Generator or None, default=None
         Seeds the initial weights, batch order, held-out split and random search.
 
@@ -337,7 +378,7 @@ class LinearSVM(_LinearHead):
     def __init__(self, learning_rate="auto", reg=1e-4, penalty="l2", l1_ratio=0.5, delta=1.0,
                  squared=False, multi_class="weston_watkins", batch_size=256, n_epochs=20, optimizer="sgd",
                  momentum=0.9, lr_decay=0.9, early_stopping=False, n_iter_no_change=5, average=True,
-                 random_state=None):
+                 init="random", random_state=None):
         self.learning_rate = learning_rate
         self.reg = reg
         self.penalty = penalty
@@ -353,6 +394,7 @@ class LinearSVM(_LinearHead):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.average = average
+        self.init = init
         self.random_state = random_state
 
     def _check_params(self):
@@ -373,6 +415,9 @@ class LinearSVM(_LinearHead):
         # grows with the margin violation, smaller still (tuned on
         # standardized CIFAR-10 HOG + colour features and raw pixels).
         return 0.03 if self.squared else 0.1
+
+    def _target_score(self):
+        return self.delta
 
     def _expected_initial_loss(self, n_classes):
         margin_term = self.delta ** 2 if self.squared else self.delta
@@ -397,7 +442,7 @@ class Softmax(_LinearHead):
 
     def __init__(self, learning_rate="auto", reg=1e-4, penalty="l2", l1_ratio=0.5, batch_size=256,
                  n_epochs=20, optimizer="sgd", momentum=0.9, lr_decay=0.9, early_stopping=False,
-                 n_iter_no_change=5, average=True, random_state=None):
+                 n_iter_no_change=5, average=True, init="random", random_state=None):
         self.learning_rate = learning_rate
         self.reg = reg
         self.penalty = penalty
@@ -410,6 +455,7 @@ class Softmax(_LinearHead):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.average = average
+        self.init = init
         self.random_state = random_state
 
     def _loss(self, W, X, y, reg=None):
