@@ -155,9 +155,21 @@ def test_hard_histograms_are_frequencies():
     np.testing.assert_allclose(histograms.sum(axis=2), 1.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("encoding", ["triangle", "hard"])
+def test_power_raises_each_pooled_feature(encoding):
+    images = _random_images(n=6, height=12, width=12, seed=6)
+    model = KMeansWords(n_words=6, patch_size=4, n_patches=300, encoding=encoding, power=0.5,
+                        random_state=0).fit(images)
+    rooted = model.transform(images)
+    plain = model.set_params(power=1.0).transform(images)
+    assert plain.max() > 1.0 or encoding == "hard"
+    np.testing.assert_allclose(rooted, np.sqrt(plain), rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
+        ({"power": 0}, "power must be a positive number"),
         ({"encoding": "soft"}, "encoding must be one of"),
         ({"pooling": "halves"}, "pooling must be"),
         ({"pooling": (0, 2)}, "positive integers"),

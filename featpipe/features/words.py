@@ -61,6 +61,11 @@ class KMeansWords(ImageFeatureExtractor):
         positions, its four quarters, or a spatial pyramid given by levels
         (level L cuts the grid into L x L cells; ``(1, 2)`` gives 5 regions).
         Uneven cuts give the extra row or column to the first cells.
+    power : float, default=1.0
+        Exponent applied to every pooled feature: 1 keeps the sums (or
+        frequencies), 0.5 takes their square roots, which evens out the
+        heavy tails of pooled counts before a linear head ("power
+        normalization", Perronnin, Sanchez & Mensink, ECCV 2010).
     kmeans_batch_size : int, default=4096
         Mini-batch size of ``MiniBatchKMeans``.
     kmeans_max_iter : int, default=10
@@ -113,6 +118,7 @@ class KMeansWords(ImageFeatureExtractor):
         contrast_eps=10.0,
         encoding="triangle",
         pooling="quadrants",
+        power=1.0,
         kmeans_batch_size=4096,
         kmeans_max_iter=10,
         patches_per_block=256,
@@ -128,6 +134,7 @@ class KMeansWords(ImageFeatureExtractor):
         self.contrast_eps = contrast_eps
         self.encoding = encoding
         self.pooling = pooling
+        self.power = power
         self.kmeans_batch_size = kmeans_batch_size
         self.kmeans_max_iter = kmeans_max_iter
         self.patches_per_block = patches_per_block
@@ -183,7 +190,7 @@ class KMeansWords(ImageFeatureExtractor):
             )
         if self.encoding not in _ENCODINGS:
             raise ValueError(f"encoding must be one of {_ENCODINGS}; got {self.encoding!r}")
-        for name in ("whiten_eps", "contrast_eps"):
+        for name in ("whiten_eps", "contrast_eps", "power"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number; got {value!r}")
@@ -221,6 +228,8 @@ class KMeansWords(ImageFeatureExtractor):
             else:
                 with ThreadPoolExecutor(len(work)) as pool:
                     list(pool.map(lambda args: self._encode(layout, *args), work))
+        if self.power != 1:
+            np.power(features, np.float32(self.power), out=features)
         return features.reshape(len(images), -1)
 
     def _encode(self, layout, images, features):
