@@ -11,7 +11,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from featpipe.heads import LinearSVM, Softmax
-from featpipe.heads.linear import _least_squares_weights
+from featpipe.heads.start import least_squares_weights
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 HEADS = [LinearSVM, Softmax]
@@ -218,7 +218,7 @@ def test_least_squares_start_is_the_ridge_fit_of_one_vs_rest_targets():
     reg, delta = 0.05, 2.0
     targets = np.where(np.arange(3) == y[:, np.newaxis], delta, -delta)
     reference = Ridge(alpha=reg * len(X)).fit(X, targets)
-    start = _least_squares_weights(X, y, 3, reg, delta)
+    start = least_squares_weights(X, y, 3, reg, delta)
     np.testing.assert_allclose(start[:-1], reference.coef_.T, atol=1e-8)
     np.testing.assert_allclose(start[-1], reference.intercept_, atol=1e-8)
 

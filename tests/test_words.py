@@ -16,9 +16,9 @@ from featpipe.features.words import (
     _clipped_distances,
     _normalize_patches,
     _right_operand,
-    _RegionLayout,
     _sample_patches,
 )
+from featpipe.features.regions import RegionLayout
 from featpipe.features.words_pictures import plot_words, word_montage
 
 matplotlib.use("Agg")
@@ -96,7 +96,7 @@ def test_stride_and_no_whitening_match_a_per_patch_loop(whiten):
 def test_distance_product_matches_sklearn_pairwise_distances():
     images = _random_images(n=3, height=9, width=9)
     model = KMeansWords(n_words=7, patch_size=3, n_patches=300, random_state=0).fit(images)
-    layout = _RegionLayout((1,), (7, 7))
+    layout = RegionLayout((1,), (7, 7))
     rows = model._design_rows(images, layout, with_norm=True).reshape(-1, 29)
     # A patch equal to a word has distance 0, and its float32 square may round below
     # zero; make it do so, so the square root's NaN must be repaired.

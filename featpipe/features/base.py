@@ -13,6 +13,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 
+def is_whole_number(value):
+    """True for Python and numpy integers, False for bools, floats and everything else."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_images(images, min_size=1):
     """Validate an image batch and bring it to uint8 (N, H, W, 3).
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 from skimage.color import rgb2gray
 
-from featpipe.features.base import ImageFeatureExtractor
+from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 
 _BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys", "none")
 _CHANNELS = ("max", "gray")
@@ -204,7 +204,7 @@ def _cell_sizes(pixels_per_cell):
 
 
 def _is_positive_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+    return is_whole_number(value) and value >= 1
 
 
 class HOG(ImageFeatureExtractor):

@@ -15,7 +15,8 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from featpipe.features.base import ImageFeatureExtractor
+from featpipe.features.base import ImageFeatureExtractor, is_whole_number
+from featpipe.features.regions import RegionLayout, pyramid_levels
 
 _ENCODINGS = ("triangle", "hard")
 _PATCHES_PER_STEP = 4096
@@ -143,11 +144,11 @@ class KMeansWords(ImageFeatureExtractor):
 
     def min_image_size(self):
         """Smallest height and width: one patch."""
-        return int(self.patch_size) if _is_int(self.patch_size) and self.patch_size > 0 else 1
+        return int(self.patch_size) if is_whole_number(self.patch_size) and self.patch_size > 0 else 1
 
     def n_features_out(self, image_shape):
         """``n_words`` times the number of pooling regions."""
-        n_regions = sum(level * level for level in _pyramid_levels(self.pooling))
+        n_regions = sum(level * level for level in pyramid_levels(self.pooling))
         return int(self.n_words) * n_regions
 
     def _fit_images(self, images, y):
@@ -179,9 +180,9 @@ class KMeansWords(ImageFeatureExtractor):
             "n_words", "patch_size", "n_patches", "stride", "kmeans_batch_size", "kmeans_max_iter", "patches_per_block"
         ):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_whole_number(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if self.n_threads is not None and (not _is_int(self.n_threads) or self.n_threads < 1):
+        if self.n_threads is not None and (not is_whole_number(self.n_threads) or self.n_threads < 1):
             raise ValueError(f"n_threads must be None or a positive integer; got {self.n_threads!r}")
         if self.n_patches < self.n_words:
             raise ValueError(
@@ -194,7 +195,7 @@ class KMeansWords(ImageFeatureExtractor):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number; got {value!r}")
-        _RegionLayout(_pyramid_levels(self.pooling), self._grid_shape(image_shape))
+        RegionLayout(pyramid_levels(self.pooling), self._grid_shape(image_shape))
 
     def _grid_shape(self, image_shape):
         return tuple((side - self.patch_size) // self.stride + 1 for side in image_shape)
@@ -217,7 +218,7 @@ class KMeansWords(ImageFeatureExtractor):
         return np.asarray(words, dtype=np.float32).reshape(-1, side, side, 3)
 
     def _transform_images(self, images):
-        layout = _RegionLayout(_pyramid_levels(self.pooling), self._grid_shape(images.shape[1:3]))
+        layout = RegionLayout(pyramid_levels(self.pooling), self._grid_shape(images.shape[1:3]))
         features = np.empty((len(images), layout.n_regions, self.n_words), dtype=np.float32)
         n_threads = self.n_threads or _blas_threads()
         bounds = np.linspace(0, len(images), min(n_threads, len(images)) + 1).astype(int)
@@ -383,80 +384,3 @@ def _blas_threads():
     """Threads the BLAS in use may run now (1 if none is found)."""
     counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
     return max(counts, default=1)
-
-
-def _pyramid_levels(pooling):
-    """Pooling parameter -> tuple of pyramid levels; ValueError if invalid."""
-    if isinstance(pooling, str):
-        if pooling == "global":
-            return (1,)
-        if pooling == "quadrants":
-            return (2,)
-        raise ValueError(f'pooling must be "global", "quadrants" or a tuple of levels; got {pooling!r}')
-    try:
-        levels = tuple(pooling)
-    except TypeError:
-        raise ValueError(f'pooling must be "global", "quadrants" or a tuple of levels; got {pooling!r}') from None
-    if not levels or not all(_is_int(level) and level >= 1 for level in levels):
-        raise ValueError(f"pyramid levels must be a non-empty tuple of positive integers; got {pooling!r}")
-    return levels
-
-
-def _cell_edges(n_positions, n_cells):
-    """Edges cutting ``n_positions`` into ``n_cells`` runs, the first ones longer by one."""
-    sizes = n_positions // n_cells + (np.arange(n_cells) < n_positions % n_cells)
-    return np.concatenate([[0], np.cumsum(sizes)])
-
-
-class _RegionLayout:
-    """Where each patch position goes: pooling regions cut into disjoint "atoms".
-
-    Atoms are the cells of the common refinement of every pyramid level, so
-    every region is a union of atoms. Patch rows are ordered atom by atom
-    (``order``), which makes each atom a contiguous run of rows whose pooled
-    sum is one matrix-vector product.
-    """
-
-    def __init__(self, levels, grid_shape):
-        grid_rows, grid_cols = grid_shape
-        if max(levels) > min(grid_rows, grid_cols):
-            raise ValueError(
-                f"pyramid level {max(levels)} needs at least {max(levels)}x{max(levels)} patch "
-                f"positions; these images give {grid_rows}x{grid_cols}"
-            )
-        row_edges = [_cell_edges(grid_rows, level) for level in levels]
-        col_edges = [_cell_edges(grid_cols, level) for level in levels]
-        atom_row_edges = np.unique(np.concatenate(row_edges))
-        atom_col_edges = np.unique(np.concatenate(col_edges))
-        rows, cols = np.divmod(np.arange(grid_rows * grid_cols), grid_cols)
-        atom_rows = np.searchsorted(atom_row_edges, rows, side="right") - 1
-        atom_cols = np.searchsorted(atom_col_edges, cols, side="right") - 1
-        position_atom = atom_rows * (len(atom_col_edges) - 1) + atom_cols
-        self.n_positions = grid_rows * grid_cols
-        self.n_atoms = (len(atom_row_edges) - 1) * (len(atom_col_edges) - 1)
-        self.order = np.argsort(position_atom, kind="stable")
-        self.position_atom = position_atom[self.order]
-        self.atom_bounds = np.concatenate([[0], np.cumsum(np.bincount(position_atom, minlength=self.n_atoms))])
-        atom_row_start = atom_row_edges[:-1].repeat(len(atom_col_edges) - 1)
-        atom_col_start = np.tile(atom_col_edges[:-1], len(atom_row_edges) - 1)
-        membership = []
-        for level_rows, level_cols in zip(row_edges, col_edges):
-            cell_row = np.searchsorted(level_rows, atom_row_start, side="right") - 1
-            cell_col = np.searchsorted(level_cols, atom_col_start, side="right") - 1
-            cells = cell_row * (len(level_cols) - 1) + cell_col
-            membership.append(cells == np.arange((len(level_rows) - 1) * (len(level_cols) - 1))[:, np.newaxis])
-        self.atom_region = np.concatenate(membership).astype(np.float32)
-        self.n_regions = len(self.atom_region)
-        self.region_sizes = self.atom_region @ np.diff(self.atom_bounds).astype(np.float32)
-
-    def pieces(self, max_size):
-        """(start, stop, atom) runs of at most ``max_size`` rows covering every atom."""
-        pieces = []
-        for atom, (start, stop) in enumerate(zip(self.atom_bounds[:-1], self.atom_bounds[1:])):
-            edges = start + _cell_edges(stop - start, -(-(stop - start) // max_size))
-            pieces.extend((int(a), int(b), atom) for a, b in zip(edges[:-1], edges[1:]))
-        return pieces
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

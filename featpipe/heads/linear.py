@@ -12,13 +12,13 @@ float32); anything else is trained in float64.
 """
 
 import numpy as np
-from scipy.linalg import solve
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from featpipe.heads.losses import MULTI_CLASS, PENALTIES, softmax_loss, softmax_probabilities, svm_loss
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
+from featpipe.heads.start import largest_eigenvalue, least_squares_weights, mean_squared_norm, sample_rows
 
 OPTIMIZERS = ("sgd", "gd", "lbfgs", "random")
 """Names accepted by the ``optimizer`` parameter."""
@@ -28,58 +28,6 @@ INITS = ("random", "least_squares")
 
 _VALIDATION_FRACTION = 0.1
 _INIT_SCORE_SCALE = 0.01
-_NORM_SAMPLE = 2000
-
-
-def _sample_rows(X, rng):
-    if X.shape[0] <= _NORM_SAMPLE:
-        return X
-    return X[np.sort(rng.choice(X.shape[0], _NORM_SAMPLE, replace=False))]
-
-
-def _mean_squared_norm(rows):
-    """Mean of ||x||^2 + 1 over the rows; the +1 is the bias input."""
-    return float(np.einsum("ij,ij->", rows, rows, dtype=np.float64)) / rows.shape[0] + 1.0
-
-
-def _largest_eigenvalue(rows, n_iter=30):
-    """Largest eigenvalue of the second moment [x, 1]^T [x, 1] / n, by power iteration.
-
-    It bounds the curvature of the losses along any direction of W (the
-    softmax Hessian is at most half of it per class), so it sets the scale
-    of a safe step.
-    """
-    rows = rows.astype(np.float64)
-    vector = np.ones(rows.shape[1] + 1)
-    value = 0.0
-    for _ in range(n_iter):
-        image = rows @ vector[:-1] + vector[-1]
-        product = np.append(rows.T @ image, image.sum()) / rows.shape[0]
-        value = float(np.linalg.norm(product))
-        if value == 0:
-            return 1.0
-        vector = product / value
-    return value
-
-
-def _least_squares_weights(X, y_index, n_classes, reg, target):
-    """Ridge fit of the one-vs-rest targets: score ``+target`` for the true class, ``-target`` else.
-
-    Minimises ``mean_i ||x_i W + b - target * t_i||^2 + reg ||W||^2`` (bias
-    free) through the normal equations of the centred data; this is the
-    squared one-vs-rest hinge with every margin active, so it starts that
-    loss close to its optimum. Costs one D x D Gram matrix and its solve.
-    """
-    n_samples, n_features = X.shape
-    mean = X.mean(axis=0, dtype=np.float64)
-    gram = (X.T @ X).astype(np.float64) / n_samples - np.outer(mean, mean)
-    gram[np.diag_indices(n_features)] += max(reg, 1e-8)
-    targets = np.full((n_samples, n_classes), -target, dtype=X.dtype)
-    targets[np.arange(n_samples), y_index] = target
-    target_mean = targets.mean(axis=0, dtype=np.float64)
-    cross = (X.T @ targets).astype(np.float64) / n_samples - np.outer(mean, target_mean)
-    weights = solve(gram, cross, assume_a="pos")
-    return np.vstack([weights, target_mean - mean @ weights]).astype(X.dtype)
 
 
 class _LinearHead(ClassifierMixin, BaseEstimator):
@@ -177,17 +125,17 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             n_held = max(1, int(round(_VALIDATION_FRACTION * X.shape[0])))
             held, train_rows = np.sort(order[:n_held]), np.sort(order[n_held:])
             X_val, y_val = X[held], y_index[held]
-        sample = _sample_rows(X, rng)
-        mean_sq_norm = _mean_squared_norm(sample)
+        sample = sample_rows(X, rng)
+        mean_sq_norm = mean_squared_norm(sample)
         n_classes = len(self.classes_)
         if self.init == "least_squares":
             rows = slice(None) if train_rows is None else train_rows
-            W = _least_squares_weights(X[rows], y_index[rows], n_classes, self.reg, self._target_score())
+            W = least_squares_weights(X[rows], y_index[rows], n_classes, self.reg, self._target_score())
         else:
             W = np.zeros((X.shape[1] + 1, n_classes), dtype=X.dtype)
             W[:-1] = (_INIT_SCORE_SCALE / np.sqrt(mean_sq_norm)) * rng.standard_normal((X.shape[1], n_classes))
         if self.learning_rate == "auto":
-            learning_rate = self._auto_step() / _largest_eigenvalue(sample)
+            learning_rate = self._auto_step() / largest_eigenvalue(sample)
         else:
             learning_rate = float(self.learning_rate)
 
@@ -276,7 +224,7 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         X, y = check_X_y(X, y, dtype=[np.float32, np.float64])
         classes, y_index = np.unique(y, return_inverse=True)
         rng = np.random.default_rng(self.random_state)
-        scale = _INIT_SCORE_SCALE / np.sqrt(_mean_squared_norm(_sample_rows(X, rng)))
+        scale = _INIT_SCORE_SCALE / np.sqrt(mean_squared_norm(sample_rows(X, rng)))
         W = np.zeros((X.shape[1] + 1, len(classes)), dtype=X.dtype)
         W[:-1] = scale * rng.standard_normal((X.shape[1], len(classes)))
         initial_loss = self._loss(W, X, y_index, reg=0.0)[0]
