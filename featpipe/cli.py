@@ -18,6 +18,13 @@ STATUS_BAD_INPUT = 2
 STATUS_INTERRUPTED = 130
 
 
+_INTERRUPTED = {
+    "run": "no run folder was written",
+    "compare": "the report may be missing or partial; the same command again reuses every cached stage",
+    "extract": "finished shards are kept; run the same command again to resume",
+}
+"""What an interrupted command leaves behind, said after "interrupted;"."""
+
 class _OneLineErrors(click.Group):
     """A command group that turns bad input into one line and a status code."""
 
@@ -39,7 +46,8 @@ class _OneLineErrors(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
-            click.echo("featpipe: interrupted; no run folder was written", err=True)
+            click.echo(f"featpipe: interrupted; {_INTERRUPTED.get(ctx.invoked_subcommand, 'nothing was written')}",
+                       err=True)
             ctx.exit(STATUS_INTERRUPTED)
         except (ValueError, OSError) as error:
             message = " ".join(str(error).split())

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from featpipe import run_folder, stages
+from featpipe import extract_job, run_folder, stages
 from featpipe.cli import cli
 from featpipe.model_io import load_model
 
@@ -189,3 +189,14 @@ def test_extract_then_run_on_the_store(tmp_path, invoke, small_npz):
     assert again.exit_code == 0
     refused = invoke("extract", "hog", "--data", small_npz, "--out", store, "--jobs", 1, "--quiet")
     assert refused.exit_code == 2 and "was made with other" in refused.stderr
+
+
+def test_interrupted_extract_says_how_to_resume(tmp_path, invoke, monkeypatch, small_npz):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extract_job, "_extract_chunk", interrupted)
+    result = invoke("extract", "hog", "--data", small_npz, "--out", tmp_path / "store", "--jobs", 1, "--quiet")
+    assert result.exit_code == 130
+    assert result.stderr.strip() == ("featpipe: interrupted; finished shards are kept; "
+                                     "run the same command again to resume")
