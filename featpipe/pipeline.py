@@ -153,7 +153,7 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     features_key = source.key
     model_key = fingerprint(features_key, spec.normalize, spec.head.name, head_params, search_grid)
     fitted = source.fitted_extractors()
-    get_features, get_dataset = source.features, source.dataset
+    get_features, get_dataset = source.features, source.training_dataset
 
     if cached["normalize"].check_call_in_cache(features_key, spec.normalize, None):
         scaler = clock.run("normalize", cached["normalize"], features_key, spec.normalize, None)

@@ -3,13 +3,15 @@
 Both sources give the pipeline the same four things, each fetched only when
 a later stage needs it: a key for the data, the fitted extractors, the
 feature matrices per split, and the labels (as a
-:class:`featpipe.datasets.Dataset`). An image source runs the cached load
+:class:`featpipe.datasets.Dataset`, the training split augmented as the
+spec says). An image source runs the cached load
 and extract stages; a store source reads what ``featpipe extract`` wrote.
 """
 
 import numpy as np
 
 from featpipe import stages
+from featpipe.augment import augment_training_set
 from featpipe.cache import fingerprint
 from featpipe.datasets import Dataset, describe_source
 from featpipe.spec import SpecError
@@ -33,10 +35,15 @@ class ImageSource:
                                             seed=seed)["fingerprint"]
         self.names = [step.name for step in spec.features]
         self.params = feature_params
+        self.augment = spec.augment
         self.feature_keys = [fingerprint(self.data_key, name, params)
                              for name, params in zip(self.names, feature_params)]
-        self.key = fingerprint(self.feature_keys)
+        # Extractors are fitted on the original images; only extraction sees the augmented ones.
+        self.extract_keys = [fingerprint(key, "augment", list(self.augment)) if self.augment else key
+                             for key in self.feature_keys]
+        self.key = fingerprint(self.extract_keys)
         self._dataset = None
+        self._training_dataset = None
         self._extractors = None
         self._features = None
 
@@ -48,8 +55,14 @@ class ImageSource:
                                                *self.load_args, bar.update)
         return self._dataset
 
+    def training_dataset(self):
+        """The data set with its training split augmented (the same object without augmentation)."""
+        if self._training_dataset is None:
+            self._training_dataset = augment_training_set(self.dataset(), self.augment)
+        return self._training_dataset
+
     def fitted_extractors(self):
-        """Each feature's extractor, fitted on the training images (cached)."""
+        """Each feature's extractor, fitted on the original training images (cached)."""
         fit = self.cached["fit_extractor"]
         fitted = []
         for name, params, key in zip(self.names, self.params, self.feature_keys):
@@ -70,10 +83,10 @@ class ImageSource:
         if self._features is None:
             extract = self.cached["extract"]
             parts = []
-            for name, extractor, key in zip(self.names, self._extractors, self.feature_keys):
+            for name, extractor, key in zip(self.names, self._extractors, self.extract_keys):
                 dataset = None
                 if not extract.check_call_in_cache(key, None, None, None, None, None):
-                    dataset = self.dataset()
+                    dataset = self.training_dataset()
                 total = None if dataset is None else sum(
                     len(getattr(dataset, f"y_{split}")) for split in stages.SPLITS)
                 with self.clock.bar(f"extract {name}", total) as bar:
@@ -87,6 +100,9 @@ class StoreSource:
     """Features read from a finished feature store: nothing is extracted again."""
 
     def __init__(self, spec, path, clock):
+        if spec.augment:
+            raise SpecError(f"feature store {path} holds features, not images, so it cannot be augmented "
+                            f"({', '.join(spec.augment)}); run on the images, or drop augment")
         with clock.timed("load"):
             self.store = open_store(path)
         stored = self.store.feature_names
@@ -113,6 +129,8 @@ class StoreSource:
                 skipped=[(entry["path"], entry["reason"]) for entry in self.store.skipped],
             )
         return self._dataset
+
+    training_dataset = dataset
 
     def fitted_extractors(self):
         """The extractors the store was made with."""

@@ -6,6 +6,7 @@ pipeline file adds parameters; its name is the file's stem, so
 the bare spec of the same name. A file looks like::
 
     description = "HOG gradient histograms, multiclass SVM"
+    augment = ["hflip"]        # optional: also train on mirrored copies
 
     [[features]]
     name = "hog"
@@ -31,6 +32,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featpipe.augment import check_augmentations
 from featpipe.registry import FEATURES, HEADS
 
 NORMALIZE_METHODS = ("standard", "none")
@@ -70,6 +72,8 @@ class PipelineSpec:
         search) for ``--search``.
     description : str
         One line for ``featpipe pipelines``.
+    augment : tuple of str
+        Training-set augmentations (:mod:`featpipe.augment`), e.g. ``("hflip",)``.
     """
 
     name: str
@@ -79,11 +83,13 @@ class PipelineSpec:
     data: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     description: str = ""
+    augment: tuple = ()
 
     def to_dict(self):
         """The description as plain JSON-ready data."""
         return {
             "features": [{"name": step.name, "params": dict(step.params)} for step in self.features],
+            "augment": list(self.augment),
             "normalize": self.normalize,
             "head": {"name": self.head.name, "params": dict(self.head.params)},
         }
@@ -144,7 +150,7 @@ def load_pipeline_file(path):
         raise SpecError(f"cannot read pipeline file {path}: {error.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise SpecError(f"{path} is not valid TOML: {error}") from None
-    unknown = sorted(set(document) - {"description", "features", "head", "normalize", "data", "search"})
+    unknown = sorted(set(document) - {"description", "features", "head", "normalize", "data", "search", "augment"})
     if unknown:
         raise SpecError(f"{path}: unknown section(s) {', '.join(unknown)}")
     features = document.get("features")
@@ -157,6 +163,13 @@ def load_pipeline_file(path):
     normalize = document.get("normalize", {}).get("method", "standard")
     if normalize not in NORMALIZE_METHODS:
         raise SpecError(f"{path}: normalize method must be one of {', '.join(NORMALIZE_METHODS)}")
+    augment = document.get("augment", [])
+    if not isinstance(augment, list):
+        raise SpecError(f"{path}: augment must be a list, e.g. augment = [\"hflip\"]")
+    try:
+        augment = check_augmentations(augment)
+    except ValueError as error:
+        raise SpecError(f"{path}: {error}") from None
     return PipelineSpec(
         name=path.stem,
         features=steps,
@@ -165,6 +178,7 @@ def load_pipeline_file(path):
         data=dict(document.get("data", {})),
         search=dict(document.get("search", {})),
         description=str(document.get("description", "")),
+        augment=augment,
     )
 
 

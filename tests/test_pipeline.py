@@ -109,3 +109,41 @@ def test_run_on_a_feature_store_equals_the_run_on_its_images(tmp_path, small_npz
     assert not (stored.run_dir / "examples.npz").exists()
     with pytest.raises(SpecError, match="holds raw[+]color features; the pipeline asks for hog"):
         _run(tmp_path, "hog+softmax", "wrong", data=str(store))
+
+
+def test_hflip_augmentation_trains_on_the_mirrored_images_too(tmp_path, small_npz):
+    from dataclasses import replace
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from featpipe.datasets import load_dataset
+    from featpipe.features.hog import HOG
+
+    spec = replace(parse_spec("hog+logreg"), augment=("hflip",))
+    result = run_pipeline(spec, data=str(small_npz), out=tmp_path / "run", cache_dir=tmp_path / "cache",
+                          quiet=True, n_jobs=1)
+    dataset = load_dataset(str(small_npz))
+    assert result.metrics["dataset"]["n_train"] == 2 * len(dataset.y_train)
+    assert result.metrics["dataset"]["n_test"] == len(dataset.y_test)
+    hog = HOG().fit(dataset.X_train)
+    features = np.vstack([hog.transform(dataset.X_train), hog.transform(dataset.X_train[:, :, ::-1])])
+    assert not np.allclose(features[: len(dataset.y_train)], features[len(dataset.y_train):])
+    scaler = StandardScaler().fit(features)
+    reference = LogisticRegression(random_state=0).fit(scaler.transform(features),
+                                                       np.concatenate([dataset.y_train] * 2))
+    model = load_model(result.run_dir / "model.skops")
+    np.testing.assert_allclose(model.named_steps["head"].coef_, reference.coef_, rtol=1e-4, atol=1e-5)
+    assert result.metrics["pipeline"]["augment"] == ["hflip"]
+
+
+def test_augmentation_of_a_feature_store_is_refused(tmp_path, small_npz):
+    from dataclasses import replace
+
+    from featpipe.extract_job import run_extract_job
+
+    store = tmp_path / "store"
+    run_extract_job("raw", data=str(small_npz), out=store, n_jobs=1, progress=False)
+    with pytest.raises(SpecError, match="cannot be augmented"):
+        run_pipeline(replace(parse_spec("raw+logreg"), augment=("hflip",)), data=str(store),
+                     out=tmp_path / "run", cache_dir=tmp_path / "cache", quiet=True)

@@ -97,3 +97,16 @@ def test_registry_rejects_unknown_parameters():
     with pytest.raises(UnknownNameError, match="unknown parameter.*'logreg'"):
         make_head("logreg", {"learning_rate": 1.0})
     assert make_head("logreg", {"C": 2.0}).C == 2.0
+
+
+def test_augment_list_is_read_and_checked(tmp_path):
+    body = '[[features]]\nname = "hog"\n[head]\nname = "svm"\n'
+    (tmp_path / "flip.toml").write_text('augment = ["hflip"]\n' + body)
+    assert load_pipeline_file(tmp_path / "flip.toml").augment == ("hflip",)
+    assert load_pipeline_file(tmp_path / "flip.toml").to_dict()["augment"] == ["hflip"]
+    (tmp_path / "bad.toml").write_text('augment = ["rotate"]\n' + body)
+    with pytest.raises(SpecError, match="unknown augmentation 'rotate'; valid: hflip"):
+        load_pipeline_file(tmp_path / "bad.toml")
+    (tmp_path / "text.toml").write_text('augment = "hflip"\n' + body)
+    with pytest.raises(SpecError, match="augment must be a list"):
+        load_pipeline_file(tmp_path / "text.toml")
