@@ -147,3 +147,21 @@ def test_augmentation_of_a_feature_store_is_refused(tmp_path, small_npz):
     with pytest.raises(SpecError, match="cannot be augmented"):
         run_pipeline(replace(parse_spec("raw+logreg"), augment=("hflip",)), data=str(store),
                      out=tmp_path / "run", cache_dir=tmp_path / "cache", quiet=True)
+
+
+def test_normalize_stage_equals_standard_scaler_without_copying_the_matrix():
+    import tracemalloc
+
+    from sklearn.preprocessing import StandardScaler
+
+    from featpipe import stages
+
+    features = np.random.default_rng(0).normal(3.0, 2.0, (20_000, 200)).astype(np.float32)
+    tracemalloc.start()
+    scaler = stages.normalize("key", "standard", features)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    reference = StandardScaler().fit(features)
+    np.testing.assert_allclose(scaler.mean_, reference.mean_, rtol=1e-12)
+    np.testing.assert_allclose(scaler.scale_, reference.scale_, rtol=1e-12)
+    assert peak < features.nbytes / 2  # StandardScaler.fit itself needs a float64 copy: 2x nbytes
