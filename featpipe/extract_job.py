@@ -28,7 +28,7 @@ from featpipe import store as feature_store
 from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
 from featpipe.features.base import ImageFeatureExtractor
 from featpipe.registry import make_feature
-from featpipe.shared_pool import SharedWorkPool
+from featpipe.shared_pool import SharedWorkPool, WorkerDied
 from featpipe.spec import Step, parse_features
 from featpipe.store import StoreError
 from featpipe.store_lock import StoreLock
@@ -389,7 +389,11 @@ def _run_job(pool, pairs, fitted, data, out, n_jobs, chunk_size, scheduler, on_d
 
         with bar:
             if not on_dask:
-                pool.run(_extract_chunk, tasks, finished)
+                try:
+                    pool.run(_extract_chunk, tasks, finished)
+                except WorkerDied as error:
+                    raise StoreError(f"{error}; finished shards are kept: run the same command again "
+                                     "to resume") from None
             else:
                 with _dask_execution(n_jobs, scheduler):
                     for record in Parallel(n_jobs=-1, return_as="generator_unordered")(

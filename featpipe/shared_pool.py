@@ -44,7 +44,7 @@ def _ready():
     """A no-op task: it makes a new worker import what the tasks need before the first task."""
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(ChildProcessError):
     """A worker process ended without finishing its task (killed, or out of memory)."""
 
 

@@ -222,3 +222,18 @@ def test_shards_of_extractors_that_were_never_saved_are_redone(folder, reference
     assert (out / store.EXTRACTORS_NAME).is_file()
     assert all(path.stat().st_mtime_ns >= rerun_started for path in (out / store.SHARDS_DIR).iterdir())
     assert read_shard_bytes(out) == read_shard_bytes(reference.path)
+
+
+def test_a_killed_local_worker_stops_the_job_with_a_resume_hint(folder, reference, tmp_path, monkeypatch):
+    from featpipe.shared_pool import WorkerDied
+
+    def run_with_a_dead_worker(self, function, tasks, on_result):
+        on_result(function(*tasks[0]))
+        raise WorkerDied("a worker process died before finishing its task (killed, or out of memory)")
+
+    monkeypatch.setattr("featpipe.shared_pool.SharedWorkPool.run", run_with_a_dead_worker)
+    with pytest.raises(StoreError, match="worker process died .*run the same command again to resume"):
+        run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
+    monkeypatch.undo()
+    run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
+    assert read_shard_bytes(tmp_path / "store") == read_shard_bytes(reference.path)
