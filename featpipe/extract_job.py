@@ -16,17 +16,18 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 import featpipe
 from featpipe import store as feature_store
 from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
 from featpipe.features.base import ImageFeatureExtractor
+from featpipe.parallel import dask_backend
 from featpipe.registry import make_feature
 from featpipe.shared_pool import SharedWorkPool, WorkerDied
 from featpipe.spec import Step, parse_features
@@ -160,34 +161,6 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, stri
 
 def _worker_ready():
     """A no-op task: unpickling it imports this module (and scikit-learn) in the worker."""
-
-
-@contextmanager
-def _dask_execution(n_jobs, scheduler):
-    """Run joblib's ``Parallel`` inside its Dask backend: on ``scheduler``, or on a new LocalCluster."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ValueError("the Dask backend needs dask.distributed: pip install -e \".[dask]\"") from None
-    with ExitStack() as stack:
-        if scheduler is not None:
-            try:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))
-            except (OSError, TimeoutError) as error:
-                raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
-        else:
-            import dask
-
-            n_workers = None if n_jobs in (None, -1) else n_jobs
-            stack.enter_context(dask.config.set({"distributed.worker.profile.enabled": False}))
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=":0",
-            ))
-            client = stack.enter_context(Client(cluster))
-        stack.enter_context(parallel_config(backend="dask", wait_for_workers_timeout=60))
-        client.wait_for_workers(1, timeout=60)
-        yield
 
 
 def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run):
@@ -395,7 +368,7 @@ def _run_job(pool, pairs, fitted, data, out, n_jobs, chunk_size, scheduler, on_d
                     raise StoreError(f"{error}; finished shards are kept: run the same command again "
                                      "to resume") from None
             else:
-                with _dask_execution(n_jobs, scheduler):
+                with dask_backend(n_jobs, scheduler):
                     for record in Parallel(n_jobs=-1, return_as="generator_unordered")(
                             delayed(_extract_chunk)(*task) for task in tasks):
                         finished(record)
