@@ -159,10 +159,6 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, stri
     return feature_store.write_shard(store_dir, index, features, (start, start + len(inputs)), skipped)
 
 
-def _worker_ready():
-    """A no-op task: unpickling it imports this module (and scikit-learn) in the worker."""
-
-
 def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run):
     """Everything the bytes of the store depend on; a resumed job must match it."""
     return {
@@ -318,27 +314,21 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         raise ValueError(f"backend must be 'local' (this machine's processes) or 'dask'; got {backend!r}")
     pairs, fitted = _feature_pairs(features, from_run)
     on_dask = scheduler is not None or backend == "dask"
-    with SharedWorkPool(1 if on_dask else n_jobs, preload=_worker_ready) as pool:
-        return _run_job(pool, pairs, fitted, data, out, n_jobs, chunk_size, scheduler, on_dask, strict,
-                        cache_dir, from_run, progress, image_size, val_size, seed, fit_samples, started)
-
-
-def _run_job(pool, pairs, fitted, data, out, n_jobs, chunk_size, scheduler, on_dask, strict, cache_dir,
-             from_run, progress, image_size, val_size, seed, fit_samples, started):
-    """The body of :func:`run_extract_job`, once the local workers are starting."""
-    if fitted and image_size not in (None, pairs[0][1].image_shape_[0]):
-        raise StoreError(f"the extractors of run {from_run} were fitted on {pairs[0][1].image_shape_[0]}-pixel "
-                         f"images, not {image_size}")
-    if image_size is None:
-        image_size = pairs[0][1].image_shape_[0] if fitted else 32
-    collection = _Collection(data, image_size, val_size, seed, strict, cache_dir)
-    plan = _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run)
-    out = Path(out).expanduser().resolve()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise StoreError(f"cannot create store folder {out}: {error.strerror or error}") from None
     with ExitStack() as stack:
+        # The local workers start now: their imports overlap listing the images and fitting.
+        pool = stack.enter_context(SharedWorkPool(1 if on_dask else n_jobs, preload=__name__))
+        if fitted and image_size not in (None, pairs[0][1].image_shape_[0]):
+            raise StoreError(f"the extractors of run {from_run} were fitted on {pairs[0][1].image_shape_[0]}-pixel "
+                             f"images, not {image_size}")
+        if image_size is None:
+            image_size = pairs[0][1].image_shape_[0] if fitted else 32
+        collection = _Collection(data, image_size, val_size, seed, strict, cache_dir)
+        plan = _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run)
+        out = Path(out).expanduser().resolve()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create store folder {out}: {error.strerror or error}") from None
         stack.enter_context(StoreLock(out))
         feature_store.remove_temporary_files(out)
         manifest = _open_store(out, plan)

@@ -15,6 +15,7 @@ workers, so ``n_jobs`` processes never run more than ``n_jobs`` threads;
 they ignore Ctrl-C, which the main process answers by closing the pool.
 """
 
+import importlib
 import queue
 import signal
 import threading
@@ -29,19 +30,21 @@ from threadpoolctl import threadpool_limits
 _worker_limits = None
 
 
-def _init_worker():
-    """Worker initializer: one BLAS thread, and Ctrl-C left to the main process.
+def _init_worker(preload):
+    """Worker initializer: import ``preload``, one BLAS thread, Ctrl-C left to the main process.
 
     The main process answers Ctrl-C by closing the pool; a worker that took
     the signal itself would die with a traceback of its own.
     """
     global _worker_limits
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for module in preload:
+        importlib.import_module(module)
     _worker_limits = threadpool_limits(limits=1, user_api="blas")
 
 
 def _ready():
-    """A no-op task: it makes a new worker import what the tasks need before the first task."""
+    """A no-op task: submitting it makes the executor start its workers now."""
 
 
 class WorkerDied(ChildProcessError):
@@ -56,9 +59,9 @@ class SharedWorkPool:
     n_jobs : int or None
         Processes working at once, this one included; ``None`` or -1 means
         every core (joblib's meaning). With 1, tasks simply run here.
-    preload : callable or None
-        A module-level function whose module the workers import as soon as
-        they start (its import is what makes them slow to start).
+    preload : str or None
+        A module the workers import as soon as they start (the tasks'
+        module: its imports are what make a worker slow to start).
 
     Examples
     --------
@@ -71,9 +74,10 @@ class SharedWorkPool:
         self._executor = None
         if self.n_workers > 0:
             self._executor = ProcessPoolExecutor(
-                self.n_workers, mp_context=get_context("spawn"), initializer=_init_worker)
+                self.n_workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                initargs=(() if preload is None else (preload,),))
             for _ in range(self.n_workers):
-                self._executor.submit(preload or _ready)
+                self._executor.submit(_ready)
 
     def __enter__(self):
         return self
@@ -105,7 +109,7 @@ class SharedWorkPool:
             with lock:
                 return None if stopped.is_set() or not pending else pending.popleft()
 
-        def feed_worker(_previous=None):
+        def feed_worker():
             arguments = take()
             if arguments is not None:
                 self._executor.submit(function, *arguments).add_done_callback(collect)
@@ -121,7 +125,8 @@ class SharedWorkPool:
             finished.put((True, future.result()))
             feed_worker()
 
-        def hand_over(ok, value):
+        def hand_over_finished():
+            ok, value = finished.get()
             if not ok:
                 stopped.set()
                 raise value
@@ -134,16 +139,16 @@ class SharedWorkPool:
             limits = threadpool_limits(limits=1, user_api="blas") if self.n_workers else None
             try:
                 while (arguments := take()) is not None:
-                    hand_over(True, function(*arguments))
+                    on_result(function(*arguments))
                     received += 1
                     while not finished.empty():
-                        hand_over(*finished.get())
+                        hand_over_finished()
                         received += 1
             finally:
                 if limits is not None:
                     limits.restore_original_limits()
             while received + len(pending) < total:
-                hand_over(*finished.get())
+                hand_over_finished()
                 received += 1
         except BaseException:
             stopped.set()
