@@ -18,7 +18,13 @@ from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from featpipe.heads.losses import MULTI_CLASS, PENALTIES, softmax_loss, softmax_probabilities, svm_loss
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
-from featpipe.heads.start import largest_eigenvalue, least_squares_weights, mean_squared_norm, sample_rows
+from featpipe.heads.start import (
+    largest_eigenvalue,
+    least_squares_weights,
+    mean_squared_norm,
+    sample_rows,
+    small_random_weights,
+)
 
 OPTIMIZERS = ("sgd", "gd", "lbfgs", "random")
 """Names accepted by the ``optimizer`` parameter."""
@@ -27,7 +33,6 @@ INITS = ("random", "least_squares")
 """Names accepted by the ``init`` parameter."""
 
 _VALIDATION_FRACTION = 0.1
-_INIT_SCORE_SCALE = 0.01
 
 
 class _LinearHead(ClassifierMixin, BaseEstimator):
@@ -132,12 +137,11 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             rows = slice(None) if train_rows is None else train_rows
             W = least_squares_weights(X[rows], y_index[rows], n_classes, self.reg, self._target_score())
         else:
-            W = np.zeros((X.shape[1] + 1, n_classes), dtype=X.dtype)
-            W[:-1] = (_INIT_SCORE_SCALE / np.sqrt(mean_sq_norm)) * rng.standard_normal((X.shape[1], n_classes))
-        if self.learning_rate == "auto":
-            learning_rate = self._auto_step() / largest_eigenvalue(sample)
-        else:
-            learning_rate = float(self.learning_rate)
+            W = small_random_weights(X.shape[1], n_classes, mean_sq_norm, rng, X.dtype)
+        learning_rate = None  # L-BFGS and random search take no step size
+        if self.optimizer in ("sgd", "gd"):
+            learning_rate = (self._auto_step() / largest_eigenvalue(sample) if self.learning_rate == "auto"
+                             else float(self.learning_rate))
 
         self.val_accuracy_history_ = []
         best = {"accuracy": -1.0, "W": None, "epochs_since": 0}
@@ -224,9 +228,7 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         X, y = check_X_y(X, y, dtype=[np.float32, np.float64])
         classes, y_index = np.unique(y, return_inverse=True)
         rng = np.random.default_rng(self.random_state)
-        scale = _INIT_SCORE_SCALE / np.sqrt(mean_squared_norm(sample_rows(X, rng)))
-        W = np.zeros((X.shape[1] + 1, len(classes)), dtype=X.dtype)
-        W[:-1] = scale * rng.standard_normal((X.shape[1], len(classes)))
+        W = small_random_weights(X.shape[1], len(classes), mean_squared_norm(sample_rows(X, rng)), rng, X.dtype)
         initial_loss = self._loss(W, X, y_index, reg=0.0)[0]
         return initial_loss, self._expected_initial_loss(len(classes))
 

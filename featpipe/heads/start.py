@@ -12,6 +12,9 @@ from scipy.linalg import solve
 _NORM_SAMPLE = 2000
 """Rows sampled to estimate the feature scale and the largest eigenvalue."""
 
+_INIT_SCORE_SCALE = 0.01
+"""Typical size of a class score at the random start: small, so every class scores about the same."""
+
 
 def sample_rows(X, rng):
     """At most 2,000 rows of X, drawn without replacement by ``rng``, in their order."""
@@ -23,6 +26,17 @@ def sample_rows(X, rng):
 def mean_squared_norm(rows):
     """Mean of ||x||^2 + 1 over the rows; the +1 is the bias input."""
     return float(np.einsum("ij,ij->", rows, rows, dtype=np.float64)) / rows.shape[0] + 1.0
+
+
+def small_random_weights(n_features, n_classes, mean_sq_norm, rng, dtype):
+    """The lecture's start: weights (D + 1, C) of tiny Gaussian scores, bias row zero.
+
+    Scaled by ``mean_sq_norm`` (see :func:`mean_squared_norm`) so that the
+    scores are about 0.01 whatever the scale of the features.
+    """
+    W = np.zeros((n_features + 1, n_classes), dtype=dtype)
+    W[:-1] = (_INIT_SCORE_SCALE / np.sqrt(mean_sq_norm)) * rng.standard_normal((n_features, n_classes))
+    return W
 
 
 def largest_eigenvalue(rows, n_iter=30):
