@@ -340,7 +340,7 @@ class HOG(ImageFeatureExtractor):
             channels = images.astype(np.float64)
         return np.sqrt(channels) if self.transform_sqrt else channels
 
-    def _cell_means(self, images, buffers, orientations, cells):
+    def _slab_cell_means(self, images, buffers, orientations, cells):
         """Cell histograms of one slab of images, one float32 array per cell size."""
         uses_tables = self._uses_tables(orientations)
         if uses_tables:
@@ -364,7 +364,7 @@ class HOG(ImageFeatureExtractor):
         buffers = _Buffers()
         for start in range(0, n_images, _SLAB_SIZE):
             slab = images[start : start + _SLAB_SIZE]
-            for means, slab_means in zip(cell_means, self._cell_means(slab, buffers, orientations, cells)):
+            for means, slab_means in zip(cell_means, self._slab_cell_means(slab, buffers, orientations, cells)):
                 means[start : start + len(slab)] = slab_means
         features = np.empty((n_images, self.n_features_out((height, width))), dtype=np.float32)
         column = 0
