@@ -106,11 +106,12 @@ def test_distance_product_matches_sklearn_pairwise_distances():
                          for i in range(3) for r, c in np.ndindex(7, 7)])
     whitened[0] = model.words_[0]
     distances = euclidean_distances(whitened, model.words_.astype(np.float64))
-    block = np.empty((len(rows), 7), dtype=np.float32)
-    means = _clipped_distances(rows, _right_operand(model.words_, with_norm=True), block,
-                               np.full(7, 1 / 7, dtype=np.float32))
+    block = np.empty((7, len(rows)), dtype=np.float32)
+    right_t = np.ascontiguousarray(_right_operand(model.words_, with_norm=True).T)
+    with np.errstate(invalid="ignore"):
+        means = _clipped_distances(rows, right_t, block, np.full(7, 1 / 7, dtype=np.float32))
     np.testing.assert_allclose(means, distances.mean(axis=1), rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(block, np.minimum(distances, distances.mean(axis=1)[:, None]),
+    np.testing.assert_allclose(block.T, np.minimum(distances, distances.mean(axis=1)[:, None]),
                                rtol=1e-4, atol=1e-3)
     assert np.all(np.isfinite(block))
 
