@@ -4,7 +4,7 @@
 k-means and describes each image by how its patches relate to the words,
 pooled over image regions (Coates, Lee & Ng, 2011). The transform is built
 around one float32 matrix product per cache-sized block of patches; see
-``_encode_triangle_block`` for how the rest of the work is kept in cache.
+``_triangle_atom_sums`` for how the rest of the work is kept in cache.
 """
 
 from concurrent.futures import ThreadPoolExecutor
