@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.color import rgb2gray
 from skimage.feature import hog
 
-from featpipe.features.hog import HOG
+from featpipe.features.hog import HOG, _bincount_cell_sums, _float_pixels, _uint8_cell_sums
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 
@@ -69,6 +69,19 @@ def test_channel_choice_with_equal_squared_magnitudes():
     batch = image[np.newaxis]
     params = dict(pixels_per_cell=(8, 8), cells_per_block=(1, 1), block_norm="L1")
     np.testing.assert_allclose(HOG(**params).fit_transform(batch), _reference(batch, "max", **params), atol=1e-6)
+
+
+@pytest.mark.parametrize(("orientations", "cell"), [(9, (8, 8)), (9, (5, 3)), (4, (1, 1)), (12, (7, 4))])
+def test_compiled_cell_sums_equal_the_numpy_float_path(orientations, cell):
+    # Saturated images reach the largest gradient keys (+-255 in both directions).
+    saturated = (RANDOM[:, :32, :29] > 127).astype(np.uint8) * 255
+    images = np.concatenate([RANDOM[:, :32, :29], saturated, REAL[:3, :, :29]])
+    n_cells = (images.shape[1] // cell[0], images.shape[2] // cell[1])
+    crop = (n_cells[0] * cell[0], n_cells[1] * cell[1])
+    compiled = _uint8_cell_sums(images, orientations, cell, n_cells)
+    bins, magnitude = _float_pixels(images.astype(np.float64), orientations, crop)
+    # Same pixels, same bins and magnitudes, summed in the same order: equal to the last bit.
+    np.testing.assert_array_equal(compiled, _bincount_cell_sums(bins, magnitude, orientations, cell, n_cells, {}))
 
 
 def _naive_cell_histograms(image, orientations, cell):

@@ -3,14 +3,14 @@
 The values equal scikit-image's :func:`skimage.feature.hog` image by image
 (same gradients, hard orientation binning, cell means and block
 normalizations), but every step runs over the whole batch. For uint8 colour
-images without ``transform_sqrt`` the per-pixel work is done with exact
-integer keys and small lookup tables: a gradient pair (row, col) in
-[-255, 255]^2 indexes a table that holds the rank of its magnitude, the
-channel priority and its orientation bin, so choosing the channel of largest
-gradient is one ``maximum`` over three gathered integers. Block
-normalization runs once per batch, not per slab of images. Other settings
-(``transform_sqrt``, ``channel="gray"``) follow scikit-image's float64 steps
-over the batch.
+images without ``transform_sqrt`` the per-pixel work is one compiled pass
+(:mod:`featpipe.features._hog_cells`) driven by exact lookup tables: a
+gradient pair (row, col) in [-255, 255]^2 indexes a table that holds the
+rank of its magnitude, the channel priority and its orientation bin, so
+choosing the channel of largest gradient is a maximum over three integers.
+Block normalization runs once per batch, not per slab of images. Other
+settings (``transform_sqrt``, ``channel="gray"``) follow scikit-image's
+float64 steps over the batch in numpy.
 """
 
 from functools import lru_cache
@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 from skimage.color import rgb2gray
 
+from featpipe.features._hog_cells import max_channel_cell_sums
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 
 _BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys", "none")
@@ -29,7 +30,7 @@ _MAX_KEY = _MAX_GRADIENT * _KEY_SIDE + _MAX_GRADIENT
 _RANK_BITS = 17
 _CHANNEL_BITS = 2
 _SLAB_SIZE = 64
-"""Images per vectorized pass: keeps the work arrays of 32x32 images in cache."""
+"""Images per pass: keeps the work arrays (float path) and cell sums of 32x32 images in cache."""
 
 
 def _orientation_edges(orientations):
@@ -49,16 +50,16 @@ def _orientation_bins(g_row, g_col, orientations):
 def _uint8_tables(orientations):
     """Lookup tables over every integer gradient pair (row, col) in [-255, 255].
 
-    Returns one int32 table per colour channel, indexed by ``|key|`` with
-    ``key = 511 * g_row + g_col``, whose entries sort like scikit-image's
-    channel choice (magnitude first, then the earlier channel) and carry the
-    orientation bin in their low bits; the magnitude of each rank (``hypot``
-    is symmetric here, so it is also scikit-image's weight
-    ``hypot(g_col, g_row)``; the tests check it); and the number of bits
-    that hold the bin. A pair and its negation have the same magnitude and,
-    since orientations are taken modulo 180 degrees, the same bin, so half
-    of the key range suffices: each table is 512 KiB, and all three stay in
-    the L2 cache while they are gathered from.
+    Returns an int32 array (3, n_keys), one row per colour channel, indexed
+    by ``|key|`` with ``key = 511 * g_row + g_col``, whose entries sort like
+    scikit-image's channel choice (magnitude first, then the earlier
+    channel) and carry the orientation bin in their low bits; the magnitude
+    of each rank (``hypot`` is symmetric here, so it is also scikit-image's
+    weight ``hypot(g_col, g_row)``; the tests check it); and the number of
+    bits that hold the bin. A pair and its negation have the same magnitude
+    and, since orientations are taken modulo 180 degrees, the same bin, so
+    half of the key range suffices: each row is 512 KiB, and all three stay
+    in the L2 cache while they are read.
     """
     grid = np.arange(-_MAX_GRADIENT, _MAX_GRADIENT + 1, dtype=np.float64)
     g_row, g_col = np.meshgrid(grid, grid, indexing="ij")
@@ -67,68 +68,24 @@ def _uint8_tables(orientations):
     bin_bits = int(orientations).bit_length()
     key = (_KEY_SIDE * g_row + g_col).astype(np.int64).ravel()
     upper_half = key >= 0
-    tables = []
+    tables = np.empty((3, _MAX_KEY + 1), dtype=np.int32)
     for channel in range(3):
         entry = (rank.reshape(g_row.shape).astype(np.int32) << (_CHANNEL_BITS + bin_bits)) | (
             (2 - channel) << bin_bits
         ) | bins
-        table = np.empty(_MAX_KEY + 1, dtype=np.int32)
-        table[key[upper_half]] = entry.ravel()[upper_half]
-        tables.append(table)
+        tables[channel, key[upper_half]] = entry.ravel()[upper_half]
     return tables, magnitude_by_rank, bin_bits
 
 
-class _Buffers(dict):
-    """Work arrays kept from slab to slab: fresh large arrays cost page faults."""
-
-    def array(self, name, shape, dtype):
-        """An uninitialized array kept under ``name`` for this shape and dtype."""
-        key = (name, tuple(shape), np.dtype(dtype))
-        if key not in self:
-            self[key] = np.empty(shape, dtype=dtype)
-        return self[key]
-
-
-def _gradient_keys(images, buffers):
-    """``511 * g_row + g_col`` of every pixel, channel first: int32 (3, N, H, W)."""
-    n_cols = images.shape[2]
-    shape = (3,) + images.shape[:3]
-    pixels = buffers.array("pixels", shape, np.int32)
-    keys = buffers.array("keys", shape, np.int32)
-    row_part = buffers.array("row_part", shape, np.int32)
-    np.copyto(pixels, images.transpose(3, 0, 1, 2))
-    flat_pixels, flat_keys, flat_rows = pixels.reshape(-1), keys.reshape(-1), row_part.reshape(-1)
-    np.subtract(flat_pixels[2:], flat_pixels[:-2], out=flat_keys[1:-1])
-    keys[..., 0] = 0
-    keys[..., -1] = 0
-    np.subtract(flat_pixels[2 * n_cols :], flat_pixels[: -2 * n_cols], out=flat_rows[n_cols:-n_cols])
-    row_part[:, :, 0] = 0
-    row_part[:, :, -1] = 0
-    np.multiply(row_part, _KEY_SIDE, out=row_part)
-    np.add(keys, row_part, out=keys)
-    return keys
-
-
-def _uint8_max_channel_pixels(keys, orientations, crop, buffers):
-    """Bin and magnitude per pixel of uint8 colour images, channel of largest gradient."""
+def _uint8_cell_sums(images, orientations, cell, n_cells):
+    """Magnitude sums per (image, cell row, cell col, bin slot) of uint8 RGB images, float64."""
     tables, magnitude_by_rank, bin_bits = _uint8_tables(orientations)
-    shape = keys.shape[:2] + tuple(crop)
-    # Table indices as intp: numpy.take would otherwise convert int32 indices itself.
-    indices = buffers.array("indices", shape, np.intp)
-    np.abs(keys[:, :, : crop[0], : crop[1]], out=indices)
-    best = buffers.array("best", shape[1:], np.int32)
-    gathered = buffers.array("gathered", shape[1:], np.int32)
-    np.take(tables[0], indices[0], out=best, mode="clip")
-    for channel in (1, 2):
-        np.take(tables[channel], indices[channel], out=gathered, mode="clip")
-        np.maximum(best, gathered, out=best)
-    bins = buffers.array("bins", best.shape, np.intp)
-    np.bitwise_and(best, (1 << bin_bits) - 1, out=bins)
-    rank = buffers.array("rank", best.shape, np.intp)
-    np.right_shift(best, _CHANNEL_BITS + bin_bits, out=rank)
-    magnitude = buffers.array("magnitude", best.shape, np.float64)
-    np.take(magnitude_by_rank, rank, out=magnitude, mode="clip")
-    return bins, magnitude
+    sums = np.zeros((len(images),) + tuple(n_cells) + (orientations + 1,))
+    max_channel_cell_sums(
+        np.ascontiguousarray(images), tables, magnitude_by_rank, _CHANNEL_BITS + bin_bits,
+        (1 << bin_bits) - 1, cell[0], cell[1], sums,
+    )
+    return sums
 
 
 def _float_pixels(channels, orientations, crop):
@@ -161,21 +118,21 @@ def _slots(n_images, orientations, cell, n_cells):
     return (image_slot[:, None, None] + cell_slot).astype(np.intp)
 
 
-def _cell_means(bins, magnitude, orientations, cell, n_cells, buffers):
-    """Mean magnitude per (image, cell row, cell col, orientation), float32.
+def _bincount_cell_sums(bins, magnitude, orientations, cell, n_cells, slot_cache):
+    """Magnitude sums per (image, cell row, cell col, bin slot), float64.
 
-    ``bins`` (intp) is overwritten with the histogram slot of each pixel.
+    ``bins`` (intp) is overwritten with the histogram slot of each pixel;
+    ``slot_cache`` (a dict) keeps the slot offsets from slab to slab.
     """
     n_images = bins.shape[0]
-    key = ("slots", n_images, orientations, cell, n_cells)
-    if key not in buffers:
-        buffers[key] = _slots(n_images, orientations, cell, n_cells)
-    np.add(bins, buffers[key], out=bins)
+    key = (n_images, orientations, cell, n_cells)
+    if key not in slot_cache:
+        slot_cache[key] = _slots(n_images, orientations, cell, n_cells)
+    np.add(bins, slot_cache[key], out=bins)
     slots = orientations + 1
     size = n_images * n_cells[0] * n_cells[1] * slots
     sums = np.bincount(bins.reshape(-1), weights=magnitude.reshape(-1), minlength=size)
-    sums = sums.reshape(n_images, n_cells[0], n_cells[1], slots)[..., :orientations]
-    return (sums / (cell[0] * cell[1])).astype(np.float32)
+    return sums.reshape(n_images, n_cells[0], n_cells[1], slots)
 
 
 def _normalize_blocks(cells, cells_per_block, block_norm):
@@ -340,31 +297,30 @@ class HOG(ImageFeatureExtractor):
             channels = images.astype(np.float64)
         return np.sqrt(channels) if self.transform_sqrt else channels
 
-    def _slab_cell_means(self, images, buffers, orientations, cells):
+    def _slab_cell_means(self, images, slot_cache, orientations, cells):
         """Cell histograms of one slab of images, one float32 array per cell size."""
         uses_tables = self._uses_tables(orientations)
-        if uses_tables:
-            keys = _gradient_keys(images, buffers)
-        else:
+        if not uses_tables:
             channels = self._float_channels(images)
         for cell in cells:
             n_cells = (images.shape[1] // cell[0], images.shape[2] // cell[1])
-            crop = (n_cells[0] * cell[0], n_cells[1] * cell[1])
             if uses_tables:
-                bins, magnitude = _uint8_max_channel_pixels(keys, orientations, crop, buffers)
+                sums = _uint8_cell_sums(images, orientations, cell, n_cells)
             else:
+                crop = (n_cells[0] * cell[0], n_cells[1] * cell[1])
                 bins, magnitude = _float_pixels(channels, orientations, crop)
-            yield _cell_means(bins, magnitude, orientations, cell, n_cells, buffers)
+                sums = _bincount_cell_sums(bins, magnitude, orientations, cell, n_cells, slot_cache)
+            yield (sums[..., :orientations] / (cell[0] * cell[1])).astype(np.float32)
 
     def _transform_images(self, images):
         orientations, cells, blocks, block_norm = self._checked_params()
         n_images, height, width = images.shape[:3]
         cell_means = [np.empty((n_images, height // cell[0], width // cell[1], orientations), dtype=np.float32)
                       for cell in cells]
-        buffers = _Buffers()
+        slot_cache = {}
         for start in range(0, n_images, _SLAB_SIZE):
             slab = images[start : start + _SLAB_SIZE]
-            for means, slab_means in zip(cell_means, self._slab_cell_means(slab, buffers, orientations, cells)):
+            for means, slab_means in zip(cell_means, self._slab_cell_means(slab, slot_cache, orientations, cells)):
                 means[start : start + len(slab)] = slab_means
         features = np.empty((n_images, self.n_features_out((height, width))), dtype=np.float32)
         column = 0
