@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 import featpipe
 from featpipe import store as feature_store
 from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
-from featpipe.features.base import ImageFeatureExtractor
+from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.parallel import dask_backend
 from featpipe.registry import make_feature
 from featpipe.shared_pool import SharedWorkPool, WorkerDied
@@ -308,7 +308,7 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     """
     started = time.perf_counter()
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    if not is_whole_number(chunk_size) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
     if backend not in (None, "local", "dask"):
         raise ValueError(f"backend must be 'local' (this machine's processes) or 'dask'; got {backend!r}")

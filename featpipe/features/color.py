@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 from skimage.color import rgb2hsv
 
-from featpipe.features.base import ImageFeatureExtractor
+from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 
 _HSV = "hsv"
 _MAX = 255
@@ -180,8 +180,7 @@ class ColorHistogram(ImageFeatureExtractor):
             raise ValueError(f"channels must be distinct letters of 'hsv', e.g. 'h' or 'hsv'; got {channels!r}")
         bins = [self.bins] * len(channels) if np.isscalar(self.bins) else list(self.bins)
         if len(bins) != len(channels) or not all(
-            isinstance(count, (int, np.integer)) and not isinstance(count, bool) and count >= 1
-            for count in bins
+            is_whole_number(count) and count >= 1 for count in bins
         ):
             raise ValueError(
                 f"bins must be a positive int or one positive int per channel ({len(channels)}); "
@@ -189,7 +188,7 @@ class ColorHistogram(ImageFeatureExtractor):
             )
         grid = (self.grid, self.grid) if np.isscalar(self.grid) else tuple(self.grid)
         if len(grid) != 2 or not all(
-            isinstance(side, (int, np.integer)) and not isinstance(side, bool) and side >= 1 for side in grid
+            is_whole_number(side) and side >= 1 for side in grid
         ):
             raise ValueError(f"grid must be a positive int or a (rows, cols) pair; got {self.grid!r}")
         return channels, [int(count) for count in bins], grid

@@ -3,7 +3,7 @@
 import numpy as np
 from skimage.transform import resize
 
-from featpipe.features.base import ImageFeatureExtractor
+from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 
 
 class RawPixels(ImageFeatureExtractor):
@@ -42,7 +42,7 @@ class RawPixels(ImageFeatureExtractor):
             return tuple(image_shape)
         size = (self.image_size, self.image_size) if np.isscalar(self.image_size) else tuple(self.image_size)
         if len(size) != 2 or not all(
-            isinstance(side, (int, np.integer)) and not isinstance(side, bool) and side >= 1 for side in size
+            is_whole_number(side) and side >= 1 for side in size
         ):
             raise ValueError(f"image_size must be None, a positive int or a (rows, cols) pair; got {self.image_size!r}")
         return size

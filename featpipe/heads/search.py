@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_array
 
-from featpipe.heads.start import largest_eigenvalue
+from featpipe.heads.start import largest_eigenvalue, mean_feature_norm
 
 _LEARNING_RATE_FACTORS = (0.3, 1.0, 3.0)
 _REG_FACTORS = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -36,7 +36,7 @@ def default_grid(X_train, step=1.0):
     """
     X = check_array(X_train, dtype=[np.float32, np.float64])
     rows = X[: _SCALE_SAMPLE]
-    mean_sq_norm = float(np.einsum("ij,ij->", rows, rows, dtype=np.float64)) / rows.shape[0]
+    mean_sq_norm = mean_feature_norm(rows)
     largest = largest_eigenvalue(rows)
     learning_rates = [step * factor / largest for factor in _LEARNING_RATE_FACTORS]
     regs = [factor * mean_sq_norm / X.shape[1] for factor in _REG_FACTORS]

@@ -23,9 +23,14 @@ def sample_rows(X, rng):
     return X[np.sort(rng.choice(X.shape[0], _NORM_SAMPLE, replace=False))]
 
 
+def mean_feature_norm(rows):
+    """Mean of ||x||^2 over the rows, accumulated in float64 (features only, no bias input)."""
+    return float(np.einsum("ij,ij->", rows, rows, dtype=np.float64)) / rows.shape[0]
+
+
 def mean_squared_norm(rows):
     """Mean of ||x||^2 + 1 over the rows; the +1 is the bias input."""
-    return float(np.einsum("ij,ij->", rows, rows, dtype=np.float64)) / rows.shape[0] + 1.0
+    return mean_feature_norm(rows) + 1.0
 
 
 def small_random_weights(n_features, n_classes, mean_sq_norm, rng, dtype):
