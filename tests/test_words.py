@@ -11,12 +11,12 @@ from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
+from featpipe.features._triangle import add_triangle_activations
 from featpipe.features.words import (
     KMeansWords,
-    _clipped_distances,
     _normalize_patches,
-    _right_operand,
     _sample_patches,
+    _word_panels,
 )
 from featpipe.features.regions import RegionLayout
 from featpipe.features.words_pictures import plot_words, word_montage
@@ -93,27 +93,60 @@ def test_stride_and_no_whitening_match_a_per_patch_loop(whiten):
                                rtol=1e-4, atol=1e-4)
 
 
-def test_distance_product_matches_sklearn_pairwise_distances():
+def _rows_and_reference_activations(n_words=37):
+    """Design rows of 3 small images and their triangle activations in float64.
+
+    37 words fill two panels of 32, the second one partly; 147 patches end
+    in a partial tile of 14. The first patch equals a word, with ``||w||^2``
+    a little too small, so its distance 0 comes out as a negative square.
+    """
     images = _random_images(n=3, height=9, width=9)
-    model = KMeansWords(n_words=7, patch_size=3, n_patches=300, random_state=0).fit(images)
-    layout = RegionLayout((1,), (7, 7))
-    rows = model._design_rows(images, layout, with_norm=True).reshape(-1, 29)
-    # A patch equal to a word has distance 0, and its float32 square may round below
-    # zero; make it do so, so the square root's NaN must be repaired.
+    model = KMeansWords(n_words=n_words, patch_size=3, n_patches=300, random_state=0).fit(images)
+    rows = model._design_rows(images, RegionLayout((1,), (7, 7)), with_norm=True).reshape(-1, 29)
     rows[0, :27] = model.words_[0]
     rows[0, 27] = model.words_[0] @ model.words_[0] - 1e-3
     whitened = np.array([_naive_whitened_patch(model, images[i, r:r + 3, c:c + 3])
                          for i in range(3) for r, c in np.ndindex(7, 7)])
     whitened[0] = model.words_[0]
     distances = euclidean_distances(whitened, model.words_.astype(np.float64))
-    block = np.empty((7, len(rows)), dtype=np.float32)
-    right_t = np.ascontiguousarray(_right_operand(model.words_, with_norm=True).T)
-    with np.errstate(invalid="ignore"):
-        means = _clipped_distances(rows, right_t, block, np.full(7, 1 / 7, dtype=np.float32))
-    np.testing.assert_allclose(means, distances.mean(axis=1), rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(block.T, np.minimum(distances, distances.mean(axis=1)[:, None]),
-                               rtol=1e-4, atol=1e-3)
-    assert np.all(np.isfinite(block))
+    activations = np.maximum(0, distances.mean(axis=1, keepdims=True) - distances)
+    return rows, _word_panels(model.words_), activations
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_triangle_activations_match_sklearn_pairwise_distances(portable):
+    rows, panels, expected = _rows_and_reference_activations()
+    sums = np.zeros(expected.shape, dtype=np.float32)
+    add_triangle_activations(rows, panels, expected.shape[1], np.arange(len(rows)), sums, portable=portable)
+    assert np.all(np.isfinite(sums)) and sums.min() >= 0
+    # atol: where a patch is a word (patch 3 is word 25), the true distance 0 comes out as
+    # the root of float32 rounding in ||w||^2 - 2 w.c + ||c||^2, about sqrt(1e-5).
+    np.testing.assert_allclose(sums, expected, rtol=1e-4, atol=5e-3)
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_triangle_activations_add_up_in_their_target_rows(portable):
+    rows, panels, activations = _rows_and_reference_activations()
+    targets = np.random.default_rng(0).integers(0, 5, len(rows))
+    expected = np.zeros((5, activations.shape[1]))
+    np.add.at(expected, targets, activations)
+    sums = np.ones((5, activations.shape[1]), dtype=np.float32)
+    add_triangle_activations(rows, panels, activations.shape[1], targets, sums, portable=portable)
+    np.testing.assert_allclose(sums, expected + 1, rtol=1e-4, atol=5e-3)
+
+
+def test_triangle_activations_refuse_mismatched_shapes():
+    rows, panels, activations = _rows_and_reference_activations()
+    sums = np.zeros(activations.shape, dtype=np.float32)
+    targets = np.arange(len(rows))
+    with pytest.raises(ValueError, match="panels must have shape"):
+        add_triangle_activations(rows[:, :28].copy(), panels, 37, targets, sums)
+    with pytest.raises(ValueError, match="does not fit"):
+        add_triangle_activations(rows, panels, 65, targets, sums)
+    with pytest.raises(ValueError, match="entries for"):
+        add_triangle_activations(rows, panels, 37, targets[1:], sums)
+    with pytest.raises(ValueError, match="must lie in"):
+        add_triangle_activations(rows, panels, 37, targets + 1, sums)
 
 
 def test_whitened_patches_have_identity_covariance():

@@ -2,9 +2,10 @@
 
 ``KMeansWords`` learns a dictionary of small image patches ("words") with
 k-means and describes each image by how its patches relate to the words,
-pooled over image regions (Coates, Lee & Ng, 2011). The transform is built
-around one float32 matrix product per cache-sized block of patches; see
-``_triangle_atom_sums`` for how the rest of the work is kept in cache.
+pooled over image regions (Coates, Lee & Ng, 2011). The triangle encoding
+runs in the compiled tile of :mod:`featpipe.features._triangle` (distances,
+means and activations of 14 patches at a time, held in registers); the hard
+encoding takes one float32 matrix product per block of patches.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from featpipe.features._triangle import PANEL_WORDS, add_triangle_activations
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.features.regions import RegionLayout, pyramid_levels
 
@@ -73,8 +75,9 @@ class KMeansWords(ImageFeatureExtractor):
         Most passes of ``MiniBatchKMeans`` over the sampled patches (it may
         stop earlier when the inertia stops improving).
     patches_per_block : int, default=256
-        Patches encoded per matrix product; a block's distances
+        Patches per matrix product in the hard encoding; a block's distances
         (``patches_per_block x n_words`` float32) should fit in the L2 cache.
+        The triangle encoding works on fixed tiles of 14 patches.
     n_threads : int or None, default=None
         Threads that encode parts of a batch at the same time, each with a
         single-threaded BLAS. ``None`` uses as many threads as BLAS may
@@ -236,29 +239,36 @@ class KMeansWords(ImageFeatureExtractor):
     def _encode(self, layout, images, features):
         """Encode ``images`` into ``features`` (n, n_regions, K), a few images at a time."""
         triangle = self.encoding == "triangle"
-        right = _right_operand(self.words_, with_norm=triangle)
         if triangle:
-            # The words along the rows of each block: see _triangle_atom_sums.
-            right = np.ascontiguousarray(right.T)
+            panels = _word_panels(self.words_)
+        else:
+            right = _right_operand(self.words_, with_norm=False)
         images_per_step = max(1, _PATCHES_PER_STEP // layout.n_positions)
         for start in range(0, len(images), images_per_step):
             stop = min(start + images_per_step, len(images))
             rows = self._design_rows(images[start:stop], layout, with_norm=triangle)
             if triangle:
-                atom_sums = _triangle_atom_sums(rows, right, layout, self.patches_per_block)
+                atom_sums = _triangle_atom_sums(rows, panels, layout, self.n_words)
                 features[start:stop] = np.matmul(layout.atom_region, atom_sums)
             else:
                 features[start:stop] = _hard_region_counts(rows, right, layout, self.patches_per_block)
 
     def _design_rows(self, images, layout, with_norm):
-        """Whitened patches in region order with ``[||w||^2,] 1`` appended, float32."""
+        """Whitened patches in region order with ``[||w||^2,] 1`` appended, float32.
+
+        The whitening product runs image by image: BLAS may round the rows
+        at the end of a matrix differently, and one product per image keeps
+        an image's features the same whatever else is in the batch.
+        """
         patches = _image_patches(images, self.patch_size, self.stride, layout.order)
         _normalize_patches(patches, self.contrast_eps)
         width = patches.shape[1]
         rows = np.empty((len(patches), width + 1 + with_norm), dtype=np.float32)
         whitened = rows[:, :width]
         if self.whitening_ is not None:
-            np.matmul(patches, self.whitening_, out=whitened)
+            per_image = (len(images), layout.n_positions)
+            np.matmul(patches.reshape(*per_image, width), self.whitening_,
+                      out=whitened.reshape(*per_image, width))
             whitened -= self.patch_mean_ @ self.whitening_
         else:
             whitened[...] = patches
@@ -280,58 +290,34 @@ def _right_operand(words, with_norm):
     return np.vstack([-2 * words.T, ones, norms]).astype(np.float32)
 
 
-def _triangle_atom_sums(rows, right_t, layout, patches_per_block):
+def _word_panels(words):
+    """The distance operand ``[-2 C^T; 1; ||c||^2]``, packed for the compiled tile.
+
+    Returns float32 of shape (n_panels, width, PANEL_WORDS): panel ``p``
+    holds the columns of words ``p * PANEL_WORDS`` onwards, zero past the
+    last word (a zero column adds nothing to any sum).
+    """
+    right = _right_operand(words, with_norm=True)
+    width, n_words = right.shape
+    n_panels = -(-n_words // PANEL_WORDS)
+    padded = np.zeros((width, n_panels * PANEL_WORDS), dtype=np.float32)
+    padded[:, :n_words] = right
+    return np.ascontiguousarray(padded.reshape(width, n_panels, PANEL_WORDS).transpose(1, 0, 2))
+
+
+def _triangle_atom_sums(rows, panels, layout, n_words):
     """Sum of triangle activations per (image, atom, word), float32.
 
-    The loop runs over cache-sized blocks (a piece of one atom of one image,
-    at most ``patches_per_block`` patches), so a block's distances stay in
-    L2 from the matrix product through the passes that follow. A block
-    holds one word per row and one patch per column: the per-patch means
-    are then a contiguous row that numpy's ``minimum`` takes at full SIMD
-    speed (a per-row scalar broadcast runs about 30% slower). Since
-    ``max(0, m - z) = m - min(z, m)``, the sums are kept as the sum of the
-    patch means ``m`` minus the sum of ``min(z_k, m)``.
+    ``rows`` (n_images, n_positions, width) are in region order; each patch
+    adds ``max(0, mean_k(z) - z_k)`` to the sums of its image and atom in
+    the compiled pass of :mod:`featpipe.features._triangle`.
     """
-    n_words = right_t.shape[0]
-    sums = np.zeros((len(rows), layout.n_atoms, n_words), dtype=np.float32)
-    mean_sums = np.zeros((len(rows), layout.n_atoms), dtype=np.float64)
-    pieces = layout.pieces(patches_per_block)
-    largest = max(stop - start for start, stop, _ in pieces)
-    # One buffer; each piece takes a contiguous (words x size) view of its start.
-    buffer = np.empty(n_words * largest, dtype=np.float32)
-    mean_weights = np.full(n_words, 1.0 / n_words, dtype=np.float32)
-    ones = np.ones(largest, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        for image_rows, image_sums, image_mean_sums in zip(rows, sums, mean_sums):
-            for start, stop, atom in pieces:
-                size = stop - start
-                block = buffer[:n_words * size].reshape(n_words, size)
-                means = _clipped_distances(image_rows[start:stop], right_t, block, mean_weights)
-                image_sums[atom] -= np.matmul(block, ones[:size])
-                image_mean_sums[atom] += means.sum(dtype=np.float64)
-    sums += mean_sums[:, :, np.newaxis].astype(np.float32)
-    # A true zero comes out as a float32 rounding error of either sign.
-    return np.maximum(sums, 0.0, out=sums)
-
-
-def _clipped_distances(rows, right_t, block, mean_weights):
-    """Fill ``block`` (words x patches) with ``min(z_k, mean(z))``; return the means.
-
-    One GEMM gives the squared distances (``rows`` end in ``||w||^2, 1``,
-    ``right_t`` in ``1, ||c||^2``), then one sqrt, one GEMV for the patch
-    means and one minimum, all in place. Call it under
-    ``np.errstate(invalid="ignore")``: a distance of zero can come out as a
-    slightly negative square whose root is repaired here.
-    """
-    np.matmul(right_t, rows.T, out=block)
-    np.sqrt(block, out=block)
-    means = np.matmul(mean_weights, block)
-    if np.isnan(means).any():
-        broken = np.isnan(means)
-        block[:, broken] = np.nan_to_num(block[:, broken], nan=0.0)
-        means[broken] = block[:, broken].mean(axis=0)
-    np.minimum(block, means, out=block)
-    return means
+    n_images, n_positions, width = rows.shape
+    sums = np.zeros((n_images * layout.n_atoms, n_words), dtype=np.float32)
+    image_offsets = np.arange(n_images, dtype=np.intp)[:, np.newaxis] * layout.n_atoms
+    targets = (image_offsets + layout.position_atom).ravel()
+    add_triangle_activations(rows.reshape(-1, width), panels, n_words, targets, sums)
+    return sums.reshape(n_images, layout.n_atoms, n_words)
 
 
 def _hard_region_counts(rows, right, layout, patches_per_block):
@@ -376,12 +362,14 @@ def _sample_patches(images, patch_size, n_patches, rng):
 def _normalize_patches(patches, contrast_eps):
     """In place: subtract each row's mean, divide by sqrt(sample variance + eps).
 
-    The row means are a matrix-vector product and the division a product
-    with the reciprocals: the same values as ``mean(axis=1)`` and ``/`` to
-    float32 rounding, in a third of the time on rows of 108 values.
+    The row sums come from ``einsum`` and the division is a product with
+    the reciprocals: the same values as ``mean(axis=1)`` and ``/`` to
+    float32 rounding, in a third of the time on rows of 108 values. (A BLAS
+    matrix-vector product is faster still, but rounds the last rows of a
+    matrix differently, so a patch's value would depend on the batch.)
     """
     width = patches.shape[1]
-    patches -= np.matmul(patches, np.full(width, 1.0 / width, dtype=np.float32))[:, np.newaxis]
+    patches -= (np.einsum("ij->i", patches) * np.float32(1.0 / width))[:, np.newaxis]
     variance = np.einsum("ij,ij->i", patches, patches) / np.float32(width - 1)
     patches *= (1.0 / np.sqrt(variance + np.float32(contrast_eps)))[:, np.newaxis]
 
