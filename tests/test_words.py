@@ -11,11 +11,15 @@ from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
-from featpipe.features._triangle import add_triangle_activations
+from featpipe.features import words as words_module
+from featpipe.features._triangle import add_triangle_activations, available_kernels
 from featpipe.features.words import (
     KMeansWords,
+    _block_atom_sums,
     _normalize_patches,
+    _right_operand,
     _sample_patches,
+    _triangle_kernel,
     _word_panels,
 )
 from featpipe.features.regions import RegionLayout
@@ -24,6 +28,14 @@ from featpipe.features.words_pictures import plot_words, word_montage
 matplotlib.use("Agg")
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+# Ways to compute triangle sums on this CPU: its compiled tiles, and numpy (every CPU).
+TRIANGLE_IMPLEMENTATIONS = available_kernels() + ["numpy"]
+
+
+@pytest.fixture
+def use_triangle(monkeypatch):
+    """Make KMeansWords encode with the given triangle implementation."""
+    return lambda implementation: monkeypatch.setattr(words_module, "_triangle_kernel", lambda: implementation)
 
 
 def _random_images(n=6, height=12, width=11, seed=0):
@@ -68,11 +80,15 @@ def _naive_features(model, images, levels):
     return np.array(features)
 
 
-@pytest.mark.parametrize("encoding", ["triangle", "hard"])
+@pytest.mark.parametrize(
+    ("encoding", "implementation"),
+    [("triangle", implementation) for implementation in TRIANGLE_IMPLEMENTATIONS] + [("hard", "numpy")],
+)
 @pytest.mark.parametrize(
     ("pooling", "levels"), [("global", (1,)), ("quadrants", (2,)), ((1, 2, 3), (1, 2, 3))]
 )
-def test_features_match_a_per_patch_loop(encoding, pooling, levels):
+def test_features_match_a_per_patch_loop(encoding, implementation, pooling, levels, use_triangle):
+    use_triangle(implementation)
     images = _random_images()
     model = KMeansWords(n_words=5, patch_size=4, n_patches=400, encoding=encoding, pooling=pooling,
                         patches_per_block=7, random_state=0).fit(images)
@@ -84,8 +100,10 @@ def test_features_match_a_per_patch_loop(encoding, pooling, levels):
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("implementation", TRIANGLE_IMPLEMENTATIONS)
 @pytest.mark.parametrize("whiten", [True, False])
-def test_stride_and_no_whitening_match_a_per_patch_loop(whiten):
+def test_stride_and_no_whitening_match_a_per_patch_loop(whiten, implementation, use_triangle):
+    use_triangle(implementation)
     images = _random_images(n=4, height=13, width=13, seed=1)
     model = KMeansWords(n_words=6, patch_size=3, stride=2, whiten=whiten, n_patches=300,
                         random_state=1).fit(images)
@@ -110,43 +128,65 @@ def _rows_and_reference_activations(n_words=37):
     whitened[0] = model.words_[0]
     distances = euclidean_distances(whitened, model.words_.astype(np.float64))
     activations = np.maximum(0, distances.mean(axis=1, keepdims=True) - distances)
-    return rows, _word_panels(model.words_), activations
+    return rows, model.words_, activations
 
 
-@pytest.mark.parametrize("portable", [False, True])
-def test_triangle_activations_match_sklearn_pairwise_distances(portable):
-    rows, panels, expected = _rows_and_reference_activations()
+@pytest.mark.parametrize("kernel", available_kernels())
+def test_triangle_activations_match_sklearn_pairwise_distances(kernel):
+    rows, words, expected = _rows_and_reference_activations()
     sums = np.zeros(expected.shape, dtype=np.float32)
-    add_triangle_activations(rows, panels, expected.shape[1], np.arange(len(rows)), sums, portable=portable)
+    add_triangle_activations(rows, _word_panels(words), 37, np.arange(len(rows)), sums, kernel)
     assert np.all(np.isfinite(sums)) and sums.min() >= 0
     # atol: where a patch is a word (patch 3 is word 25), the true distance 0 comes out as
     # the root of float32 rounding in ||w||^2 - 2 w.c + ||c||^2, about sqrt(1e-5).
     np.testing.assert_allclose(sums, expected, rtol=1e-4, atol=5e-3)
 
 
-@pytest.mark.parametrize("portable", [False, True])
-def test_triangle_activations_add_up_in_their_target_rows(portable):
-    rows, panels, activations = _rows_and_reference_activations()
+@pytest.mark.parametrize("kernel", available_kernels())
+def test_triangle_activations_add_up_in_their_target_rows(kernel):
+    rows, words, activations = _rows_and_reference_activations()
     targets = np.random.default_rng(0).integers(0, 5, len(rows))
     expected = np.zeros((5, activations.shape[1]))
     np.add.at(expected, targets, activations)
     sums = np.ones((5, activations.shape[1]), dtype=np.float32)
-    add_triangle_activations(rows, panels, activations.shape[1], targets, sums, portable=portable)
+    add_triangle_activations(rows, _word_panels(words), 37, targets, sums, kernel)
     np.testing.assert_allclose(sums, expected + 1, rtol=1e-4, atol=5e-3)
 
 
-def test_triangle_activations_refuse_mismatched_shapes():
-    rows, panels, activations = _rows_and_reference_activations()
+def test_numpy_triangle_sums_match_sklearn_pairwise_distances():
+    rows, words, activations = _rows_and_reference_activations()
+    right_t = np.ascontiguousarray(_right_operand(words, with_norm=True).T)
+    sums = _block_atom_sums(rows.reshape(3, 49, -1), right_t, RegionLayout((1,), (7, 7)), patches_per_block=5)
+    assert np.all(np.isfinite(sums)) and sums.min() >= 0
+    np.testing.assert_allclose(sums[:, 0], activations.reshape(3, 49, -1).sum(axis=1), rtol=1e-4, atol=5e-3)
+
+
+def test_the_fastest_tile_the_cpu_flags_allow_is_used():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("reads the CPU flags from /proc/cpuinfo (Linux)")
+    flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split())
+    expected = (["avx512"] if "avx512f" in flags else []) + (["avx2"] if {"avx2", "fma"} <= flags else [])
+    assert available_kernels() == expected
+    assert _triangle_kernel() == (expected + ["numpy"])[0]
+
+
+@pytest.mark.parametrize("kernel", available_kernels())
+def test_triangle_activations_refuse_mismatched_shapes(kernel):
+    rows, words, activations = _rows_and_reference_activations()
+    panels = _word_panels(words)
     sums = np.zeros(activations.shape, dtype=np.float32)
     targets = np.arange(len(rows))
     with pytest.raises(ValueError, match="panels must have shape"):
-        add_triangle_activations(rows[:, :28].copy(), panels, 37, targets, sums)
+        add_triangle_activations(rows[:, :28].copy(), panels, 37, targets, sums, kernel)
     with pytest.raises(ValueError, match="does not fit"):
-        add_triangle_activations(rows, panels, 65, targets, sums)
+        add_triangle_activations(rows, panels, 65, targets, sums, kernel)
     with pytest.raises(ValueError, match="entries for"):
-        add_triangle_activations(rows, panels, 37, targets[1:], sums)
+        add_triangle_activations(rows, panels, 37, targets[1:], sums, kernel)
     with pytest.raises(ValueError, match="must lie in"):
-        add_triangle_activations(rows, panels, 37, targets + 1, sums)
+        add_triangle_activations(rows, panels, 37, targets + 1, sums, kernel)
+    with pytest.raises(ValueError, match="kernel must be"):
+        add_triangle_activations(rows, panels, 37, targets, sums, "neon")
 
 
 def test_whitened_patches_have_identity_covariance():

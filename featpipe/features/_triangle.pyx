@@ -14,19 +14,23 @@ cdef extern from "_triangle_tile.h" nogil:
     enum:
         FP_PANEL_WORDS
         FP_TILE_PATCHES
-    int fp_triangle_uses_avx512(int portable)
+        FP_KERNEL_AVX512
+        FP_KERNEL_AVX2
+    int fp_triangle_kernel_available(int kernel)
     void fp_add_triangle_activations(
         const float *panels, Py_ssize_t n_panels, Py_ssize_t width, Py_ssize_t n_words,
         const float *rows, Py_ssize_t n_rows, const Py_ssize_t *targets, float *sums,
-        float *tile_rows, float *distances, int portable)
+        float *tile_rows, float *distances, int kernel)
 
 PANEL_WORDS = FP_PANEL_WORDS
 """Words per packed panel: ``panels`` has shape (ceil(n_words / PANEL_WORDS), width, PANEL_WORDS)."""
 
+_KERNELS = {"avx512": FP_KERNEL_AVX512, "avx2": FP_KERNEL_AVX2}
 
-def uses_avx512(portable=False):
-    """Whether the AVX-512 tile runs on this machine (unless ``portable``)."""
-    return bool(fp_triangle_uses_avx512(portable))
+
+def available_kernels():
+    """Names of the tile kernels this CPU runs, fastest first (empty on CPUs without AVX2)."""
+    return [name for name, kernel in _KERNELS.items() if fp_triangle_kernel_available(kernel)]
 
 
 def add_triangle_activations(
@@ -35,7 +39,7 @@ def add_triangle_activations(
     Py_ssize_t n_words,
     const Py_ssize_t[::1] targets,
     float[:, ::1] sums,
-    bint portable=False,
+    str kernel,
 ):
     """Add ``max(0, mean_k(z) - z_k)`` of every patch to ``sums[targets[i]]``.
 
@@ -52,8 +56,9 @@ def add_triangle_activations(
         The row of ``sums`` each patch adds to.
     sums : float32 array, shape (n_targets, n_words)
         Updated in place.
-    portable : bool, default=False
-        Use the portable C tile even where the AVX-512 one could run.
+    kernel : {"avx512", "avx2"}
+        The tile kernel, one of :func:`available_kernels`. Their results
+        agree to float32 rounding.
     """
     cdef Py_ssize_t n_rows = rows.shape[0], width = rows.shape[1], n_panels = panels.shape[0]
     if panels.shape[1] != width or panels.shape[2] != FP_PANEL_WORDS:
@@ -64,6 +69,9 @@ def add_triangle_activations(
                          f"words and sums of width {sums.shape[1]}")
     if targets.shape[0] != n_rows:
         raise ValueError(f"targets has {targets.shape[0]} entries for {n_rows} rows")
+    if kernel not in _KERNELS or not fp_triangle_kernel_available(_KERNELS[kernel]):
+        raise ValueError(f"kernel must be one of {available_kernels()} on this CPU; got {kernel!r}")
+    cdef int kernel_code = _KERNELS[kernel]
     if n_rows == 0:
         return
     target_array = np.asarray(targets)
@@ -74,4 +82,4 @@ def add_triangle_activations(
     with nogil:
         fp_add_triangle_activations(
             &panels[0, 0, 0], n_panels, width, n_words, &rows[0, 0], n_rows, &targets[0],
-            &sums[0, 0], &tile_rows[0], &distances[0], portable)
+            &sums[0, 0], &tile_rows[0], &distances[0], kernel_code)

@@ -2,10 +2,12 @@
 
 ``KMeansWords`` learns a dictionary of small image patches ("words") with
 k-means and describes each image by how its patches relate to the words,
-pooled over image regions (Coates, Lee & Ng, 2011). The triangle encoding
-runs in the compiled tile of :mod:`featpipe.features._triangle` (distances,
-means and activations of 14 patches at a time, held in registers); the hard
-encoding takes one float32 matrix product per block of patches.
+pooled over image regions (Coates, Lee & Ng, 2011). On x86 CPUs with AVX2
+or AVX-512 the triangle encoding runs in a compiled tile of
+:mod:`featpipe.features._triangle` (distances, means and activations of 14
+patches at a time, held in registers); elsewhere, and for the hard
+encoding, it takes one float32 BLAS product per cache-sized block of
+patches and numpy passes over it.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from featpipe.features._triangle import PANEL_WORDS, add_triangle_activations
+from featpipe.features._triangle import PANEL_WORDS, add_triangle_activations, available_kernels
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.features.regions import RegionLayout, pyramid_levels
 
@@ -75,9 +77,10 @@ class KMeansWords(ImageFeatureExtractor):
         Most passes of ``MiniBatchKMeans`` over the sampled patches (it may
         stop earlier when the inertia stops improving).
     patches_per_block : int, default=256
-        Patches per matrix product in the hard encoding; a block's distances
-        (``patches_per_block x n_words`` float32) should fit in the L2 cache.
-        The triangle encoding works on fixed tiles of 14 patches.
+        Patches per BLAS product (hard encoding, and the triangle encoding
+        on CPUs without a compiled tile); a block's distances
+        (``patches_per_block x n_words`` float32) should fit in the L2
+        cache. The compiled tiles work on 14 patches at a time.
     n_threads : int or None, default=None
         Threads that encode parts of a batch at the same time, each with a
         single-threaded BLAS. ``None`` uses as many threads as BLAS may
@@ -240,7 +243,7 @@ class KMeansWords(ImageFeatureExtractor):
         """Encode ``images`` into ``features`` (n, n_regions, K), a few images at a time."""
         triangle = self.encoding == "triangle"
         if triangle:
-            panels = _word_panels(self.words_)
+            atom_sums_of = self._triangle_encoder(layout)
         else:
             right = _right_operand(self.words_, with_norm=False)
         images_per_step = max(1, _PATCHES_PER_STEP // layout.n_positions)
@@ -248,10 +251,19 @@ class KMeansWords(ImageFeatureExtractor):
             stop = min(start + images_per_step, len(images))
             rows = self._design_rows(images[start:stop], layout, with_norm=triangle)
             if triangle:
-                atom_sums = _triangle_atom_sums(rows, panels, layout, self.n_words)
-                features[start:stop] = np.matmul(layout.atom_region, atom_sums)
+                features[start:stop] = np.matmul(layout.atom_region, atom_sums_of(rows))
             else:
                 features[start:stop] = _hard_region_counts(rows, right, layout, self.patches_per_block)
+
+    def _triangle_encoder(self, layout):
+        """Design rows -> triangle sums per (image, atom, word), the fastest way this CPU has."""
+        kernel = _triangle_kernel()
+        if kernel == "numpy":
+            # The words along the rows of each block: see _block_atom_sums.
+            right_t = np.ascontiguousarray(_right_operand(self.words_, with_norm=True).T)
+            return lambda rows: _block_atom_sums(rows, right_t, layout, self.patches_per_block)
+        panels = _word_panels(self.words_)
+        return lambda rows: _tile_atom_sums(rows, panels, layout, self.n_words, kernel)
 
     def _design_rows(self, images, layout, with_norm):
         """Whitened patches in region order with ``[||w||^2,] 1`` appended, float32.
@@ -305,19 +317,78 @@ def _word_panels(words):
     return np.ascontiguousarray(padded.reshape(width, n_panels, PANEL_WORDS).transpose(1, 0, 2))
 
 
-def _triangle_atom_sums(rows, panels, layout, n_words):
-    """Sum of triangle activations per (image, atom, word), float32.
+def _triangle_kernel():
+    """The compiled tile this CPU runs (the fastest of ``available_kernels()``), else ``"numpy"``."""
+    return next(iter(available_kernels()), "numpy")
+
+
+def _tile_atom_sums(rows, panels, layout, n_words, kernel):
+    """Sum of triangle activations per (image, atom, word), float32, by a compiled tile.
 
     ``rows`` (n_images, n_positions, width) are in region order; each patch
     adds ``max(0, mean_k(z) - z_k)`` to the sums of its image and atom in
-    the compiled pass of :mod:`featpipe.features._triangle`.
+    :func:`featpipe.features._triangle.add_triangle_activations`.
     """
     n_images, n_positions, width = rows.shape
     sums = np.zeros((n_images * layout.n_atoms, n_words), dtype=np.float32)
     image_offsets = np.arange(n_images, dtype=np.intp)[:, np.newaxis] * layout.n_atoms
     targets = (image_offsets + layout.position_atom).ravel()
-    add_triangle_activations(rows.reshape(-1, width), panels, n_words, targets, sums)
+    add_triangle_activations(rows.reshape(-1, width), panels, n_words, targets, sums, kernel)
     return sums.reshape(n_images, layout.n_atoms, n_words)
+
+
+def _block_atom_sums(rows, right_t, layout, patches_per_block):
+    """Sum of triangle activations per (image, atom, word), float32, in numpy.
+
+    For CPUs without a compiled tile. The loop runs over cache-sized blocks
+    (a piece of one atom of one image, at most ``patches_per_block``
+    patches), so a block's distances stay in L2 from the BLAS product
+    through the passes that follow. A block holds one word per row and one
+    patch per column: the per-patch means are then a contiguous row that
+    numpy's ``minimum`` takes at full SIMD speed. Since
+    ``max(0, m - z) = m - min(z, m)``, the sums are kept as the sum of the
+    patch means ``m`` minus the sum of ``min(z_k, m)``.
+    """
+    n_words = right_t.shape[0]
+    sums = np.zeros((len(rows), layout.n_atoms, n_words), dtype=np.float32)
+    mean_sums = np.zeros((len(rows), layout.n_atoms), dtype=np.float64)
+    pieces = layout.pieces(patches_per_block)
+    largest = max(stop - start for start, stop, _ in pieces)
+    # One buffer; each piece takes a contiguous (words x size) view of its start.
+    buffer = np.empty(n_words * largest, dtype=np.float32)
+    mean_weights = np.full(n_words, 1.0 / n_words, dtype=np.float32)
+    ones = np.ones(largest, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        for image_rows, image_sums, image_mean_sums in zip(rows, sums, mean_sums):
+            for start, stop, atom in pieces:
+                size = stop - start
+                block = buffer[:n_words * size].reshape(n_words, size)
+                means = _clipped_distances(image_rows[start:stop], right_t, block, mean_weights)
+                image_sums[atom] -= np.matmul(block, ones[:size])
+                image_mean_sums[atom] += means.sum(dtype=np.float64)
+    sums += mean_sums[:, :, np.newaxis].astype(np.float32)
+    # A true zero comes out as a float32 rounding error of either sign.
+    return np.maximum(sums, 0.0, out=sums)
+
+
+def _clipped_distances(rows, right_t, block, mean_weights):
+    """Fill ``block`` (words x patches) with ``min(z_k, mean(z))``; return the means.
+
+    One GEMM gives the squared distances (``rows`` end in ``||w||^2, 1``,
+    ``right_t`` in ``1, ||c||^2``), then one sqrt, one GEMV for the patch
+    means and one minimum, all in place. Call it under
+    ``np.errstate(invalid="ignore")``: a distance of zero can come out as a
+    slightly negative square whose root is repaired here.
+    """
+    np.matmul(right_t, rows.T, out=block)
+    np.sqrt(block, out=block)
+    means = np.matmul(mean_weights, block)
+    if np.isnan(means).any():
+        broken = np.isnan(means)
+        block[:, broken] = np.nan_to_num(block[:, broken], nan=0.0)
+        means[broken] = block[:, broken].mean(axis=0)
+    np.minimum(block, means, out=block)
+    return means
 
 
 def _hard_region_counts(rows, right, layout, patches_per_block):
