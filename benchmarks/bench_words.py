@@ -8,6 +8,10 @@ speed:    encode CIFAR-10 images (default all 60,000) with 1,600 words, 6x6
           and of a large square product. Timed in this process (BLAS threads
           = worker threads) and through featpipe.parallel.transform_in_chunks
           with two worker processes (how the pipeline runs it).
+kernels:  one thread, microseconds per patch for the triangle sums of 5
+          images (3,645 patches), every implementation this CPU has (its
+          compiled tiles and the numpy/BLAS block path), interleaved rounds;
+          the design rows (patch extraction, normalization, whitening) beside.
 accuracy: fit the words on the 49,000 training images, encode train / val /
           test, standardize, train the head of pipelines/words+svm.toml
           (one-vs-rest LinearSVM(squared=True) by L-BFGS from the
@@ -19,6 +23,7 @@ Prints one JSON line per figure. Example (full size, about 10 minutes)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE nice -n 10 python benchmarks/bench_words.py
     python benchmarks/bench_words.py --part speed --limit 2000 --repeats 3
+    python benchmarks/bench_words.py --part kernels --limit 3000
 """
 
 import argparse
@@ -28,9 +33,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from featpipe.datasets import load_dataset
+from featpipe.features._triangle import available_kernels
+from featpipe.features.regions import RegionLayout, pyramid_levels
 from featpipe.features.words import KMeansWords
 from featpipe.heads.linear import LinearSVM
 from featpipe.parallel import transform_in_chunks
@@ -97,6 +104,35 @@ def bench_speed(images, n_words, repeats):
     emit(figure="encode_hard_threads", images=n_images, seconds=round(seconds, 2), gflops=round(flops / seconds / 1e9, 1))
 
 
+def bench_kernels(images, n_words, rounds=7):
+    """Per-patch time of each triangle implementation on the same design rows."""
+    words = KMeansWords(n_words=n_words, n_patches=50_000, kmeans_max_iter=3, whiten_eps=0.3,
+                        random_state=0).fit(images[:3000])
+    layout = RegionLayout(pyramid_levels(words.pooling), words._grid_shape(images.shape[1:3]))
+    batch = images[:5]
+    n_patches = len(batch) * layout.n_positions
+    rows = words._design_rows(batch, layout, with_norm=True)
+    implementations = {"design rows": lambda: words._design_rows(batch, layout, with_norm=True)}
+    for kernel in available_kernels() + ["numpy"]:
+        implementations[kernel] = words._triangle_encoder(layout, kernel)
+    reference = implementations["numpy"](rows)
+    times = {name: [] for name in implementations}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(rounds):
+            for name, run in implementations.items():
+                start = time.perf_counter()
+                for _ in range(4):
+                    run() if name == "design rows" else run(rows)
+                times[name].append((time.perf_counter() - start) / 4 / n_patches * 1e6)
+    for name, measured in times.items():
+        figure = dict(figure="triangle_implementation", name=name, us_per_patch_median=round(float(np.median(measured)), 2),
+                      us_per_patch_min=round(float(np.min(measured)), 2))
+        if name != "design rows":
+            figure["speedup_over_numpy"] = round(float(np.median(times["numpy"]) / np.median(measured)), 2)
+            figure["max_abs_diff_to_numpy"] = float(np.abs(implementations[name](rows) - reference).max())
+        emit(**figure)
+
+
 def standardize(train, *others):
     mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
     scale = train.std(axis=0, dtype=np.float64).astype(np.float32) + np.float32(1e-3)
@@ -148,7 +184,7 @@ def bench_accuracy(dataset, n_words, n_patches, kmeans_max_iter, whiten_eps, pow
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("speed", "accuracy", "all"), default="all")
+    parser.add_argument("--part", choices=("speed", "kernels", "accuracy", "all"), default="all")
     parser.add_argument("--limit", type=int, default=None, help="use N random training and N/5 test images")
     parser.add_argument("--n-words", type=int, default=1600)
     parser.add_argument("--n-patches", type=int, default=400_000)
@@ -175,6 +211,8 @@ def main():
         images = np.concatenate([dataset.X_train, dataset.X_val, dataset.X_test])
         bench_speed(images, args.n_words, args.repeats)
         del images
+    if args.part in ("kernels", "all"):
+        bench_kernels(dataset.X_train, args.n_words)
     if args.part in ("accuracy", "all"):
         bench_accuracy(dataset, args.n_words, args.n_patches, args.kmeans_max_iter, args.whiten_eps, args.power,
                        args.encodings, args.regs, args.n_epochs)

@@ -255,9 +255,13 @@ class KMeansWords(ImageFeatureExtractor):
             else:
                 features[start:stop] = _hard_region_counts(rows, right, layout, self.patches_per_block)
 
-    def _triangle_encoder(self, layout):
-        """Design rows -> triangle sums per (image, atom, word), the fastest way this CPU has."""
-        kernel = _triangle_kernel()
+    def _triangle_encoder(self, layout, kernel=None):
+        """Design rows -> triangle sums per (image, atom, word).
+
+        ``kernel`` is a compiled tile of ``available_kernels()`` or
+        ``"numpy"``; ``None`` takes the fastest this CPU has.
+        """
+        kernel = kernel or _triangle_kernel()
         if kernel == "numpy":
             # The words along the rows of each block: see _block_atom_sums.
             right_t = np.ascontiguousarray(_right_operand(self.words_, with_norm=True).T)
@@ -268,9 +272,11 @@ class KMeansWords(ImageFeatureExtractor):
     def _design_rows(self, images, layout, with_norm):
         """Whitened patches in region order with ``[||w||^2,] 1`` appended, float32.
 
-        The whitening product runs image by image: BLAS may round the rows
-        at the end of a matrix differently, and one product per image keeps
-        an image's features the same whatever else is in the batch.
+        The whitening product runs image by image, so it has the same shape
+        whatever else is in the batch: BLAS kernels may treat the last rows
+        of a matrix differently (OpenBLAS's matrix-vector product rounds
+        them differently), and an image's features should not depend on
+        its neighbours.
         """
         patches = _image_patches(images, self.patch_size, self.stride, layout.order)
         _normalize_patches(patches, self.contrast_eps)
