@@ -22,7 +22,8 @@
  *
  * Layouts (all float32, C order):
  *   panels   (n_panels, width, FP_PANEL_WORDS): word columns, zero-padded
- *            past n_words (a zero column gives distance 0 and adds nothing);
+ *            past n_words (a zero column gives distance 0, or 1e-15 in the
+ *            AVX-512 tile, to a patch's total, and no activation);
  *   rows     (n_rows, width);
  *   sums     (n_targets, n_words); targets[i] is the row of sums patch i
  *            adds to.
