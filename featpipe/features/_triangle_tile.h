@@ -6,7 +6,8 @@
  * distance ||w - c_k||^2. The work is done on tiles of FP_TILE_PATCHES
  * patches: for each panel of FP_PANEL_WORDS words, the tile's squared
  * distances are accumulated in registers (a small matrix product with the
- * words pre-packed once per transform, so nothing is re-packed per call),
+ * words packed once per transform and thread by words._word_panels, so no
+ * tile re-packs them),
  * turned into distances z_k there and stored once, while each patch's sum
  * of distances is kept. Then each patch adds f_k = max(0, mean(z) - z_k)
  * to its target row of sums. Compared with a BLAS product per block
