@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+from _common import emit, require_cifar
 
 _JOB = """
 import json, sys
@@ -99,11 +99,12 @@ def run_job(options):
 def subset_folder(limit, root):
     """Link the first ``limit / 20`` images of each class of train and test into ``root``."""
     per_class = max(1, limit // 20)
+    cifar = require_cifar()
     for split in ("train", "test"):
-        for name in sorted(os.listdir(CIFAR / split)):
+        for name in sorted(os.listdir(cifar / split)):
             (root / split / name).mkdir(parents=True)
-            for file_name in sorted(os.listdir(CIFAR / split / name))[:per_class]:
-                os.symlink(CIFAR / split / name / file_name, root / split / name / file_name)
+            for file_name in sorted(os.listdir(cifar / split / name))[:per_class]:
+                os.symlink(cifar / split / name / file_name, root / split / name / file_name)
     return root
 
 
@@ -116,7 +117,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as scratch:
         scratch = Path(scratch)
-        data = subset_folder(args.limit, scratch / "images") if args.limit else CIFAR
+        data = subset_folder(args.limit, scratch / "images") if args.limit else require_cifar()
         base = {"features": args.features, "data": str(data), "chunk_size": args.chunk_size}
         run_job({**base, "n_jobs": 1, "out": str(scratch / "warm-up")})
         results = {}
@@ -126,18 +127,15 @@ def main():
             job_seconds = statistics.median(run[0] for run in runs)
             n_images = runs[0][3]
             results[label] = job_seconds
-            print(json.dumps({
-                "figure": "extract", "configuration": label, "features": args.features, "images": n_images,
-                "image_size": 32, "chunk_size": args.chunk_size, "repeats": args.repeat,
-                "images_per_second": round(n_images / job_seconds, 1), "job_seconds": round(job_seconds, 2),
-                "wall_seconds": round(statistics.median(run[1] for run in runs), 2),
-                "peak_memory_gib": round(max(run[2] for run in runs) / 2**30, 3),
-                "cpu_seconds": round(statistics.median(run[4] for run in runs), 1),
-            }), flush=True)
+            emit(figure="extract", configuration=label, features=args.features, images=n_images,
+                 image_size=32, chunk_size=args.chunk_size, repeats=args.repeat,
+                 images_per_second=round(n_images / job_seconds, 1), job_seconds=round(job_seconds, 2),
+                 wall_seconds=round(statistics.median(run[1] for run in runs), 2),
+                 peak_memory_gib=round(max(run[2] for run in runs) / 2**30, 3),
+                 cpu_seconds=round(statistics.median(run[4] for run in runs), 1))
         for label, seconds in results.items():
             if label != "1 job":
-                print(json.dumps({"figure": "speedup over 1 job", "configuration": label,
-                                  "ratio": round(results["1 job"] / seconds, 2)}), flush=True)
+                emit(figure="speedup over 1 job", configuration=label, ratio=round(results["1 job"] / seconds, 2))
 
 
 if __name__ == "__main__":

@@ -28,15 +28,11 @@ Usage::
 """
 
 import argparse
-import json
-import statistics
 import time
 import tracemalloc
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 from skimage.color import rgb2hsv
 from skimage.feature import hog
 
@@ -44,32 +40,18 @@ from featpipe.features.color import ColorHistogram
 from featpipe.features.hog import HOG
 from featpipe.parallel import transform_in_chunks
 
-DATA = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+from _common import decode, emit, require_cifar, timed
+
 MOSAIC_SIZE = 2000
 
 
 def load_images(limit):
-    """Decode CIFAR-10 train then test images, at most ``limit`` in all."""
-    paths = sorted((DATA / "train").glob("*/*.jpg")) + sorted((DATA / "test").glob("*/*.jpg"))
+    """Decode CIFAR-10 train then test images, at most ``limit`` in all, spread evenly over both."""
+    cifar = require_cifar()
+    paths = sorted((cifar / "train").glob("*/*.jpg")) + sorted((cifar / "test").glob("*/*.jpg"))
     if limit is not None:
         paths = paths[:: max(1, len(paths) // limit)][:limit]
-    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
-
-
-def timed(function, repeats, warm_up=True):
-    """Median seconds of ``repeats`` calls (after one untimed call) and the last result."""
-    if warm_up:
-        function()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), result
-
-
-def emit(**figure):
-    print(json.dumps(figure), flush=True)
+    return decode(paths)
 
 
 def opencv_descriptor(cells_per_block):
@@ -101,15 +83,15 @@ def bench_hog(images, cells_per_block, repeats, peer_repeats):
     common = {"figure": "hog", "n_images": len(images), "image_size": [32, 32], "orientations": 9,
               "pixels_per_cell": [8, 8], "cells_per_block": [cells_per_block] * 2, "block_norm": "L2-Hys"}
     extractor = HOG(cells_per_block=(cells_per_block, cells_per_block)).fit(images[:10])
-    ours, features = timed(lambda: transform_in_chunks(extractor, images, n_jobs=1), repeats)
-    ours_2, _ = timed(lambda: transform_in_chunks(extractor, images, n_jobs=2), repeats)
-    skimage_seconds, reference = timed(
+    ours, features, _ = timed(lambda: transform_in_chunks(extractor, images, n_jobs=1), repeats)
+    ours_2, _, _ = timed(lambda: transform_in_chunks(extractor, images, n_jobs=2), repeats)
+    skimage_seconds, reference, _ = timed(
         lambda: np.stack([hog(image, 9, (8, 8), (cells_per_block,) * 2, channel_axis=-1) for image in images]),
         peer_repeats, warm_up=False,
     )
     descriptor = opencv_descriptor(cells_per_block)
-    opencv_seconds, _ = timed(lambda: opencv_per_image(descriptor, images), repeats)
-    mosaic_seconds, _ = timed(lambda: opencv_mosaics(descriptor, images), repeats)
+    opencv_seconds, _, _ = timed(lambda: opencv_per_image(descriptor, images), repeats)
+    mosaic_seconds, _, _ = timed(lambda: opencv_mosaics(descriptor, images), repeats)
     max_diff = float(np.abs(features - reference).max())
     emit(**common, impl="featpipe n_jobs=1", seconds=round(ours, 3), max_abs_diff_vs_skimage=max_diff)
     emit(**common, impl="featpipe n_jobs=2", seconds=round(ours_2, 3), speedup_vs_n_jobs_1=round(ours / ours_2, 2))
@@ -124,9 +106,9 @@ def bench_hog(images, cells_per_block, repeats, peer_repeats):
 def bench_hue(images, repeats, peer_repeats):
     common = {"figure": "hue histogram", "n_images": len(images), "bins": 10}
     extractor = ColorHistogram().fit(images[:10])
-    ours, features = timed(lambda: transform_in_chunks(extractor, images, n_jobs=1), repeats)
-    ours_2, _ = timed(lambda: transform_in_chunks(extractor, images, n_jobs=2), repeats)
-    recipe_seconds, reference = timed(lambda: hue_recipe(images), peer_repeats, warm_up=False)
+    ours, features, _ = timed(lambda: transform_in_chunks(extractor, images, n_jobs=1), repeats)
+    ours_2, _, _ = timed(lambda: transform_in_chunks(extractor, images, n_jobs=2), repeats)
+    recipe_seconds, reference, _ = timed(lambda: hue_recipe(images), peer_repeats, warm_up=False)
     n_pixels = images.shape[1] * images.shape[2]
     differing = int(np.any(np.rint(features * n_pixels) != np.rint(reference * n_pixels), axis=1).sum())
     emit(**common, impl="featpipe n_jobs=1", seconds=round(ours, 3), images_with_different_bins=differing)

@@ -5,11 +5,11 @@ Three parts, one JSON line per figure (with its ratio to the bar or to the peer)
 (a) raw pixels, mean-subtracted (0-255 scale), CIFAR-10 49,000 train / 1,000 val /
     10,000 test: test accuracy of ``svm`` and ``softmax`` with default parameters
     (bar: >= 0.38).
-(b) fixed HOG + colour features, standardized: LinearSVM vs ``LinearSVC`` and
-    Softmax vs ``LogisticRegression(solver="lbfgs")``, test accuracy and training
-    seconds side by side. Uses ``featpipe.features.hog.HOG`` and
-    ``featpipe.features.color.ColorHistogram`` when they exist, else simple
-    vectorized features built here (HOG-like cell histograms + hue histogram).
+(b) fixed HOG + colour features (``featpipe.features.hog.HOG`` and
+    ``featpipe.features.color.ColorHistogram`` with their defaults),
+    standardized: LinearSVM vs ``LinearSVC`` and Softmax vs
+    ``LogisticRegression(solver="lbfgs")``, test accuracy and training
+    seconds side by side.
 (c) one loss+gradient evaluation on X of (49000, 3073) float32, C = 10, against
     the two matrix products it needs, X @ W and X.T @ dS (bar: <= 3x).
 
@@ -24,37 +24,29 @@ CIFAR-10 is decoded once with Pillow from ../shared/datasets/cifar10-jpg.
 """
 
 import argparse
-import json
-import warnings
-import statistics
 import time
-from pathlib import Path
+import warnings
+from functools import partial
 
 import numpy as np
-from PIL import Image
 
+from featpipe.features.color import ColorHistogram
+from featpipe.features.hog import HOG
 from featpipe.heads import LinearSVM, Softmax
 from featpipe.heads.losses import softmax_loss, svm_loss
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+from _common import emit, load_split, timed
+
 N_VAL = 1000
-
-
-def emit(**figure):
-    print(json.dumps(figure), flush=True)
+# Slow peers (LinearSVC takes minutes at full size) are timed fewer times once their calls pass this.
+FIT_BUDGET_SECONDS = 120.0
+timed_fit = partial(timed, warm_up=False, budget_seconds=FIT_BUDGET_SECONDS)
 
 
 def load_cifar(limit=None):
     """Decode CIFAR-10 with Pillow; a fixed shuffle splits train into train/val."""
-    splits = {}
-    for split in ("train", "test"):
-        per_class = None if limit is None else (limit if split == "train" else max(limit // 5, 20))
-        images, labels = [], []
-        for label, class_dir in enumerate(sorted(p for p in (CIFAR / split).iterdir() if p.is_dir())):
-            for path in sorted(class_dir.glob("*.jpg"))[:per_class]:
-                images.append(np.asarray(Image.open(path).convert("RGB")))
-                labels.append(label)
-        splits[split] = (np.stack(images), np.array(labels, dtype=np.int64))
+    splits = {"train": load_split("train", limit),
+              "test": load_split("test", None if limit is None else max(limit // 5, 20))}
     images, labels = splits["train"]
     order = np.random.default_rng(0).permutation(len(labels))
     n_val = min(N_VAL, len(labels) // 10)
@@ -62,62 +54,10 @@ def load_cifar(limit=None):
     return (images[train], labels[train], images[val], labels[val], *splits["test"])
 
 
-def _simple_features(images):
-    """HOG-like cell histograms (9 bins; 8x8 and 4x4 pixel cells) and a 10-bin hue histogram."""
-    grey = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    g_row = np.zeros_like(grey)
-    g_col = np.zeros_like(grey)
-    g_row[:, 1:-1] = grey[:, 2:] - grey[:, :-2]
-    g_col[:, :, 1:-1] = grey[:, :, 2:] - grey[:, :, :-2]
-    magnitude = np.hypot(g_row, g_col)
-    orientation = np.rad2deg(np.arctan2(g_row, g_col)) % 180
-    bins = np.minimum((orientation // 20).astype(np.int8), 8)
-    n, height, width = grey.shape
-    parts = []
-    for cell in (8, 4):
-        cells = np.stack([np.where(bins == b, magnitude, 0) for b in range(9)], axis=-1)
-        cells = cells.reshape(n, height // cell, cell, width // cell, cell, 9).mean(axis=(2, 4))
-        parts.append(cells.reshape(n, -1))
-    rgb = images.astype(np.float32) / 255
-    value = rgb.max(axis=-1)
-    chroma = value - rgb.min(axis=-1)
-    safe = np.where(chroma > 0, chroma, 1)
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    hue = np.where(value == red, (green - blue) / safe % 6,
-                   np.where(value == green, (blue - red) / safe + 2, (red - green) / safe + 4)) / 6
-    hue = np.where(chroma > 0, hue, 0).reshape(n, -1)
-    hue_bins = np.minimum((hue * 10).astype(np.int64), 9) + 10 * np.arange(n)[:, None]
-    parts.append(np.bincount(hue_bins.ravel(), minlength=10 * n).reshape(n, 10) / hue.shape[1])
-    return np.hstack(parts).astype(np.float32)
-
-
 def extract_features(images_by_split):
-    """HOG + colour features for each split; featpipe's extractors when they exist."""
-    try:
-        from featpipe.features.color import ColorHistogram
-        from featpipe.features.hog import HOG
-    except ImportError:
-        return "simple (benchmark's own)", [_simple_features(images) for images in images_by_split]
+    """featpipe's default HOG + hue histogram of each split, fitted on the first."""
     extractors = [HOG().fit(images_by_split[0]), ColorHistogram().fit(images_by_split[0])]
-    return "featpipe HOG + ColorHistogram", [
-        np.hstack([e.transform(images) for e in extractors]).astype(np.float32) for images in images_by_split
-    ]
-
-
-def timed(fit, repeats, budget_seconds=120.0):
-    """Median seconds of up to ``repeats`` calls of ``fit()``, the last result, the count.
-
-    Stops repeating once the calls so far took more than ``budget_seconds``
-    (slow peers are then timed fewer times; the JSON line says how many).
-    """
-    seconds, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fit()
-        seconds.append(time.perf_counter() - start)
-        if sum(seconds) > budget_seconds:
-            break
-    return statistics.median(seconds), result, len(seconds)
+    return [np.hstack([e.transform(images) for e in extractors]).astype(np.float32) for images in images_by_split]
 
 
 def part_raw(data, repeats):
@@ -126,7 +66,7 @@ def part_raw(data, repeats):
     mean = flat[0].mean(axis=0)
     X_train, X_val, X_test = [x - mean for x in flat]
     for name, head in (("svm", LinearSVM), ("softmax", Softmax)):
-        seconds, model, count = timed(lambda: head(random_state=0).fit(X_train, y_train, X_val, y_val), repeats)
+        seconds, model, count = timed_fit(lambda: head(random_state=0).fit(X_train, y_train, X_val, y_val), repeats)
         accuracy = model.score(X_test, y_test)
         emit(part="a", figure=f"raw_{name}_test_accuracy", features="raw pixels, mean-subtracted",
              n_train=len(y_train), n_test=len(y_test), params="defaults", value=round(accuracy, 4),
@@ -143,11 +83,11 @@ def part_features(data, repeats, peer_names=("LinearSVC", "LogisticRegression"),
     warnings.filterwarnings("ignore", message=".*converge")
     X_train, y_train, X_val, y_val, X_test, y_test = data
     start = time.perf_counter()
-    source, (F_train, F_val, F_test) = extract_features([X_train, X_val, X_test])
+    F_train, F_val, F_test = extract_features([X_train, X_val, X_test])
     extract_seconds = time.perf_counter() - start
     scaler = StandardScaler().fit(F_train)
     F_train, F_val, F_test = [scaler.transform(f).astype(np.float32) for f in (F_train, F_val, F_test)]
-    emit(part="b", figure="features", source=source, width=F_train.shape[1],
+    emit(part="b", figure="features", source="featpipe HOG + ColorHistogram", width=F_train.shape[1],
          n_train=len(y_train), extract_seconds=round(extract_seconds, 2))
     n_train = len(y_train)
     ours = {"svm": LinearSVM(random_state=0), "svm2": LinearSVM(squared=True, random_state=0),
@@ -155,7 +95,7 @@ def part_features(data, repeats, peer_names=("LinearSVC", "LogisticRegression"),
     peers = {"svm": "LinearSVC", "svm2": "LinearSVC", "softmax": "LogisticRegression(lbfgs)"}
     ours_results = {}
     for name, head in ours.items():
-        seconds, model, count = timed(lambda: clone(head).fit(F_train, y_train), repeats)
+        seconds, model, count = timed_fit(lambda: clone(head).fit(F_train, y_train), repeats)
         ours_results[name] = (seconds, model.score(F_test, y_test), count)
     for peer_name in ("LinearSVC", "LogisticRegression(lbfgs)"):
         if peer_name.split("(")[0] not in peer_names:
@@ -166,7 +106,7 @@ def part_features(data, repeats, peer_names=("LinearSVC", "LogisticRegression"),
         for C, C_note in (settings.values() if peer_C == "both" else [settings[peer_C]]):
             peer = (LinearSVC(C=C, random_state=0) if peer_name == "LinearSVC"
                     else LogisticRegression(C=C, solver="lbfgs", max_iter=1000))
-            peer_seconds, peer_model, peer_count = timed(lambda: clone(peer).fit(F_train, y_train), repeats)
+            peer_seconds, peer_model, peer_count = timed_fit(lambda: clone(peer).fit(F_train, y_train), repeats)
             peer_accuracy = peer_model.score(F_test, y_test)
             for name in (n for n, p in peers.items() if p == peer_name):
                 ours_seconds, ours_accuracy, ours_count = ours_results[name]
@@ -186,11 +126,9 @@ def part_gemm(repeats):
     W = (0.001 * rng.standard_normal((3073, 10))).astype(np.float32)
     dscores = rng.standard_normal((49000, 10), dtype=np.float32)
     repeats = max(repeats, 3)
-    X @ W
     gemm_seconds, _, _ = timed(lambda: (X @ W, X.T @ dscores), repeats)
     for name, loss in (("svm", lambda: svm_loss(W, X, y, reg=1e-4)),
                        ("softmax", lambda: softmax_loss(W, X, y, reg=1e-4))):
-        loss()
         loss_seconds, _, count = timed(loss, repeats)
         emit(part="c", figure=f"{name}_loss_grad_vs_gemm", shape=list(X.shape), n_classes=10,
              loss_seconds=round(loss_seconds, 4), gemm_seconds=round(gemm_seconds, 4),

@@ -18,13 +18,10 @@ CIFAR-10 is decoded once with Pillow from ../shared/datasets/cifar10-jpg.
 """
 
 import argparse
-import json
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
@@ -34,7 +31,7 @@ from featpipe.features.raw import RawPixels
 from featpipe.heads.linear import LinearSVM, Softmax
 from featpipe.parallel import transform_in_chunks
 
-DATA = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+from _common import emit, load_split
 
 CONFIGS = {
     "raw": [RawPixels()],
@@ -65,16 +62,6 @@ HEADS = {
     "svm": lambda seed: LinearSVM(random_state=seed),
     "softmax": lambda seed: Softmax(random_state=seed),
 }
-
-
-def load_split(split, limit):
-    """Decode ``limit`` images per class (all when None) of one split."""
-    images, labels = [], []
-    for label, folder in enumerate(sorted(path for path in (DATA / split).iterdir() if path.is_dir())):
-        for path in sorted(folder.glob("*.jpg"))[:limit]:
-            images.append(np.asarray(Image.open(path).convert("RGB")))
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
 def standardized_features(extractors, splits):
@@ -118,17 +105,11 @@ def main():
             else:
                 head.fit(F_train, y_train, X_val=F_val, y_val=y_val)
             train_seconds = time.perf_counter() - start
-            print(json.dumps({
-                "features": name,
-                "params": [repr(extractor) for extractor in CONFIGS[name]],
-                "head": head_name,
-                "n_train": len(F_train), "n_val": len(F_val), "n_test": len(F_test),
-                "feature_width": F_train.shape[1],
-                "val_accuracy": round(float(head.score(F_val, y_val)), 4),
-                "test_accuracy": round(float(head.score(F_test, y_test)), 4),
-                "extract_seconds": round(extract_seconds, 2),
-                "train_seconds": round(train_seconds, 2),
-            }), flush=True)
+            emit(features=name, params=[repr(extractor) for extractor in CONFIGS[name]], head=head_name,
+                 n_train=len(F_train), n_val=len(F_val), n_test=len(F_test), feature_width=F_train.shape[1],
+                 val_accuracy=round(float(head.score(F_val, y_val)), 4),
+                 test_accuracy=round(float(head.score(F_test, y_test)), 4),
+                 extract_seconds=round(extract_seconds, 2), train_seconds=round(train_seconds, 2))
 
 
 if __name__ == "__main__":

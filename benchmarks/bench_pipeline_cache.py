@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
+from _common import CIFAR_FOLDER, emit
 
 
 def _run(spec, data, cache_dir, out):
@@ -33,7 +33,8 @@ def _run(spec, data, cache_dir, out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="raw+logreg")
-    parser.add_argument("--data", default=str(CIFAR))
+    parser.add_argument("--data", default=str(CIFAR_FOLDER),
+                        help="a --data value (default: the CIFAR-10 folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         cache_dir = str(Path(scratch) / "cache")
@@ -56,7 +57,7 @@ def main():
         "same_accuracy": warm["accuracy"] == cold["accuracy"],
     }
     for name, value in figures.items():
-        print(json.dumps({"figure": name, "value": value}))
+        emit(figure=name, value=value)
 
 
 if __name__ == "__main__":

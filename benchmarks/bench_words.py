@@ -27,10 +27,8 @@ Prints one JSON line per figure. Example (full size, about 10 minutes)::
 """
 
 import argparse
-import json
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -42,21 +40,7 @@ from featpipe.features.words import KMeansWords
 from featpipe.heads.linear import LinearSVM
 from featpipe.parallel import transform_in_chunks
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
-
-
-def emit(**figure):
-    print(json.dumps(figure), flush=True)
-
-
-def median_seconds(function, repeats):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from _common import emit, require_cifar, timed
 
 
 def gemm_rate(rows, inner, cols, repeats):
@@ -65,7 +49,7 @@ def gemm_rate(rows, inner, cols, repeats):
     left = rng.standard_normal((rows, inner), dtype=np.float32)
     right = rng.standard_normal((inner, cols), dtype=np.float32)
     product = np.empty((rows, cols), dtype=np.float32)
-    seconds = median_seconds(lambda: np.matmul(left, right, out=product), repeats)
+    seconds = timed(lambda: np.matmul(left, right, out=product), repeats).seconds
     return 2.0 * rows * inner * cols / seconds / 1e9
 
 
@@ -84,7 +68,7 @@ def bench_speed(images, n_words, repeats):
     words = KMeansWords(n_words=n_words, n_patches=20 * n_words, random_state=0).fit(images[:5000])
     reference_same = gemm_rate(729 * 32, 108, n_words, 5)
     reference_square = gemm_rate(4096, 4096, 4096, 3)
-    seconds = median_seconds(lambda: words.transform(images), repeats)
+    seconds = timed(lambda: words.transform(images), repeats).seconds
     reference_same = max(reference_same, gemm_rate(729 * 32, 108, n_words, 5))
     reference_square = max(reference_square, gemm_rate(4096, 4096, 4096, 3))
     achieved = flops / seconds / 1e9
@@ -100,7 +84,7 @@ def bench_speed(images, n_words, repeats):
     emit(figure="encode_triangle_2_processes", images=n_images, seconds=round(seconds, 2),
          gflops=round(flops / seconds / 1e9, 1), ratio_to_same_shape_gemm=round(flops / seconds / 1e9 / reference_same, 3))
     hard = words.set_params(encoding="hard")
-    seconds = median_seconds(lambda: hard.transform(images), 1)
+    seconds = timed(lambda: hard.transform(images), 1).seconds
     emit(figure="encode_hard_threads", images=n_images, seconds=round(seconds, 2), gflops=round(flops / seconds / 1e9, 1))
 
 
@@ -198,7 +182,7 @@ def main():
     parser.add_argument("--n-epochs", type=int, default=150, help="L-BFGS iterations")
     args = parser.parse_args()
     start = time.perf_counter()
-    dataset = load_dataset(CIFAR, val_size=1000, seed=0)
+    dataset = load_dataset(require_cifar(), val_size=1000, seed=0)
     if args.limit:
         rng = np.random.default_rng(0)
         for split, size in (("train", args.limit), ("test", max(args.limit // 5, 1))):
