@@ -32,8 +32,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from featpipe.augment import check_augmentations
-from featpipe.registry import FEATURES, HEADS
+from featpipe.pipeline.augment import check_augmentations
+from featpipe.pipeline.registry import FEATURES, HEADS
 
 NORMALIZE_METHODS = ("standard", "none")
 
@@ -73,7 +73,7 @@ class PipelineSpec:
     description : str
         One line for ``featpipe pipelines``.
     augment : tuple of str
-        Training-set augmentations (:mod:`featpipe.augment`), e.g. ``("hflip",)``.
+        Training-set augmentations (:mod:`featpipe.pipeline.augment`), e.g. ``("hflip",)``.
     """
 
     name: str
