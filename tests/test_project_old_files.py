@@ -43,3 +43,22 @@ def test_old_run_model_on_old_store_rows_predicts_the_recorded_labels():
     store = open_store(OLD_FILES / "store")
     np.testing.assert_array_equal(model[1:].predict(np.asarray(store.features)),
                                   _expected()["store_predictions"])
+
+
+def test_old_import_paths_still_work():
+    from featpipe.features.pictures import plot_color_histogram, plot_hog
+    from featpipe.features.plotting import plot_words
+    from featpipe.features.words_pictures import plot_words as old_plot_words
+    from featpipe.pipeline import run_pipeline
+    from featpipe.pipeline.run import run_pipeline as run_pipeline_here
+    from featpipe.pipeline.spec import parse_spec
+    from featpipe.spec import parse_spec as old_parse_spec
+    from featpipe.spec import resolve
+    from featpipe.store import is_store
+    from featpipe.store import open as open_store
+    from featpipe.store.reader import open as open_here
+
+    assert old_plot_words is plot_words and old_parse_spec is parse_spec and run_pipeline is run_pipeline_here
+    assert open_store is open_here and is_store(OLD_FILES / "store") and not is_store(OLD_FILES / "run")
+    assert callable(plot_hog) and callable(plot_color_histogram)
+    assert resolve("raw+svm").name == "raw+svm"
