@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from browser import chromium, open_page, screenshot
+from helpers import builtin_report
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -43,8 +44,6 @@ Promise.all([...document.images].map(image => image.decode().catch(() => null)))
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from test_report import builtin_report
-
     out = builtin_report(tmp_path_factory)
     return json.loads((out / "results.json").read_text()), out / "report.html"
 
