@@ -1,9 +1,22 @@
-"""Shared fixtures: small data sets and feature shards the tests make (helpers live in ``helpers.py``)."""
+"""Shared fixtures: small data sets and feature shards the tests make (helpers live in ``helpers.py``).
+
+Tests marked ``cifar`` are skipped, with the reason, when the CIFAR-10 folder is absent.
+"""
 
 import numpy as np
 import pytest
 
-from helpers import make_colour_images
+from helpers import CIFAR_MISSING, cifar_available, make_colour_images
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``cifar`` when the CIFAR-10 folder is absent (a fresh clone)."""
+    if cifar_available():
+        return
+    skip = pytest.mark.skip(reason=CIFAR_MISSING)
+    for item in items:
+        if item.get_closest_marker("cifar") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

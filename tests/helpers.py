@@ -8,12 +8,31 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
+from PIL import Image
 
 from featpipe.cli import cli
 from featpipe.store import format as store_format
 
-CIFAR_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
-"""The shared CIFAR-10 JPEG copy; tests that read it carry ``@pytest.mark.cifar``."""
+CIFAR_FOLDER = Path(
+    os.environ.get("FEATPIPE_CIFAR_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
+)
+"""The shared CIFAR-10 JPEG copy (``../shared/datasets/cifar10-jpg`` beside the checkout, or the
+folder named by ``FEATPIPE_CIFAR_DIR``); tests that read it carry ``@pytest.mark.cifar`` and are
+skipped by ``conftest.py`` when it is absent."""
+
+CIFAR_MISSING = (f"reads CIFAR-10 from {CIFAR_FOLDER}, which is absent: put the JPEG copy at "
+                 "../shared/datasets/cifar10-jpg beside the checkout or set FEATPIPE_CIFAR_DIR")
+
+
+def cifar_available():
+    """Whether the CIFAR-10 folder holds its ``train`` and ``test`` splits."""
+    return (CIFAR_FOLDER / "train").is_dir() and (CIFAR_FOLDER / "test").is_dir()
+
+
+def read_rgb(paths):
+    """Decode image files into one uint8 (N, H, W, 3) array with Pillow."""
+    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
 
 
 def make_colour_images(n_per_class, n_classes=3, size=16, seed=0):

@@ -17,8 +17,8 @@ from featpipe.datasets import (
     scan_image_folder,
 )
 from featpipe.datasets.splits import TEST_STREAM, VAL_STREAM, stratified_holdout
+from helpers import CIFAR_FOLDER
 
-CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -207,7 +207,7 @@ def test_parallel_reading_equals_serial(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cifar_scan():
-    return scan_image_folder(CIFAR_JPG)
+    return scan_image_folder(CIFAR_FOLDER)
 
 
 @pytest.mark.cifar
@@ -216,7 +216,7 @@ def test_scan_of_the_real_cifar_folder(cifar_scan):
     assert classes == CIFAR_CLASSES
     np.testing.assert_array_equal(np.bincount(labels[splits == "train"]), np.full(10, 5000))
     np.testing.assert_array_equal(np.bincount(labels[splits == "test"]), np.full(10, 1000))
-    assert paths == sorted(paths, key=lambda path: (not path.startswith(str(CIFAR_JPG / "train")), path))
+    assert paths == sorted(paths, key=lambda path: (not path.startswith(str(CIFAR_FOLDER / "train")), path))
     for path, label in zip(paths[::7919], labels[::7919]):
         assert Path(path).parent.name == classes[label]
 
@@ -242,5 +242,5 @@ def test_load_a_symlinked_cifar_subset(tmp_path, cifar_scan):
     dataset = load_dataset(tmp_path, val_size=20)
     assert dataset.classes == CIFAR_CLASSES
     assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (180, 20, 50)
-    first_test = sorted((CIFAR_JPG / "test" / "airplane").iterdir())[0]
+    first_test = sorted((CIFAR_FOLDER / "test" / "airplane").iterdir())[0]
     np.testing.assert_array_equal(dataset.X_test[0], np.asarray(Image.open(first_test).convert("RGB")))

@@ -1,17 +1,21 @@
 """ColorHistogram against the per-image rgb2hsv + numpy.histogram recipe."""
 
-from pathlib import Path
+import functools
 
 import numpy as np
 import pytest
-from PIL import Image
 from skimage.color import rgb2hsv
 
 from featpipe.features.color import ColorHistogram
+from helpers import CIFAR_FOLDER, read_rgb
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
-REAL = np.stack([np.asarray(Image.open(path).convert("RGB"))
-                 for path in sorted((CIFAR / "train").glob("*/00[0-1]*.jpg"))[::10][:200]])
+
+@functools.cache
+def real_images():
+    """200 CIFAR-10 training images spread over the classes (tests that call this are marked ``cifar``)."""
+    return read_rgb(sorted((CIFAR_FOLDER / "train").glob("*/00[0-1]*.jpg"))[::10][:200])
+
+
 RANDOM = np.random.default_rng(0).integers(0, 256, (6, 21, 17, 3), dtype=np.uint8)
 
 
@@ -38,8 +42,25 @@ def _counts(image, bins=10):
     return np.histogram(rgb2hsv(image)[..., 0] * 255, bins=bins, range=(0, 255))[0]
 
 
-@pytest.mark.parametrize("images", [REAL, RANDOM, EDGES], ids=["cifar", "random", "hue-on-bin-edges"])
-def test_default_equals_course_recipe_bin_for_bin(images):
+CIFAR_OR_SYNTHETIC = [pytest.param("cifar", marks=pytest.mark.cifar), "random"]
+
+
+def _images(name):
+    return real_images() if name == "cifar" else {"random": RANDOM, "hue-on-bin-edges": EDGES}[name]
+
+
+def _sixteen_square(name, count, edges):
+    """``count`` 16x16 crops of real images (or random ones), then the bin-edge images ``edges``."""
+    if name == "cifar":
+        images = real_images()[:count, :16, :16]
+    else:
+        images = np.random.default_rng(3).integers(0, 256, (count, 16, 16, 3), dtype=np.uint8)
+    return np.concatenate([images, edges])
+
+
+@pytest.mark.parametrize("name", [pytest.param("cifar", marks=pytest.mark.cifar), "random", "hue-on-bin-edges"])
+def test_default_equals_course_recipe_bin_for_bin(name):
+    images = _images(name)
     features = ColorHistogram().fit_transform(images)
     assert features.dtype == np.float32 and features.shape == (len(images), 10)
     np.testing.assert_allclose(features, np.stack([_recipe(image) for image in images]), rtol=0, atol=1e-7)
@@ -52,9 +73,10 @@ def test_edge_pixels_really_sit_on_edges():
     assert np.isin(np.round(hue, 9), [25.5, 127.5, 178.5]).all()
 
 
+@pytest.mark.parametrize("name", CIFAR_OR_SYNTHETIC)
 @pytest.mark.parametrize("bins", [7, 17, 64])
-def test_other_hue_bin_counts(bins):
-    images = np.concatenate([REAL[:40, :16, :16], EDGES])
+def test_other_hue_bin_counts(bins, name):
+    images = _sixteen_square(name, 40, EDGES)
     n_pixels = 16 * 16
     features = ColorHistogram(bins=bins).fit_transform(images)
     reference = np.stack([_counts(image, bins) for image in images])
@@ -85,8 +107,9 @@ def _naive(image, channels, bins, joint, grid):
     [("hsv", (7, 5, 4), False, (3, 2)), ("hsv", (4, 3, 5), True, (1, 1)), ("sv", (5, 5), False, (2, 2)),
      ("hv", (6, 5), True, (2, 3)), ("h", (10,), False, (4, 4))],
 )
-def test_hsv_channels_joint_and_grid_match_naive_histograms(channels, bins, joint, grid):
-    images = np.concatenate([REAL[:20, :16, :16], EDGES[:4]])
+@pytest.mark.parametrize("name", CIFAR_OR_SYNTHETIC)
+def test_hsv_channels_joint_and_grid_match_naive_histograms(channels, bins, joint, grid, name):
+    images = _sixteen_square(name, 20, EDGES[:4])
     extractor = ColorHistogram(channels, bins, joint, grid).fit(images)
     features = extractor.transform(images)
     reference = np.stack([_naive(image, channels, bins, joint, grid) for image in images])
@@ -103,11 +126,13 @@ def test_saturation_and_value_bins_are_exact_on_integer_edges():
     np.testing.assert_allclose(features, reference, rtol=0, atol=1e-7)
 
 
+@pytest.mark.cifar
 def test_grey_single_and_float_images():
-    grey = REAL[:3, ..., 1]
+    real = real_images()
+    grey = real[:3, ..., 1]
     np.testing.assert_array_equal(ColorHistogram().fit_transform(grey), np.tile(np.eye(10)[0], (3, 1)))
-    assert ColorHistogram().fit_transform(REAL[:1]).shape == (1, 10)
-    np.testing.assert_array_equal(ColorHistogram().fit_transform(REAL[:4] / 255.0), ColorHistogram().fit_transform(REAL[:4]))
+    assert ColorHistogram().fit_transform(real[:1]).shape == (1, 10)
+    np.testing.assert_array_equal(ColorHistogram().fit_transform(real[:4] / 255.0), ColorHistogram().fit_transform(real[:4]))
 
 
 @pytest.mark.parametrize(

@@ -1,27 +1,26 @@
 """HOG against scikit-image's hog, image by image, and a naive loop for block_norm='none'."""
 
+import functools
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 from skimage.color import rgb2gray
 from skimage.feature import hog
 
 from featpipe.features.hog import HOG, _bincount_cell_sums, _float_pixels, _uint8_cell_sums
-
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
-
-
-def _cifar(n_images):
-    paths = sorted((CIFAR / "test").glob("*/00[0-4]*.jpg"))[:: 50 // max(1, n_images // 10)][:n_images]
-    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
+from helpers import CIFAR_FOLDER, read_rgb
 
 
-REAL = _cifar(12)
+@functools.cache
+def real_images(n_images=12):
+    """CIFAR-10 test images spread over the classes (tests that call this are marked ``cifar``)."""
+    paths = sorted((CIFAR_FOLDER / "test").glob("*/00[0-4]*.jpg"))[:: 50 // max(1, n_images // 10)][:n_images]
+    return read_rgb(paths)
+
+
 RANDOM = np.random.default_rng(0).integers(0, 256, (4, 37, 29, 3), dtype=np.uint8)
 SMOOTH = np.clip(
     np.cumsum(np.random.default_rng(1).integers(-3, 4, (3, 24, 40, 3)), axis=2) + 128, 0, 255
@@ -34,14 +33,22 @@ def _reference(images, channel, **params):
     return np.stack([hog(image, channel_axis=-1, **params) for image in images])
 
 
+def _image_sets(name):
+    """Real photographs (whole and cropped to an odd size) or random and smooth synthetic images."""
+    if name == "cifar":
+        return real_images(), real_images()[:3, :27, :30]
+    return RANDOM, SMOOTH
+
+
+@pytest.mark.parametrize("image_sets", [pytest.param("cifar", marks=pytest.mark.cifar), "synthetic"])
 @pytest.mark.parametrize(
     "block_norm, transform_sqrt, cells_per_block, channel",
     list(itertools.product(["L1", "L1-sqrt", "L2", "L2-Hys"], [False, True], [(1, 1), (2, 2), (3, 2)], ["max", "gray"])),
 )
-def test_equals_skimage_for_every_combination(block_norm, transform_sqrt, cells_per_block, channel):
+def test_equals_skimage_for_every_combination(block_norm, transform_sqrt, cells_per_block, channel, image_sets):
     params = dict(pixels_per_cell=(8, 8), cells_per_block=cells_per_block, block_norm=block_norm,
                   transform_sqrt=transform_sqrt)
-    for images in (REAL, RANDOM, SMOOTH, REAL[:3, :27, :30]):
+    for images in _image_sets(image_sets):
         ours = HOG(channel=channel, **params).fit_transform(images)
         reference = _reference(images, channel, **params)
         assert ours.dtype == np.float32
@@ -71,11 +78,12 @@ def test_channel_choice_with_equal_squared_magnitudes():
     np.testing.assert_allclose(HOG(**params).fit_transform(batch), _reference(batch, "max", **params), atol=1e-6)
 
 
+@pytest.mark.cifar
 @pytest.mark.parametrize(("orientations", "cell"), [(9, (8, 8)), (9, (5, 3)), (4, (1, 1)), (12, (7, 4))])
 def test_compiled_cell_sums_equal_the_numpy_float_path(orientations, cell):
     # Saturated images reach the largest gradient keys (+-255 in both directions).
     saturated = (RANDOM[:, :32, :29] > 127).astype(np.uint8) * 255
-    images = np.concatenate([RANDOM[:, :32, :29], saturated, REAL[:3, :, :29]])
+    images = np.concatenate([RANDOM[:, :32, :29], saturated, real_images()[:3, :, :29]])
     n_cells = (images.shape[1] // cell[0], images.shape[2] // cell[1])
     crop = (n_cells[0] * cell[0], n_cells[1] * cell[1])
     compiled = _uint8_cell_sums(images, orientations, cell, n_cells)
@@ -103,8 +111,9 @@ def _naive_cell_histograms(image, orientations, cell):
     return histogram.ravel()
 
 
+@pytest.mark.cifar
 def test_no_block_normalization_gives_cell_means():
-    images = np.concatenate([REAL[:2, :20, :19], RANDOM[:2, :20, :19]])
+    images = np.concatenate([real_images()[:2, :20, :19], RANDOM[:2, :20, :19]])
     ours = HOG(orientations=9, pixels_per_cell=(6, 4), block_norm="none").fit_transform(images)
     reference = np.stack([_naive_cell_histograms(image, 9, (6, 4)) for image in images])
     np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=1e-4)
@@ -112,9 +121,11 @@ def test_no_block_normalization_gives_cell_means():
                                   HOG(block_norm="none").fit_transform(images[:, :16, :16]))
 
 
+@pytest.mark.cifar
 def test_multi_scale_concatenates_each_scale():
-    ours = HOG(pixels_per_cell=[(4, 4), 8]).fit_transform(REAL)
-    parts = [HOG(pixels_per_cell=(4, 4)).fit_transform(REAL), HOG(pixels_per_cell=(8, 8)).fit_transform(REAL)]
+    real = real_images()
+    ours = HOG(pixels_per_cell=[(4, 4), 8]).fit_transform(real)
+    parts = [HOG(pixels_per_cell=(4, 4)).fit_transform(real), HOG(pixels_per_cell=(8, 8)).fit_transform(real)]
     np.testing.assert_array_equal(ours, np.hstack(parts))
     assert HOG(pixels_per_cell=[(4, 4), 8]).n_features_out((32, 32)) == ours.shape[1] == 1764 + 324
 
@@ -131,13 +142,15 @@ def test_random_sizes_match_skimage(rows, cols, seed, block_norm, cell):
     np.testing.assert_allclose(ours, _reference(images, "max", **params), rtol=0, atol=1e-5)
 
 
+@pytest.mark.cifar
 def test_grey_float_and_single_image_inputs():
-    grey = REAL[:3, ..., 0]
+    real = real_images()
+    grey = real[:3, ..., 0]
     np.testing.assert_allclose(HOG().fit_transform(grey), np.stack([hog(image, cells_per_block=(2, 2)) for image in grey]),
                                atol=1e-5)
-    single = HOG().fit_transform(REAL[:1])
+    single = HOG().fit_transform(real[:1])
     assert single.shape == (1, 324)
-    np.testing.assert_array_equal(HOG().fit_transform(REAL[:3] / 255.0), HOG().fit_transform(REAL[:3]))
+    np.testing.assert_array_equal(HOG().fit_transform(real[:3] / 255.0), HOG().fit_transform(real[:3]))
 
 
 @pytest.mark.parametrize(
@@ -159,7 +172,8 @@ def test_bad_input_raises_clear_value_error(params, images, message):
         HOG(**params).fit(images)
 
 
+@pytest.mark.cifar
 def test_transform_refuses_other_image_size():
-    extractor = HOG().fit(REAL)
+    extractor = HOG().fit(real_images())
     with pytest.raises(ValueError, match="fitted on 32x32"):
-        extractor.transform(REAL[:, :24, :24])
+        extractor.transform(real_images()[:, :24, :24])

@@ -24,10 +24,10 @@ from featpipe.features.words import (
     _triangle_kernel,
     _word_panels,
 )
+from helpers import CIFAR_FOLDER
 
 matplotlib.use("Agg")
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 # Ways to compute triangle sums on this CPU: its compiled tiles, and numpy (every CPU).
 TRIANGLE_IMPLEMENTATIONS = available_kernels() + ["numpy"]
 
@@ -312,7 +312,7 @@ def test_plot_words_draws_the_fitted_words_into_given_axes():
 def _cifar_subset(split, per_class, seed):
     rng = np.random.default_rng(seed)
     images, labels = [], []
-    for label, folder in enumerate(sorted((CIFAR / split).iterdir())):
+    for label, folder in enumerate(sorted((CIFAR_FOLDER / split).iterdir())):
         files = sorted(folder.glob("*.jpg"))
         for index in rng.choice(len(files), per_class, replace=False):
             images.append(np.asarray(Image.open(files[index]).convert("RGB")))

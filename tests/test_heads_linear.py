@@ -1,7 +1,5 @@
 """LinearSVM and Softmax: scikit-learn contract, lecture sanity checks, CIFAR-10 accuracy."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,8 +10,8 @@ from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from featpipe.heads import LinearSVM, Softmax
 from featpipe.heads.starting_point import least_squares_weights
+from helpers import CIFAR_FOLDER
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 HEADS = [LinearSVM, Softmax]
 
 
@@ -43,7 +41,7 @@ def test_scikit_learn_estimator_checks(estimator, check):
 
 def cifar_subset(split, per_class):
     images, labels = [], []
-    for label, class_dir in enumerate(sorted((CIFAR / split).iterdir())):
+    for label, class_dir in enumerate(sorted((CIFAR_FOLDER / split).iterdir())):
         for path in sorted(class_dir.glob("*.jpg"))[:per_class]:
             images.append(np.asarray(Image.open(path).convert("RGB")))
             labels.append(label)

@@ -14,6 +14,7 @@ from featpipe.store import format as store
 from featpipe.store.reader import open as open_store
 from helpers import link_cifar_folder, read_shard_bytes
 
+pytestmark = pytest.mark.cifar  # every test extracts from a folder of CIFAR-10 JPEGs
 CHUNK = 4
 
 _SLOW_SHARD_RECORDS = """

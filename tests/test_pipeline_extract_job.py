@@ -40,6 +40,7 @@ def reference(folder, tmp_path_factory):
     return run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
 
 
+@pytest.mark.cifar
 def test_store_holds_the_features_of_load_dataset_splits(folder, reference):
     dataset = load_dataset(folder, image_size=32)
     extractor = HOG().fit(dataset.X_train)
@@ -60,6 +61,7 @@ def test_store_holds_the_features_of_load_dataset_splits(folder, reference):
                                    f"{len(dataset.y_val)} val, 24 test; 0 unreadable image(s) skipped")
 
 
+@pytest.mark.cifar
 def test_rerun_of_a_finished_store_rewrites_nothing(folder, reference):
     before = {path: path.stat().st_mtime_ns for path in (reference.path / store.SHARDS_DIR).iterdir()}
     again = run_extract_job(FEATURES, folder, reference.path, n_jobs=1, chunk_size=CHUNK, progress=False)
@@ -67,6 +69,7 @@ def test_rerun_of_a_finished_store_rewrites_nothing(folder, reference):
     assert again.manifest["shards"] == reference.manifest["shards"]
 
 
+@pytest.mark.cifar
 def test_other_parameters_on_the_same_store_are_refused(folder, reference):
     with pytest.raises(StoreError, match="made with other chunk_size"):
         run_extract_job(FEATURES, folder, reference.path, chunk_size=CHUNK + 1, progress=False)
@@ -75,6 +78,7 @@ def test_other_parameters_on_the_same_store_are_refused(folder, reference):
     assert open_store(reference.path).manifest == reference.manifest
 
 
+@pytest.mark.cifar
 def test_corrupt_image_costs_only_itself_and_parallel_equals_serial(tmp_path):
     images = link_cifar_folder(tmp_path / "images", n_train=10, n_test=4, corrupt=True)
     serial = run_extract_job(FEATURES, images, tmp_path / "serial", n_jobs=1, chunk_size=8, progress=False)
@@ -121,6 +125,7 @@ def wait_for(condition, timeout=60):
         time.sleep(0.01)
 
 
+@pytest.mark.cifar
 def test_sigkill_then_rerun_gives_the_same_bytes(folder, reference, tmp_path):
     out = tmp_path / "store"
     job = start_slow_job(tmp_path, folder, out, delay=0.3)
@@ -142,6 +147,7 @@ def test_sigkill_then_rerun_gives_the_same_bytes(folder, reference, tmp_path):
     assert not [path for path in out.rglob(".*") if path.is_file()]
 
 
+@pytest.mark.cifar
 def test_second_job_on_the_same_store_refuses(folder, reference, tmp_path):
     out = tmp_path / "store"
     job = start_slow_job(tmp_path, folder, out, delay=0.1)
@@ -152,6 +158,7 @@ def test_second_job_on_the_same_store_refuses(folder, reference, tmp_path):
     assert read_shard_bytes(open_store(out).path) == read_shard_bytes(reference.path)
 
 
+@pytest.mark.cifar
 def test_full_disk_stops_cleanly_and_resumes(folder, reference, tmp_path, monkeypatch):
     real_fsync = os.fsync
 
@@ -186,6 +193,7 @@ def test_in_memory_data_set_is_stored_with_its_splits(tmp_path):
     assert stored.paths[:2] == ["train/0", "train/1"] and stored.paths[-1] == "test/9"
 
 
+@pytest.mark.cifar
 def test_extractors_come_from_a_finished_run(folder, tmp_path):
     fitted = HOG(orientations=6).fit(np.zeros((1, 32, 32, 3), np.uint8))
     run = tmp_path / "run"
@@ -201,6 +209,7 @@ def test_extractors_come_from_a_finished_run(folder, tmp_path):
         run_extract_job("hog+color", folder, tmp_path / "other", from_run=run, progress=False)
 
 
+@pytest.mark.cifar
 def test_image_missing_at_read_time_stops_the_job(folder, tmp_path, monkeypatch):
     scan = extract_job.scan_image_folder
 
@@ -214,6 +223,7 @@ def test_image_missing_at_read_time_stops_the_job(folder, tmp_path, monkeypatch)
     assert len(read_shard_bytes(tmp_path / "store")) == 7
 
 
+@pytest.mark.cifar
 def test_shards_of_extractors_that_were_never_saved_are_redone(folder, reference, tmp_path):
     out = tmp_path / "store"
     run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
@@ -226,6 +236,7 @@ def test_shards_of_extractors_that_were_never_saved_are_redone(folder, reference
     assert read_shard_bytes(out) == read_shard_bytes(reference.path)
 
 
+@pytest.mark.cifar
 def test_a_killed_local_worker_stops_the_job_with_a_resume_hint(folder, reference, tmp_path, monkeypatch):
     from featpipe.pipeline.workers import WorkerDied
 
