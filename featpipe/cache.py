@@ -17,9 +17,7 @@ from pathlib import Path
 import joblib
 import platformdirs
 
-
-class CacheError(ValueError):
-    """A cache directory that cannot be used."""
+from featpipe.errors import CacheError
 
 
 def default_cache_dir():

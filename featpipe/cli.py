@@ -1,21 +1,35 @@
 """The ``featpipe`` command: run, compare, extract, predict, pipelines, datasets, cache.
 
 Bad input of any kind (an unknown name, a missing or empty folder, a corrupt
-image, an unwritable cache) ends with one ``featpipe: error: ...`` line on
-stderr and exit status 2; an interrupted run ends with status 130. Neither
-leaves a half-written run folder behind.
+image, an unwritable cache: a :class:`featpipe.errors.FeatpipeError`, or an
+operating-system error about the user's files) ends with one ``featpipe:
+error: ...`` line on stderr and exit status 2; an interrupted run ends with
+status 130. Neither leaves a half-written run folder behind. Anything else is
+a bug: one ``featpipe: internal error: ...`` line and status 1, with the
+traceback above it when the environment sets ``FEATPIPE_DEBUG=1``.
 """
 
+import errno
 import json
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
 import click
 
+from featpipe.errors import FeatpipeError
+
 STATUS_BAD_INPUT = 2
+STATUS_INTERNAL_ERROR = 1
 STATUS_INTERRUPTED = 130
+
+_FILE_ERRNOS = frozenset({
+    errno.ENOENT, errno.EACCES, errno.EPERM, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC,
+    errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.EMFILE,
+})
+"""errno values that describe the user's files or disk rather than a fault of featpipe."""
 
 
 _INTERRUPTED = {
@@ -24,6 +38,7 @@ _INTERRUPTED = {
     "extract": "finished shards are kept; run the same command again to resume",
 }
 """What an interrupted command leaves behind, said after "interrupted;"."""
+
 
 class _OneLineErrors(click.Group):
     """A command group that turns bad input into one line and a status code."""
@@ -49,18 +64,34 @@ class _OneLineErrors(click.Group):
             click.echo(f"featpipe: interrupted; {_INTERRUPTED.get(ctx.invoked_subcommand, 'nothing was written')}",
                        err=True)
             ctx.exit(STATUS_INTERRUPTED)
-        except (ValueError, OSError) as error:
-            message = " ".join(str(error).split())
-            click.echo(f"featpipe: error: {message}", err=True)
-            ctx.exit(STATUS_BAD_INPUT)
         except Exception as error:
-            if os.environ.get("FEATPIPE_DEBUG"):
-                raise
-            click.echo(
-                f"featpipe: internal error: {type(error).__name__}: {error} "
-                "(set FEATPIPE_DEBUG=1 for the traceback)", err=True,
-            )
-            ctx.exit(1)
+            if not _is_bad_input(error):
+                _report_internal_error(error)
+                ctx.exit(STATUS_INTERNAL_ERROR)
+            click.echo(f"featpipe: error: {' '.join(str(error).split())}", err=True)
+            ctx.exit(STATUS_BAD_INPUT)
+
+
+def _is_bad_input(error):
+    """Whether ``error`` is the user's (exit 2) rather than a bug in featpipe (exit 1).
+
+    A :class:`FeatpipeError` is bad input by definition. An ``OSError`` is when it
+    names a file or carries an errno about files and disks (missing, not allowed,
+    disk full, ...): a folder that cannot be read or written is the user's to fix.
+    """
+    if isinstance(error, FeatpipeError):
+        return True
+    return isinstance(error, OSError) and (error.filename is not None or error.errno in _FILE_ERRNOS)
+
+
+def _report_internal_error(error):
+    """One ``featpipe: internal error:`` line; the traceback above it when FEATPIPE_DEBUG=1."""
+    debug = os.environ.get("FEATPIPE_DEBUG", "") not in ("", "0")
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    hint = "" if debug else " (set FEATPIPE_DEBUG=1 for the traceback)"
+    click.echo(f"featpipe: internal error: {type(error).__name__}: {' '.join(str(error).split())}{hint}",
+               err=True)
 
 
 def _run_options(command):

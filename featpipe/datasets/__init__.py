@@ -4,7 +4,7 @@
 fingerprints a source without decoding it; :func:`scan_image_folder` and
 :func:`read_images` read an image folder lazily, and :func:`assign_splits`
 gives each of its images the split :func:`load_dataset` would. Every failure is a
-:class:`DatasetError` (a ``ValueError``) with a one-line message.
+:class:`DatasetError` (a :class:`featpipe.errors.FeatpipeError`) with a one-line message.
 """
 
 from featpipe._lazy import attach

@@ -6,16 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from featpipe.errors import DatasetError
+
 FORMAT_VERSION = 1
 """Bumped whenever decoding or splitting changes, so cached loads are not reused."""
-
-
-class DatasetError(ValueError):
-    """A data set cannot be found, read or split.
-
-    The message is one line that says what was wrong and what is needed; the
-    command line prints it and exits with status 2.
-    """
 
 
 class UnreadableImageWarning(UserWarning):

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 import featpipe
 from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
+from featpipe.errors import ParameterError, SpecError
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.pipeline.dask_backend import dask_backend
 from featpipe.pipeline.registry import make_feature
@@ -52,7 +53,7 @@ def _feature_pairs(features, from_run):
     elif all(isinstance(pair, tuple) and isinstance(pair[1], ImageFeatureExtractor) for pair in steps):
         names = [str(name) for name, _ in steps]
     else:
-        raise ValueError("features must be a spec such as 'hog+color', Steps, or (name, extractor) pairs")
+        raise SpecError("features must be a spec such as 'hog+color', Steps, or (name, extractor) pairs")
     if from_run is not None:
         from featpipe.model_io import load_model  # skops is slow to import; workers never need it
 
@@ -310,9 +311,9 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     started = time.perf_counter()
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     if not is_whole_number(chunk_size) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
+        raise ParameterError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
     if backend not in (None, "local", "dask"):
-        raise ValueError(f"backend must be 'local' (this machine's processes) or 'dask'; got {backend!r}")
+        raise ParameterError(f"backend must be 'local' (this machine's processes) or 'dask'; got {backend!r}")
     pairs, fitted = _feature_pairs(features, from_run)
     on_dask = scheduler is not None or backend == "dask"
     with ExitStack() as stack:

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import featpipe
+from featpipe.errors import ReportError
 
 STAGES = ("load", "extract", "normalize", "train", "evaluate")
 """Pipeline stages, in the order they run."""
@@ -30,10 +31,6 @@ RESULTS_COLUMNS = (
 SECONDS_COLUMNS = ("Pipeline",) + tuple(f"{stage} s" for stage in STAGES) + ("Total s",)
 
 BEST_MARK = "★"
-
-
-class ReportError(ValueError):
-    """A run folder that cannot be reported on."""
 
 
 def read_metrics(run_dir):

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featpipe.errors import StoreError
+
 MANIFEST_NAME = "manifest.json"
 EXTRACTORS_NAME = "extractors.skops"
 SHARDS_DIR = "shards"
@@ -34,10 +36,6 @@ LOCK_NAME = ".lock"
 FORMAT_VERSION = 1
 _TEMPORARY_MARK = ".tmp-"
 _HASH_BLOCK = 1 << 20
-
-
-class StoreError(ValueError):
-    """A feature store that cannot be written or read; the message is one line."""
 
 
 def shard_stem(index):
