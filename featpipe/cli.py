@@ -104,7 +104,7 @@ def _run_options(command):
         click.option("--cache-dir", type=click.Path(), default=None,
                      help="Cache root (default: the user cache directory)."),
         click.option("--no-cache", is_flag=True, help="Recompute every stage; cache nothing."),
-        click.option("--jobs", type=int, default=-1, show_default=True,
+        click.option("--jobs", "n_jobs", type=int, default=-1, show_default=True,
                      help="Extraction worker processes (-1: all cores)."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=None,
                      help="Images per extraction task."),
@@ -122,18 +122,20 @@ def _run_options(command):
     return command
 
 
-def _run_one(name, out, data, image_size, cache_dir, no_cache, jobs, chunk_size, seed,
-             val_size, strict, search, quiet):
+def _run_options_from(params):
+    """The RunOptions of a ``run`` or ``compare`` command's parameters."""
+    from featpipe.pipeline.options import RunOptions, options_from
+
+    return options_from(RunOptions, params, use_cache=not params["no_cache"])
+
+
+def _run_one(name, data, options, out):
     from featpipe.pipeline.run import run_pipeline
     from featpipe.pipeline.spec import resolve
 
-    result = run_pipeline(
-        resolve(name), data=data, image_size=image_size, out=out, cache_dir=cache_dir,
-        use_cache=not no_cache, n_jobs=jobs, chunk_size=chunk_size, seed=seed,
-        val_size=val_size, strict=strict, search=search, quiet=quiet,
-    )
+    result = run_pipeline(resolve(name), data, options=options, out=out)
     metrics = result.metrics
-    if not quiet:
+    if not options.quiet:
         stage_text = ", ".join(
             f"{stage} {seconds:.2f}s{' (cached)' if metrics['cache_hits'][stage] else ''}"
             for stage, seconds in metrics["seconds"].items()
@@ -168,9 +170,9 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder (default runs/<timestamp>-<name>).")
 @_run_options
-def run(name, out, **options):
+def run(name, out, data, **params):
     """Run pipeline NAME: a file in pipelines/ or a spec like hog+color+svm."""
-    result = _run_one(name, out, **options)
+    result = _run_one(name, data, _run_options_from(params), out)
     _print_accuracies(result.metrics)
 
 
@@ -180,15 +182,16 @@ def run(name, out, **options):
 @click.option("--from", "from_runs", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Finished run folder to include without retraining (repeatable).")
 @_run_options
-def compare(names, out, from_runs, **options):
+def compare(names, out, from_runs, data, **params):
     """Run several pipelines and write report.html, report.md and results.json to --out."""
     from featpipe.report import write_report
 
     if not names and not from_runs:
         raise click.UsageError("name at least one pipeline, or finished runs with --from")
+    options = _run_options_from(params)
     run_dirs = [Path(path) for path in from_runs]
     for name in names:
-        result = _run_one(name, Path(out) / "runs" / name.replace("/", "_"), **options)
+        result = _run_one(name, data, options, Path(out) / "runs" / name.replace("/", "_"))
         _print_accuracies(result.metrics)
         run_dirs.append(result.run_dir)
     written = write_report(run_dirs, Path(out))
@@ -224,7 +227,7 @@ def predict(run_dir, images):
 @click.argument("features")
 @click.option("--data", default=None, help="Images to extract: builtin, cifar10, a folder or a .npz file.")
 @click.option("--out", "store", type=click.Path(file_okay=False), required=True, help="Feature store folder.")
-@click.option("--jobs", type=int, default=-1, show_default=True,
+@click.option("--jobs", "n_jobs", type=int, default=-1, show_default=True,
               help="Processes extracting at once, this one included (-1: all cores).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Images per shard.")
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler, e.g. tcp://HOST:8786.")
@@ -237,17 +240,14 @@ def predict(run_dir, images):
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_run, image_size,
-            cache_dir, strict, quiet):
+def extract(features, data, store, **params):
     """Extract FEATURES (e.g. hog+color) for a whole image collection into a resumable store."""
     from featpipe.pipeline.extract_job import run_extract_job
+    from featpipe.pipeline.options import ExtractOptions, options_from
 
-    summary = run_extract_job(
-        features, data=data, out=store, n_jobs=jobs, chunk_size=chunk_size, scheduler=scheduler,
-        backend=None if backend == "local" else backend, strict=strict, cache_dir=cache_dir,
-        from_run=from_run, image_size=image_size, progress=not quiet,
-    )
-    click.echo(summary)
+    options = options_from(ExtractOptions, params, progress=not params["quiet"],
+                           backend=None if params["backend"] == "local" else params["backend"])
+    click.echo(run_extract_job(features, data, store, options=options))
 
 
 @cli.command()
@@ -271,12 +271,14 @@ def pipelines():
 @click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
-def datasets(data, image_size, cache_dir, strict):
+def datasets(data, **params):
     """Describe data set DATA (default: the built-in one): classes and split sizes."""
-    from featpipe.datasets import load_dataset
+    from featpipe.datasets import LoadOptions, load_dataset
+    from featpipe.pipeline.options import options_from
 
-    dataset = load_dataset(data, image_size=image_size, strict=strict, cache_dir=cache_dir)
-    click.echo(f"{dataset.name}: {len(dataset.classes)} classes, images {image_size}x{image_size}")
+    options = options_from(LoadOptions, params)
+    dataset = load_dataset(data, options)
+    click.echo(f"{dataset.name}: {len(dataset.classes)} classes, images {options.image_size}x{options.image_size}")
     for split in ("train", "val", "test"):
         labels = getattr(dataset, f"y_{split}")
         click.echo(f"  {split:<5} {len(labels):>7} images")

@@ -15,6 +15,8 @@ from joblib import Parallel, delayed
 from featpipe.errors import ParameterError
 
 DEFAULT_CHUNK_SIZE = 2000
+"""Images per task (a run's extraction) or per shard (an extract job): about a second of HOG + colour
+work on 32x32 images."""
 
 
 def chunk_bounds(n_items, chunk_size):

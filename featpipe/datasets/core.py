@@ -11,6 +11,9 @@ from featpipe.errors import DatasetError
 FORMAT_VERSION = 1
 """Bumped whenever decoding or splitting changes, so cached loads are not reused."""
 
+SPLITS = ("train", "val", "test")
+"""The splits of every data set, in the order stores and reports list them."""
+
 
 class UnreadableImageWarning(UserWarning):
     """Some image files could not be decoded and were skipped."""
