@@ -148,7 +148,7 @@ def _run_one(name, data, options, out):
 
 
 def _print_accuracies(metrics):
-    counts = {split: metrics["dataset"][f"n_{split}"] for split in ("train", "val", "test")}
+    counts = {split: metrics["dataset"][f"n_{split}"] for split in metrics["accuracy"]}
     for split, accuracy in metrics["accuracy"].items():
         if accuracy is not None:
             click.echo(f"{metrics['spec']} {split:<5} accuracy {accuracy:.4f} ({counts[split]} images)")
@@ -273,13 +273,13 @@ def pipelines():
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
 def datasets(data, **params):
     """Describe data set DATA (default: the built-in one): classes and split sizes."""
-    from featpipe.datasets import LoadOptions, load_dataset
+    from featpipe.datasets import SPLITS, LoadOptions, load_dataset
     from featpipe.pipeline.options import options_from
 
     options = options_from(LoadOptions, params)
     dataset = load_dataset(data, options)
     click.echo(f"{dataset.name}: {len(dataset.classes)} classes, images {options.image_size}x{options.image_size}")
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         labels = getattr(dataset, f"y_{split}")
         click.echo(f"  {split:<5} {len(labels):>7} images")
     click.echo(f"  classes: {', '.join(dataset.classes)}")

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from featpipe.cli import cli
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.model_io import load_model
 from featpipe.pipeline import extract_job, run_folder, stages
 
@@ -66,7 +67,7 @@ def test_second_run_reports_every_stage_cached(tmp_path, invoke, small_npz):
     args = ("run", "raw+softmax", "--data", small_npz, "--cache-dir", tmp_path / "cache", "--jobs", 1)
     invoke(*args, "--out", tmp_path / "first")
     second = invoke(*args, "--out", tmp_path / "second")
-    assert second.stderr.count("(cached)") == len(stages.STAGE_NAMES)
+    assert second.stderr.count("(cached)") == len(STAGE_NAMES)
 
 
 def test_pipelines_lists_the_shipped_files(invoke):
@@ -80,7 +81,7 @@ def test_cache_info_and_clear(tmp_path, invoke, small_npz):
            "--jobs", 1)
     info = invoke("cache", "info", "--cache-dir", tmp_path / "cache")
     n_entries = int(info.stdout.split("\n")[1].split()[0])
-    assert n_entries >= len(stages.STAGE_NAMES)
+    assert n_entries >= len(STAGE_NAMES)
     cleared = invoke("cache", "clear", "--cache-dir", tmp_path / "cache")
     assert cleared.exit_code == 0 and not (tmp_path / "cache").exists()
 

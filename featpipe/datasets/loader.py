@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import skimage
 
+from featpipe.digests import file_sha256
+
 from . import builtin, cifar10
 from .core import (
+    SPLITS,
     Dataset,
     DatasetError,
     UnreadableImageWarning,
@@ -68,11 +71,6 @@ def _listing_digest(root, paths):
     return digest.hexdigest()
 
 
-def _file_digest(path):
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _content(kind, path):
     """(content digest, number of images or None, folder scan or None) of a source."""
     if kind == "builtin":
@@ -84,7 +82,7 @@ def _content(kind, path):
         batch_files = [path / name for name in cifar10.BATCH_FILES if (path / name).is_file()]
         return _listing_digest(path, batch_files), None, None
     if kind in ("npz", "cifar10-tarball"):
-        return _file_digest(path), None, None
+        return file_sha256(path), None, None
     scan = scan_image_folder(path)
     return _listing_digest(path, scan[0]), len(scan[0]), scan
 
@@ -166,7 +164,7 @@ def _load_folder(root, scan, options, n_jobs, progress):
     labels = labels[ok]
     splits = assign_splits(labels, scanned_splits[ok], options.val_size, options.seed)
     arrays = {}
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         chosen = splits == split
         arrays[f"X_{split}"], arrays[f"y_{split}"] = images[chosen], labels[chosen]
     return arrays, skipped

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.pipeline import stages
 
 
@@ -22,8 +23,8 @@ class StageClock:
 
     def __init__(self, quiet):
         self.quiet = quiet
-        self.seconds = dict.fromkeys(stages.STAGE_NAMES, 0.0)
-        self.hits = dict.fromkeys(stages.STAGE_NAMES, True)
+        self.seconds = dict.fromkeys(STAGE_NAMES, 0.0)
+        self.hits = dict.fromkeys(STAGE_NAMES, True)
 
     def bar(self, description, total):
         """A progress bar on stderr that shows only when a step takes over half a second."""

@@ -179,7 +179,7 @@ def _open_store(out, plan):
         if foreign:
             raise StoreError(f"{out} is not a feature store and not empty ({', '.join(foreign[:3])}...); "
                              "give a new or empty folder")
-        manifest = {"format": store_format.FORMAT_VERSION, "complete": False,
+        manifest = {"format": store_format.STORE_FORMAT_VERSION, "complete": False,
                     "featpipe_version": featpipe.__version__, "plan": plan}
         store_format.write_manifest(out, manifest)
     elif manifest.get("plan") != plan:
@@ -221,7 +221,7 @@ def _final_manifest(plan, pairs, collection, records, seconds):
     edges = np.cumsum([0] + widths).tolist()
     offsets = np.cumsum([0] + [record["n_rows"] for record in records]).tolist()
     return {
-        "format": store_format.FORMAT_VERSION,
+        "format": store_format.STORE_FORMAT_VERSION,
         "complete": True,
         "featpipe_version": featpipe.__version__,
         "plan": plan,

@@ -19,6 +19,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from featpipe.cache import fingerprint, make_memory
 from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.pipeline import stages
 from featpipe.pipeline.cached_stages import CachedStages, StageClock
 from featpipe.pipeline.inputs import ImageSource, StoreSource
@@ -131,7 +132,7 @@ def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     evaluation = cached.lazily("evaluate", (model_key,), lambda: {
         "model_features": get_model_features(), "head": head, "dataset": source.training_dataset()})
     if not options.use_cache:
-        clock.hits = dict.fromkeys(stages.STAGE_NAMES, False)
+        clock.hits = dict.fromkeys(STAGE_NAMES, False)
 
     model = Pipeline([
         ("features", FeatureUnion([(step.name, extractor) for step, extractor in zip(spec.features, fitted)])),

@@ -16,8 +16,6 @@ from featpipe.datasets import SPLITS, load_dataset, round_robin_by_class
 from featpipe.parallel import DEFAULT_CHUNK_SIZE, transform_in_chunks
 from featpipe.pipeline.registry import make_feature, make_head
 
-STAGE_NAMES = ("load", "extract", "normalize", "train", "evaluate")
-"""The five stages a run times and reports, in order."""
 N_EXAMPLES = 16
 SCALER_ROWS = 4096
 """Rows per block when the scaler is fitted."""
@@ -34,7 +32,7 @@ IGNORED = {
 
 TIMED_AS = {"load": "load", "fit_extractor": "extract", "extract": "extract", "normalize": "normalize",
             "train": "train", "evaluate": "evaluate"}
-"""Stage function -> the stage of :data:`STAGE_NAMES` whose time and cache hits it counts in."""
+"""Stage function -> the stage of :data:`featpipe.metrics_schema.STAGE_NAMES` whose time and cache hits it counts in."""
 
 
 def load(data_key, data, options, progress):
