@@ -6,10 +6,13 @@ operating-system error about the user's files) ends with one ``featpipe:
 error: ...`` line on stderr and exit status 2; an interrupted run ends with
 status 130. Neither leaves a half-written run folder behind. Anything else is
 a bug: one ``featpipe: internal error: ...`` line and status 1, with the
-traceback above it when the environment sets ``FEATPIPE_DEBUG=1``.
+traceback above it when the environment sets ``FEATPIPE_DEBUG=1``. When the
+reader of the output goes away (``featpipe pipelines | head -1``) the command
+ends silently with status 1.
 """
 
 import errno
+import io
 import json
 import os
 import sys
@@ -64,12 +67,27 @@ class _OneLineErrors(click.Group):
             click.echo(f"featpipe: interrupted; {_INTERRUPTED.get(ctx.invoked_subcommand, 'nothing was written')}",
                        err=True)
             ctx.exit(STATUS_INTERRUPTED)
+        except BrokenPipeError:
+            _silence_stdout()
+            ctx.exit(STATUS_INTERNAL_ERROR)
         except Exception as error:
             if not _is_bad_input(error):
                 _report_internal_error(error)
                 ctx.exit(STATUS_INTERNAL_ERROR)
             click.echo(f"featpipe: error: {' '.join(str(error).split())}", err=True)
             ctx.exit(STATUS_BAD_INPUT)
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null after its reader went away (``featpipe ... | head``).
+
+    Nothing is reported: the output was not wanted any more. Without this, flushing stdout
+    at exit would raise again (the recipe of Python's ``signal`` documentation).
+    """
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 def _is_bad_input(error):

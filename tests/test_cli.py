@@ -217,6 +217,15 @@ def test_os_errors_about_files_are_bad_input_and_others_internal(tmp_path, invok
     assert result.stderr.startswith("featpipe: error:" if status == 2 else "featpipe: internal error:")
 
 
+def test_a_reader_that_goes_away_ends_the_command_silently():
+    process = subprocess.Popen([sys.executable, "-m", "featpipe.cli", "pipelines"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert stderr == ""
+
+
 def test_console_script_runs_as_a_real_process(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "featpipe.cli", "run", "nothing+svm", "--cache-dir", str(tmp_path)],

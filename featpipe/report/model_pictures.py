@@ -1,4 +1,4 @@
-"""The lecture's pictures of what a pipeline learned and sees.
+"""Pictures of what a pipeline learned and sees, for the comparison report.
 
 Class templates (a raw-pixel linear classifier's weights, one image per
 class), HOG glyphs and colour histograms of example images, the visual-word

@@ -1,6 +1,7 @@
 """Reading a finished feature store.
 
-:func:`open` keeps the shards as they are and memory-maps each one; ``features`` is a :class:`ShardedFeatures`, an (N, D) float32 view that
+:func:`open` keeps the shards as they are and memory-maps each one;
+``features`` is a :class:`ShardedFeatures`, an (N, D) float32 view that
 indexes across shards like an array and becomes one with ``np.asarray``.
 One file would need either a final copy of every shard (twice the disk for
 a million-image store) or many writers sharing one file across machines
