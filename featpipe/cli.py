@@ -269,12 +269,13 @@ def cache_info_command(cache_dir):
     click.echo(f"cache: {info['path']}")
     click.echo(f"  {info['n_entries']} cached stage outputs, {info['n_files']} files, "
                f"{info['n_bytes'] / 1e6:.1f} MB")
+    click.echo("  private to you (created 0700): it holds pickles, and whoever can write it can run code as you")
 
 
 @cache.command("clear")
 @click.option("--cache-dir", type=click.Path(), default=None)
 def cache_clear_command(cache_dir):
-    """Delete everything in the cache."""
+    """Delete what featpipe cached (only in a featpipe cache folder; anything else is refused)."""
     from featpipe.cache import clear_cache
 
     freed = clear_cache(cache_dir)

@@ -30,6 +30,8 @@ import numpy as np
 import platformdirs
 import pooch
 
+from featpipe.cache import prepare_cache_dir
+
 from .core import DatasetError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -178,7 +180,7 @@ def fetch_cifar10(cache_dir=None):
         If the download fails, the folder cannot be written, or the md5 of
         what arrived differs from :data:`CIFAR10_MD5`.
     """
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = prepare_cache_dir(Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir())
     try:
         path = pooch.retrieve(
             CIFAR10_URL,
