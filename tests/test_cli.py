@@ -125,7 +125,7 @@ def _bad_inputs(tmp_path):
         "unknown head": (["run", "raw+forest"], "unknown head 'forest'"),
         "malformed file": (["run", malformed], "not valid TOML"),
         "image too small": (["run", "hog+svm", "--image-size", 4], "too small"),
-        "unwritable cache": (["run", "raw+softmax", "--cache-dir", blocker], "cannot be written"),
+        "unwritable cache": (["run", "raw+softmax", "--cache-dir", blocker], "is a file, not a featpipe cache"),
     }
 
 
