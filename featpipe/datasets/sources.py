@@ -61,7 +61,10 @@ def _listing_digest(root, paths):
     digest = hashlib.sha256()
     prefix_length = len(os.path.join(os.fspath(root), ""))
     for path in map(os.fspath, paths):
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError:  # a dangling link or a link loop: read_images skips it and says why
+            stat = os.lstat(path)
         digest.update(f"{path[prefix_length:]}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
