@@ -120,8 +120,13 @@ def _fit(pairs, collection, image_size, fit_samples, seed, strict):
     """Fit every extractor on a seeded sample of at most ``fit_samples`` training images.
 
     Extractors that learn nothing (the base class's ``_fit_images``) only
-    need the image size, so a few images fit them.
+    need the image size, so a few images fit them. An extractor whose
+    ``random_state`` is unset gets ``seed``, as in ``featpipe run``, so two
+    jobs with the same plan write the same bytes.
     """
+    for _, extractor in pairs:
+        if extractor.get_params(deep=False).get("random_state", 0) is None:
+            extractor.set_params(random_state=seed)
     train = np.flatnonzero(collection.splits == "train")
     if not any(_learns_from_data(extractor) for _, extractor in pairs):
         train = train[:64]
@@ -210,7 +215,7 @@ def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, 
     return pairs, saver.submit(feature_store.save_extractors, out, pairs)
 
 
-def _final_manifest(plan, pairs, collection, records, seconds):
+def _final_manifest(plan, pairs, collection, records):
     rows = []
     skipped = list(collection.skipped_at_load)
     for record in records:
@@ -241,7 +246,6 @@ def _final_manifest(plan, pairs, collection, records, seconds):
         "labels": collection.labels[rows].tolist(),
         "splits": collection.splits[rows].tolist(),
         "skipped": skipped,
-        "seconds": round(seconds, 3),
     }
 
 
@@ -365,7 +369,8 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         if saving is not None:
             saving.result()
         if todo or not manifest["complete"]:
-            manifest = _final_manifest(plan, pairs, collection, records, time.perf_counter() - started)
+            manifest = _final_manifest(plan, pairs, collection, records)
             feature_store.write_manifest(out, manifest)
+            feature_store.write_timings(out, time.perf_counter() - started)
         feature_store.remove_temporary_files(out)
     return feature_store.open(out, verify=False)

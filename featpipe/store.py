@@ -8,6 +8,8 @@ A store is a folder::
         shards/shard-000000.npy   float32 (n_rows, D) features of input chunk 0
         shards/shard-000000.json  its commit record: input rows, sha256, skipped images
         .lock                     present while a job writes the store (featpipe.store_lock)
+        timings.json              seconds the last job took (kept apart: the other files are
+                                  byte for byte the same for a resumed and an uninterrupted job)
 
 Every file is written under a temporary name and renamed into place, so a
 reader never sees half a shard: a shard counts as finished once its commit
@@ -32,10 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
+from featpipe.store_manifest import check_manifest, checked_shard_path
+
 MANIFEST_NAME = "manifest.json"
 EXTRACTORS_NAME = "extractors.skops"
 SHARDS_DIR = "shards"
 LOCK_NAME = ".lock"
+TIMINGS_NAME = "timings.json"
 FORMAT_VERSION = 1
 _TEMPORARY_MARK = ".tmp-"
 _HASH_BLOCK = 1 << 20
@@ -152,9 +157,18 @@ def read_shard_record(store_dir, index):
 
 
 def shard_is_intact(store_dir, record):
-    """Whether the shard file of ``record`` exists and matches its sha256."""
-    path = Path(store_dir) / record["file"]
-    return path.is_file() and file_sha256(path) == record["sha256"]
+    """Whether the shard file of ``record`` exists and matches its sha256.
+
+    Raises
+    ------
+    StoreError
+        When the record names a file other than the writer's name for its
+        index, or the shard is a symbolic link (:mod:`featpipe.store_manifest`).
+    """
+    if not isinstance(record, dict):
+        raise StoreError(f"a shard record of store {store_dir} is not a JSON object")
+    path = checked_shard_path(store_dir, SHARDS_DIR, record.get("index"), record.get("file"), StoreError)
+    return path.is_file() and file_sha256(path) == record.get("sha256")
 
 
 def save_extractors(store_dir, pairs):
@@ -206,6 +220,11 @@ def read_manifest(store_dir):
 def write_manifest(store_dir, manifest):
     """Write ``manifest.json`` atomically."""
     _write_json(Path(store_dir) / MANIFEST_NAME, manifest)
+
+
+def write_timings(store_dir, seconds):
+    """Write ``timings.json``: how long the job that finished the store took."""
+    _write_json(Path(store_dir) / TIMINGS_NAME, {"seconds": round(float(seconds), 3)})
 
 
 class ShardedFeatures:
@@ -362,15 +381,18 @@ def open(path, verify=True):  # noqa: A001 - the reader API is featpipe.store.op
     manifest = read_manifest(path)
     if manifest is None:
         raise StoreError(f"{path} is not a feature store: it has no {MANIFEST_NAME}")
+    if not isinstance(manifest, dict):
+        raise StoreError(f"manifest of store {path} is invalid: not a JSON object")
     if manifest.get("format") != FORMAT_VERSION:
         raise StoreError(f"{path} is a feature store of format {manifest.get('format')}; "
                          f"this featpipe reads format {FORMAT_VERSION}")
     if not manifest.get("complete"):
         raise StoreError(f"feature store {path} is unfinished: its job was interrupted; "
                          "run the same featpipe extract command again to finish it")
+    check_manifest(path, manifest, SHARDS_DIR, StoreError)
     shards = []
-    for shard in manifest["shards"]:
-        shard_path = path / shard["file"]
+    for index, shard in enumerate(manifest["shards"]):
+        shard_path = checked_shard_path(path, SHARDS_DIR, index, shard["file"], StoreError)
         try:
             array = np.load(shard_path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:

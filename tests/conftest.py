@@ -8,7 +8,9 @@ import pytest
 
 from featpipe.store import SHARDS_DIR
 
-CIFAR_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
+CIFAR_FOLDER = Path(os.environ.get("FEATPIPE_CIFAR_FOLDER")
+                    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg")
+"""The shared CIFAR-10 JPEG folder beside the checkout; FEATPIPE_CIFAR_FOLDER overrides it (git worktrees)."""
 
 
 def make_colour_images(n_per_class, n_classes=3, size=16, seed=0):

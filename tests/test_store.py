@@ -30,7 +30,8 @@ def _write_store(folder, arrays, complete=True):
                    for record, first, last in zip(records, offsets[:-1], offsets[1:])],
         "features": [{"name": "a", "width": 2}, {"name": "b", "width": arrays[0].shape[1] - 2}],
         "labels": list(range(n_rows)), "splits": ["train"] * (n_rows - 1) + ["test"],
-        "classes": ["x", "y"], "paths": [f"p{row}" for row in range(n_rows)], "skipped": [],
+        "classes": [f"class{row}" for row in range(n_rows)], "paths": [f"p{row}" for row in range(n_rows)],
+        "skipped": [], "plan": {"image_size": 32},
     })
     return records
 
