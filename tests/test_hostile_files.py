@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import featpipe.store
 from featpipe.cli import cli
 from featpipe.datasets import DatasetError, load_dataset
-from featpipe.report.lecture import load_examples
+from featpipe.report.model_pictures import load_examples
 from featpipe.store import StoreError
 from hostile import PicklePayload
 

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 import featpipe.store
 from featpipe.cli import cli
 from featpipe.model_io import ALLOWED_TYPES, ModelFileError, load_model, save_model
-from featpipe.registry import FEATURES, HEADS, make_feature, make_head
+from featpipe.pipeline.registry import FEATURES, HEADS, make_feature, make_head
 from hostile import PAYLOADS, nested_payload_file, payload_node, rewrite_schema, root_payload_file
 
 SMALL_PARAMS = {"words": {"n_words": 8, "n_patches": 2000}, "bow": {"n_words": 8, "n_patches": 2000}}

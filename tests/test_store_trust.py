@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 import featpipe.store
-from featpipe import extract_job
+from featpipe.pipeline import extract_job
 from featpipe.cli import cli
-from featpipe.extract_job import run_extract_job
-from featpipe.spec import Step
+from featpipe.pipeline.extract_job import run_extract_job
+from featpipe.pipeline.spec import Step
+from featpipe.store import format as store_format
 from featpipe.store import StoreError
 
 
@@ -113,7 +114,7 @@ def test_a_resumed_job_trusts_no_shard_record_naming_another_file(store_dir, sma
 
 def _store_bytes(store_dir):
     return {str(path.relative_to(store_dir)): path.read_bytes() for path in sorted(store_dir.rglob("*"))
-            if path.is_file() and path.name != featpipe.store.TIMINGS_NAME}
+            if path.is_file() and path.name != store_format.TIMINGS_NAME}
 
 
 def test_an_interrupted_and_resumed_store_has_the_bytes_of_an_uninterrupted_one(tmp_path, small_npz,
@@ -139,4 +140,4 @@ def test_an_interrupted_and_resumed_store_has_the_bytes_of_an_uninterrupted_one(
     assert {"manifest.json", "extractors.skops", "shards/shard-000004.npy"} <= set(expected)
     assert _store_bytes(out) == expected
     assert "seconds" not in json.loads((out / "manifest.json").read_text())
-    assert json.loads((out / featpipe.store.TIMINGS_NAME).read_text())["seconds"] > 0
+    assert json.loads((out / store_format.TIMINGS_NAME).read_text())["seconds"] > 0
