@@ -63,6 +63,32 @@ class _OneLineErrors(click.Group):
             ctx.exit(1)
 
 
+class _MemorySize(click.ParamType):
+    """A size written like 256M or 4G, in bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        from featpipe.memory_budget import MemoryBudgetError, parse_size
+
+        try:
+            return value if isinstance(value, int) else parse_size(value)
+        except MemoryBudgetError as error:
+            self.fail(str(error), param, ctx)
+
+
+def _max_pixels_option():
+    return click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+                        help="Skip image files whose header announces more pixels, before decoding "
+                             "(default 40,000,000).")
+
+
+def _check_jobs(jobs):
+    if jobs == 0 or jobs < -1:
+        raise click.BadParameter(f"{jobs} is not a number of processes: give -1 (every core) or 1 or more",
+                                 param_hint="'--jobs'")
+
+
 def _run_options(command):
     """Options shared by ``run`` and ``compare``."""
     options = [
@@ -80,8 +106,12 @@ def _run_options(command):
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed of the validation split and of every estimator."),
         click.option("--val-size", type=click.IntRange(min=0), default=None,
-                     help="Validation images held out from train (default 1,000, or 10%% when smaller)."),
+                     help="Validation images held out from train (default 1,000, or 10% when smaller)."),
         click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
+        _max_pixels_option(),
+        click.option("--memory-budget", type=_MemorySize(), default=None, metavar="SIZE",
+                     help="Memory the in-memory image load may hold, e.g. 256M or 4G "
+                          "(default: half the machine's memory); a larger load is refused."),
         click.option("--search", is_flag=True,
                      help="Search learning rate x regularization on the validation split first."),
         click.option("--quiet", is_flag=True, help="No progress bars or stage summary."),
@@ -91,15 +121,16 @@ def _run_options(command):
     return command
 
 
-def _run_one(name, out, data, image_size, cache_dir, no_cache, jobs, chunk_size, seed,
-             val_size, strict, search, quiet):
+def _run_one(spec, out, data, image_size, cache_dir, no_cache, jobs, chunk_size, seed,
+             val_size, strict, search, quiet, max_pixels, memory_budget):
     from featpipe.pipeline.run import run_pipeline
-    from featpipe.pipeline.spec import resolve
 
+    _check_jobs(jobs)
+    limits = {} if max_pixels is None else {"max_pixels": max_pixels}
     result = run_pipeline(
-        resolve(name), data=data, image_size=image_size, out=out, cache_dir=cache_dir,
+        spec, data=data, image_size=image_size, out=out, cache_dir=cache_dir,
         use_cache=not no_cache, n_jobs=jobs, chunk_size=chunk_size, seed=seed,
-        val_size=val_size, strict=strict, search=search, quiet=quiet,
+        val_size=val_size, strict=strict, search=search, quiet=quiet, memory_budget=memory_budget, **limits,
     )
     metrics = result.metrics
     if not quiet:
@@ -139,7 +170,9 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 @_run_options
 def run(name, out, **options):
     """Run pipeline NAME: a file in pipelines/ or a spec like hog+color+svm."""
-    result = _run_one(name, out, **options)
+    from featpipe.pipeline.spec import resolve
+
+    result = _run_one(resolve(name), out, **options)
     _print_accuracies(result.metrics)
 
 
@@ -153,11 +186,17 @@ def compare(names, out, from_runs, **options):
     """Run several pipelines and write report.html, report.md and results.json to --out."""
     from featpipe.report import write_report
 
+    from featpipe.pipeline.spec import resolve
+
     if not names and not from_runs:
         raise click.UsageError("name at least one pipeline, or finished runs with --from")
+    specs = [resolve(name) for name in names]  # every spec is checked before any is run
+    if Path(out).exists():
+        raise click.BadParameter(f"{out} exists; a report never replaces another: choose a new folder",
+                                 param_hint="'--out'")
     run_dirs = [Path(path) for path in from_runs]
-    for name in names:
-        result = _run_one(name, Path(out) / "runs" / name.replace("/", "_"), **options)
+    for name, spec in zip(names, specs):
+        result = _run_one(spec, Path(out) / "runs" / name.replace("/", "_"), **options)
         _print_accuracies(result.metrics)
         run_dirs.append(result.run_dir)
     written = write_report(run_dirs, Path(out))
@@ -168,7 +207,8 @@ def compare(names, out, from_runs, **options):
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-def predict(run_dir, images):
+@_max_pixels_option()
+def predict(run_dir, images, max_pixels):
     """Print the predicted class (and probability, when the head has one) of each image."""
     from featpipe.datasets import read_images
     from featpipe.model_io import load_model
@@ -178,7 +218,8 @@ def predict(run_dir, images):
         raise click.BadParameter(f"{run_dir} is not a run folder (no metrics.json)", param_hint="RUN_DIR")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     model = load_model(Path(run_dir) / "model.skops")
-    batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True).images
+    limits = {} if max_pixels is None else {"max_pixels": max_pixels}
+    batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True, **limits).images
     classes = metrics["dataset"]["classes"]
     labels = model.predict(batch)
     probabilities = model.predict_proba(batch).max(axis=1) if hasattr(model, "predict_proba") else None
@@ -205,16 +246,19 @@ def predict(run_dir, images):
               help="Side in pixels images are resized to (default: the --from run's, else 32).")
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
+@_max_pixels_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_run, image_size,
-            cache_dir, strict, quiet):
+            cache_dir, strict, max_pixels, quiet):
     """Extract FEATURES (e.g. hog+color) for a whole image collection into a resumable store."""
     from featpipe.pipeline.extract_job import run_extract_job
 
+    _check_jobs(jobs)
+    limits = {} if max_pixels is None else {"max_pixels": max_pixels}
     summary = run_extract_job(
         features, data=data, out=store, n_jobs=jobs, chunk_size=chunk_size, scheduler=scheduler,
         backend=None if backend == "local" else backend, strict=strict, cache_dir=cache_dir,
-        from_run=from_run, image_size=image_size, progress=not quiet,
+        from_run=from_run, image_size=image_size, progress=not quiet, **limits,
     )
     click.echo(summary)
 
@@ -240,11 +284,13 @@ def pipelines():
 @click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
-def datasets(data, image_size, cache_dir, strict):
+@_max_pixels_option()
+def datasets(data, image_size, cache_dir, strict, max_pixels):
     """Describe data set DATA (default: the built-in one): classes and split sizes."""
     from featpipe.datasets import load_dataset
 
-    dataset = load_dataset(data, image_size=image_size, strict=strict, cache_dir=cache_dir)
+    limits = {} if max_pixels is None else {"max_pixels": max_pixels}
+    dataset = load_dataset(data, image_size=image_size, strict=strict, cache_dir=cache_dir, **limits)
     click.echo(f"{dataset.name}: {len(dataset.classes)} classes, images {image_size}x{image_size}")
     for split in ("train", "val", "test"):
         labels = getattr(dataset, f"y_{split}")

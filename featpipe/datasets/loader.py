@@ -22,7 +22,7 @@ from .core import (
     check_image_size,
     fingerprint_of,
 )
-from .images import read_images, resize_batch, scan_image_folder
+from .images import DEFAULT_MAX_PIXELS, read_images, resize_batch, scan_image_folder
 from .npz import read_npz
 from .splits import VAL_STREAM, assign_splits, resolve_val_size, stratified_holdout
 
@@ -146,9 +146,10 @@ def _describe(data, image_size, val_size, seed):
     return source, scan
 
 
-def _load_folder(root, scan, image_size, val_size, seed, strict, n_jobs, progress):
+def _load_folder(root, scan, image_size, val_size, seed, strict, n_jobs, progress, max_pixels):
     paths, labels, _, scanned_splits = scan
-    images, ok, skipped = read_images(paths, image_size, strict=strict, n_jobs=n_jobs, progress=progress)
+    images, ok, skipped = read_images(paths, image_size, strict=strict, n_jobs=n_jobs, progress=progress,
+                                      max_pixels=max_pixels)
     if not ok.any():
         first_path, reason = skipped[0]
         raise DatasetError(
@@ -163,13 +164,14 @@ def _load_folder(root, scan, image_size, val_size, seed, strict, n_jobs, progres
     return arrays, skipped
 
 
-def _load_arrays(kind, path, scan, image_size, val_size, seed, strict, cache_dir, n_jobs, progress):
+def _load_arrays(kind, path, scan, image_size, val_size, seed, strict, cache_dir, n_jobs, progress, max_pixels):
     """({X_train, y_train, X_test, y_test[, X_val, y_val]}, classes, skipped) of a source."""
     if kind == "builtin":
         X_train, y_train, X_test, y_test, classes = builtin.make_builtin(image_size, seed)
         return {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}, classes, []
     if kind == "folder":
-        arrays, skipped = _load_folder(path, scan, image_size, val_size, seed, strict, n_jobs, progress)
+        arrays, skipped = _load_folder(path, scan, image_size, val_size, seed, strict, n_jobs, progress,
+                                       max_pixels)
         return arrays, scan[2], skipped
     if kind == "npz":
         arrays, classes = read_npz(path)
@@ -199,7 +201,7 @@ def _check_splits(arrays, classes, name):
 
 
 def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, cache_dir=None, progress=None,
-                 n_jobs=-1):
+                 n_jobs=-1, max_pixels=DEFAULT_MAX_PIXELS):
     """Load a data set as uint8 images at one size, with train, validation and test splits.
 
     Parameters
@@ -232,6 +234,9 @@ def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, 
         folders only); ``describe_source(...)["n_images"]`` is the total.
     n_jobs : int, default=-1
         Decoding threads for image folders; -1 uses every core.
+    max_pixels : int or None, default=DEFAULT_MAX_PIXELS
+        Image files whose header announces more pixels are skipped (or,
+        with ``strict``, refused) before they are decoded.
 
     Returns
     -------
@@ -259,7 +264,7 @@ def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, 
     image_size = check_image_size(image_size)
     kind, path = source["kind"], None if source["path"] is None else Path(source["path"])
     arrays, classes, skipped = _load_arrays(
-        kind, path, scan, image_size, val_size, seed, strict, cache_dir, n_jobs, progress
+        kind, path, scan, image_size, val_size, seed, strict, cache_dir, n_jobs, progress, max_pixels
     )
     if "X_val" not in arrays:
         n_val = resolve_val_size(val_size, len(arrays["y_train"]))

@@ -13,7 +13,6 @@ parallel and a cluster run all write the same store.
 """
 
 import hashlib
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -25,8 +24,10 @@ from tqdm.auto import tqdm
 
 import featpipe
 from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
+from featpipe.datasets.images import DEFAULT_MAX_PIXELS
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.pipeline.dask_backend import dask_backend
+from featpipe.pipeline.inputs import jsonable
 from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import Step, parse_features
 from featpipe.pipeline.workers import SharedWorkPool, WorkerDied
@@ -66,15 +67,12 @@ def _feature_pairs(features, from_run):
     return [(name, extractor) for name, (_, extractor) in zip(names, steps)], False
 
 
-def _jsonable(value):
-    return json.loads(json.dumps(value, sort_keys=True, default=repr))
-
-
 class _Collection:
     """The job's inputs: file paths read lazily, or an in-memory image array."""
 
-    def __init__(self, data, image_size, val_size, seed, strict, cache_dir):
+    def __init__(self, data, image_size, val_size, seed, strict, cache_dir, max_pixels):
         self.source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
+        self.max_pixels = max_pixels
         self.images = None
         self.skipped_at_load = []
         if self.source["kind"] == "folder":
@@ -109,7 +107,8 @@ class _Collection:
         """Images and labels of the readable inputs among ``indices``."""
         if self.images is not None:
             return self.images[indices], self.labels[indices]
-        batch = read_images([self.paths[index] for index in indices], image_size, strict=strict, n_jobs=-1)
+        batch = read_images([self.paths[index] for index in indices], image_size, strict=strict, n_jobs=-1,
+                            max_pixels=self.max_pixels)
         return batch.images, self.labels[indices][batch.ok]
 
 
@@ -121,13 +120,8 @@ def _fit(pairs, collection, image_size, fit_samples, seed, strict):
     """Fit every extractor on a seeded sample of at most ``fit_samples`` training images.
 
     Extractors that learn nothing (the base class's ``_fit_images``) only
-    need the image size, so a few images fit them. An extractor whose
-    ``random_state`` is unset gets ``seed``, as in ``featpipe run``, so two
-    jobs with the same plan write the same bytes.
+    need the image size, so a few images fit them.
     """
-    for _, extractor in pairs:
-        if extractor.get_params(deep=False).get("random_state", 0) is None:
-            extractor.set_params(random_state=seed)
     train = np.flatnonzero(collection.splits == "train")
     if not any(_learns_from_data(extractor) for _, extractor in pairs):
         train = train[:64]
@@ -139,7 +133,7 @@ def _fit(pairs, collection, image_size, fit_samples, seed, strict):
     return [(name, extractor.fit(images, labels)) for name, extractor in pairs]
 
 
-def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, strict):
+def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, strict, max_pixels):
     """Read one chunk, extract its features and write its shard; return the shard's record.
 
     ``inputs`` are file paths (decoded here; corrupt files are skipped
@@ -148,7 +142,7 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, stri
     if isinstance(inputs, np.ndarray):
         images, skipped = inputs, []
     else:
-        batch = read_images(inputs, image_size, strict=strict)
+        batch = read_images(inputs, image_size, strict=strict, max_pixels=max_pixels)
         missing = [path for path, reason in batch.skipped if reason.startswith("FileNotFoundError")]
         if missing:
             raise StoreError(f"{missing[0]} was listed when the job started but cannot be found now; on a "
@@ -168,7 +162,7 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, stri
 def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run):
     """Everything the bytes of the store depend on; a resumed job must match it."""
     return {
-        "features": [{"name": name, "params": _jsonable(extractor.get_params(deep=False))}
+        "features": [{"name": name, "params": jsonable(extractor.get_params(deep=False))}
                      for name, extractor in pairs],
         "fitted_on": {"run": str(Path(from_run).resolve())} if fitted else
                      {"fit_samples": int(fit_samples), "seed": int(seed)},
@@ -176,6 +170,7 @@ def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, 
         "inputs": {"n": len(collection), "sha256": collection.digest()},
         "image_size": int(image_size),
         "chunk_size": int(chunk_size),
+        "max_pixels": collection.max_pixels,
     }
 
 
@@ -252,7 +247,8 @@ def _final_manifest(plan, pairs, collection, records):
 
 def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_SIZE, scheduler=None,
                     backend=None, strict=False, cache_dir=None, from_run=None, progress=True, *,
-                    image_size=None, val_size=None, seed=0, fit_samples=DEFAULT_FIT_SAMPLES):
+                    image_size=None, val_size=None, seed=0, fit_samples=DEFAULT_FIT_SAMPLES,
+                    max_pixels=DEFAULT_MAX_PIXELS):
     """Extract features of a whole image collection into a feature store, resumably.
 
     Parameters
@@ -293,6 +289,9 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         ``seed`` also draws the fit sample.
     fit_samples : int, default=50000
         Training images the extractors that learn are fitted on, at most.
+    max_pixels : int or None
+        Image files whose header announces more pixels are skipped (listed
+        in ``skipped``) or, with ``strict``, refused, before decoding.
 
     Returns
     -------
@@ -318,6 +317,10 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     if backend not in (None, "local", "dask"):
         raise ValueError(f"backend must be 'local' (this machine's processes) or 'dask'; got {backend!r}")
     pairs, fitted = _feature_pairs(features, from_run)
+    if not fitted:  # as `featpipe run` does: two jobs with the same plan write the same bytes
+        for _, extractor in pairs:
+            if extractor.get_params(deep=False).get("random_state", 0) is None:
+                extractor.set_params(random_state=seed)
     on_dask = scheduler is not None or backend == "dask"
     with ExitStack() as stack:
         # The local workers start now: their imports overlap listing the images and fitting.
@@ -327,7 +330,7 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
                              f"images, not {image_size}")
         if image_size is None:
             image_size = pairs[0][1].image_shape_[0] if fitted else 32
-        collection = _Collection(data, image_size, val_size, seed, strict, cache_dir)
+        collection = _Collection(data, image_size, val_size, seed, strict, cache_dir, max_pixels)
         plan = _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run)
         out = Path(out).expanduser().resolve()
         try:
@@ -349,7 +352,7 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         bar = tqdm(total=len(collection), initial=done_images, unit="img", desc="extract",
                    disable=not progress, smoothing=0.1)
         tasks = [(str(out), index, bounds[index][0], collection.chunk(*bounds[index]), extractors, image_size,
-                  strict) for index in todo]
+                  strict, max_pixels) for index in todo]
 
         def finished(record):
             records[record["index"]] = record

@@ -20,10 +20,13 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
 from featpipe.cache import fingerprint, make_memory
+from featpipe.datasets import DatasetError
+from featpipe.datasets.images import DEFAULT_MAX_PIXELS
+from featpipe.memory_budget import default_budget
 from featpipe.pipeline import stages
 from featpipe.pipeline.inputs import ImageSource, StoreSource
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
-from featpipe.pipeline.run_folder import write_run_folder
+from featpipe.pipeline.run_folder import release_run_dir, reserve_run_dir, write_run_folder
 from featpipe.pipeline.spec import SpecError
 from featpipe.pipeline.stages import STAGE_NAMES
 from featpipe.store.reader import is_store
@@ -88,7 +91,7 @@ def _check_image_size(extractors, image_size):
 
 def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use_cache=True,
                  n_jobs=-1, chunk_size=None, seed=0, val_size=None, strict=False,
-                 search=False, quiet=False):
+                 search=False, quiet=False, max_pixels=DEFAULT_MAX_PIXELS, memory_budget=None):
     """Run ``spec`` end to end and write its run folder.
 
     Parameters
@@ -124,10 +127,21 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
         Search learning rate x regularization on the validation split first.
     quiet : bool
         No progress bars.
+    max_pixels : int or None
+        Image files whose header announces more pixels are skipped (or,
+        with ``strict``, refused) before they are decoded.
+    memory_budget : int or None
+        Bytes the in-memory load may hold (``None``: half the machine's
+        memory); a larger load is refused before anything is decoded.
 
     Returns
     -------
     RunResult
+
+    Raises
+    ------
+    RunFolderError
+        When ``out`` exists: a run never replaces another.
     """
     data = data if data is not None else spec.data.get("data")
     image_size = int(image_size or spec.data.get("image_size", DEFAULT_IMAGE_SIZE))
@@ -145,13 +159,29 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     search_grid = _search_grid(spec, search)
 
     if data is not None and is_store(data):
-        source = StoreSource(spec, data, clock)
+        source = StoreSource(spec, data, clock, feature_params)
         image_size = source.image_size
     else:
+        budget = default_budget() if memory_budget is None else memory_budget
         source = ImageSource(spec, data, image_size, val_size, seed, strict, cache_dir,
-                             n_jobs, chunk_size, feature_params, cached, clock)
+                             n_jobs, chunk_size, feature_params, cached, clock, max_pixels, budget)
+    run_dir = reserve_run_dir(out, spec.name)
+    try:
+        metrics, model, examples = _train_and_evaluate(
+            spec, source, cached, clock, use_cache, strict, seed, image_size, head_params, search_grid)
+        write_run_folder(run_dir, metrics, model, examples)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
+    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def _train_and_evaluate(spec, source, cached, clock, use_cache, strict, seed, image_size, head_params,
+                        search_grid):
+    """(metrics, model, examples) of a run: the stages after loading, each cached."""
     features_key = source.key
-    model_key = fingerprint(features_key, spec.normalize, spec.head.name, head_params, search_grid)
+    model_key = fingerprint(features_key, spec.normalize, spec.head.name, head_params, search_grid,
+                            stages.code_version())
     fitted = source.fitted_extractors()
     get_features, get_dataset = source.features, source.training_dataset
 
@@ -184,6 +214,9 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     else:
         evaluation = clock.run("evaluate", cached["evaluate"], model_key,
                                get_model_features(), head, get_dataset())
+    if strict and evaluation["skipped_files"]:
+        path, reason = evaluation["skipped_files"][0]
+        raise DatasetError(f"cannot read image {path}: {reason}")
     if not use_cache:
         clock.hits = dict.fromkeys(STAGE_NAMES, False)
 
@@ -194,8 +227,7 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     ])
     widths = {step.name: int(extractor.n_features_out_) for step, extractor in zip(spec.features, fitted)}
     metrics = _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_size)
-    run_dir = write_run_folder(out, spec.name, metrics, model, evaluation["examples"])
-    return RunResult(run_dir=run_dir, metrics=metrics)
+    return metrics, model, evaluation["examples"]
 
 
 def _search_function():

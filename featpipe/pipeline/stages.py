@@ -22,8 +22,13 @@ N_EXAMPLES = 16
 SCALER_ROWS = 4096
 """Rows per block when the scaler is fitted."""
 
+STAGE_FORMATS = {"load": 2, "extract": 1, "normalize": 1, "train": 1, "evaluate": 2}
+"""Format version of each stage's output: bump a stage's number when what it
+returns changes (a decoder, a field), so outputs cached by older code are not
+served. joblib itself only notices a change in the stage function's own source."""
+
 IGNORED = {
-    "load": ["data", "image_size", "val_size", "seed", "strict", "cache_dir", "progress"],
+    "load": ["data", "image_size", "val_size", "seed", "strict", "cache_dir", "progress", "max_pixels"],
     "fit_extractor": ["images", "labels"],
     "extract": ["extractor", "dataset", "n_jobs", "chunk_size", "progress"],
     "normalize": ["train_features"],
@@ -33,11 +38,23 @@ IGNORED = {
 """Stage name -> arguments that carry data rather than identity."""
 
 
-def load(data_key, data, image_size, val_size, seed, strict, cache_dir, progress):
-    """Load stage: decode and split the data set named by ``data_key``."""
+def code_version():
+    """featpipe's version and every stage's format version: part of every stage key."""
+    import featpipe
+
+    return {"featpipe": featpipe.__version__, "stages": STAGE_FORMATS}
+
+
+def load(data_key, data, image_size, val_size, seed, strict, cache_dir, progress, max_pixels):
+    """Load stage: decode and split the data set named by ``data_key``.
+
+    ``data_key`` must cover ``max_pixels`` (it decides which files are
+    skipped); ``strict`` is not in it, so the caller checks a cached
+    result's ``skipped`` list itself.
+    """
     return load_dataset(
         data, image_size=image_size, val_size=val_size, seed=seed,
-        strict=strict, cache_dir=cache_dir, progress=progress,
+        strict=strict, cache_dir=cache_dir, progress=progress, max_pixels=max_pixels,
     )
 
 
@@ -131,6 +148,7 @@ def evaluate(model_key, model_features, head, dataset):
     wrong_indices = np.flatnonzero(test_predictions != dataset.y_test)
     wrong = wrong_indices[round_robin_by_class(dataset.y_test[wrong_indices])][:N_EXAMPLES]
     return {
+        "skipped_files": [(str(path), str(reason)) for path, reason in dataset.skipped],
         "accuracy": accuracy,
         "per_class_accuracy": {"test": per_class},
         "confusion_matrix": {"test": matrix.tolist()},
