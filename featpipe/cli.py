@@ -184,8 +184,6 @@ def run(name, out, **options):
 @_run_options
 def compare(names, out, from_runs, **options):
     """Run several pipelines and write report.html, report.md and results.json to --out."""
-    from featpipe.report import write_report
-
     from featpipe.pipeline.spec import resolve
 
     if not names and not from_runs:
@@ -194,6 +192,8 @@ def compare(names, out, from_runs, **options):
     if Path(out).exists():
         raise click.BadParameter(f"{out} exists; a report never replaces another: choose a new folder",
                                  param_hint="'--out'")
+    from featpipe.report import write_report
+
     run_dirs = [Path(path) for path in from_runs]
     for name, spec in zip(names, specs):
         result = _run_one(spec, Path(out) / "runs" / name.replace("/", "_"), **options)

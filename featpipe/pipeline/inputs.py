@@ -14,6 +14,7 @@ import numpy as np
 
 from featpipe.cache import fingerprint
 from featpipe.datasets import Dataset, DatasetError, describe_source
+from featpipe.datasets.npz import count_npz_images
 from featpipe.memory_budget import check_in_memory_load
 from featpipe.pipeline import stages
 from featpipe.pipeline.augment import augment_training_set
@@ -72,6 +73,8 @@ class ImageSource:
             source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
         self.augment = spec.augment
         n_images = source["n_images"] or _KNOWN_SIZES.get(source["kind"])
+        if source["kind"] == "npz":
+            n_images = count_npz_images(source["path"])
         if n_images is not None:
             check_in_memory_load(n_images * (1 + len(self.augment)), image_size, memory_budget)
         self.data_key = fingerprint(source["fingerprint"], max_pixels, stages.code_version())
