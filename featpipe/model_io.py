@@ -55,6 +55,9 @@ ALLOWED_TYPES = frozenset({
 MAX_UNPACKED_BYTES = 4 * 2**30
 """Refuse an archive whose members claim more than this (a zip bomb)."""
 
+MAX_SCHEMA_BYTES = 64 * 2**20
+"""Refuse a ``schema.json`` larger than this (a real one holds no arrays: a few KB)."""
+
 _FIXED_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -118,6 +121,8 @@ def _check_archive(path, data):
             members = archive.infolist()
             if sum(member.file_size for member in members) > MAX_UNPACKED_BYTES:
                 raise ModelFileError(f"{path} unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB; refused")
+            if archive.getinfo("schema.json").file_size > MAX_SCHEMA_BYTES:
+                raise ModelFileError(f"{path} has a schema of more than {MAX_SCHEMA_BYTES >> 20} MiB; refused")
             schema = json.loads(archive.read("schema.json"))
     except ModelFileError:
         raise

@@ -155,3 +155,17 @@ def test_hostile_store_extractors_are_refused_by_run_and_by_the_reader(tmp_path,
     assert result.exit_code == 2
     assert "ConstructorFromReduceNode" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "marker").exists() and not (tmp_path / "run").exists()
+
+
+def test_zip_bombs_are_refused_before_unpacking(tmp_path, monkeypatch):
+    import featpipe.model_io
+
+    path = tmp_path / "model.skops"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", json.dumps({"padding": " " * 2_000_000}))
+    monkeypatch.setattr(featpipe.model_io, "MAX_SCHEMA_BYTES", 1_000_000)
+    with pytest.raises(ModelFileError, match="has a schema of more than"):
+        load_model(path)
+    monkeypatch.setattr(featpipe.model_io, "MAX_UNPACKED_BYTES", 1_000_000)
+    with pytest.raises(ModelFileError, match="unpacks to more than"):
+        load_model(path)
