@@ -116,3 +116,21 @@ def test_dangling_links_and_link_loops_are_skipped_and_counted(tmp_path):
     assert reasons == {str(folder / "a" / "dangling.png"): f"dangling symbolic link to {tmp_path / 'gone.png'}",
                        str(folder / "b" / "loop.png"): "symbolic link loop"}
     assert len(dataset.y_train) + len(dataset.y_test) == 6
+
+
+def test_extract_skips_bombs_and_broken_links_naming_each_file(tmp_path):
+    from featpipe.pipeline.extract_job import run_extract_job
+
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(_photo(16, seed=index)).save(folder / label / f"{index}.png")
+    bomb = write_flat_png(folder / "a" / "bomb.png", 13300, 13300)
+    os.symlink(tmp_path / "gone.png", folder / "b" / "dangling.png")
+    store = run_extract_job("raw", str(folder), tmp_path / "store", n_jobs=1, progress=False)
+    reasons = {entry["path"]: entry["reason"] for entry in store.skipped}
+    assert set(reasons) == {str(bomb), str(folder / "b" / "dangling.png")}
+    assert reasons[str(bomb)].startswith("DecompressionBombWarning: Image size (176890000 pixels)")
+    assert reasons[str(folder / "b" / "dangling.png")] == f"dangling symbolic link to {tmp_path / 'gone.png'}"
+    assert len(store) == 6
