@@ -42,7 +42,8 @@ from featpipe.pipeline.extract_job import run_extract_job
 if __name__ == "__main__":
     options = json.loads(sys.argv[1])
     store = run_extract_job(progress=False, **options)
-    print(json.dumps({"seconds": json.loads((store.path / "timings.json").read_text())["seconds"], "n_rows": len(store)}))
+    seconds = json.loads((store.path / "timings.json").read_text())["seconds"]
+    print(json.dumps({"seconds": seconds, "n_rows": len(store)}))
 """
 
 CONFIGURATIONS = {

@@ -80,7 +80,8 @@ def _looks_like_untagged_cache(root):
 
 
 def cache_kind(root):
-    """``"missing"``, ``"empty"``, ``"featpipe"``, ``"untagged"`` (featpipe's layout, no tag), ``"file"`` or ``"foreign"``."""
+    """What ``root`` is: ``"missing"``, ``"empty"``, ``"featpipe"``, ``"untagged"`` (featpipe's
+    layout, no tag yet), ``"file"`` or ``"foreign"``."""
     root = Path(root)
     if root.is_symlink() and not root.exists():
         return "foreign"
