@@ -247,9 +247,12 @@ def predict(run_dir, images, max_pixels):
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
 @_max_pixels_option()
+@click.option("--memory-budget", type=_MemorySize(), default=None, metavar="SIZE",
+              help="Decoded images this machine may hold at once (chunks in flight, fit sample), "
+                   "e.g. 4G (default: half the machine's memory).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_run, image_size,
-            cache_dir, strict, max_pixels, quiet):
+            cache_dir, strict, max_pixels, memory_budget, quiet):
     """Extract FEATURES (e.g. hog+color) for a whole image collection into a resumable store."""
     from featpipe.pipeline.extract_job import run_extract_job
 
@@ -258,7 +261,7 @@ def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_ru
     summary = run_extract_job(
         features, data=data, out=store, n_jobs=jobs, chunk_size=chunk_size, scheduler=scheduler,
         backend=None if backend == "local" else backend, strict=strict, cache_dir=cache_dir,
-        from_run=from_run, image_size=image_size, progress=not quiet, **limits,
+        from_run=from_run, image_size=image_size, progress=not quiet, memory_budget=memory_budget, **limits,
     )
     click.echo(summary)
 

@@ -77,7 +77,12 @@ def image_bytes(n_images, image_size):
     return int(n_images) * int(image_size) ** 2 * 3
 
 
-def check_in_memory_load(n_images, image_size, budget, what="load"):
+STREAMING_ADVICE = ("`featpipe extract` streams the images into a feature store instead "
+                    "(then `featpipe run SPEC --data STORE`)")
+"""What a refused in-memory run should do instead."""
+
+
+def check_in_memory_load(n_images, image_size, budget, what="load", advice=STREAMING_ADVICE):
     """Refuse an in-memory load of ``n_images`` images that would not fit in ``budget`` bytes.
 
     Parameters
@@ -90,12 +95,14 @@ def check_in_memory_load(n_images, image_size, budget, what="load"):
         Bytes allowed (``--memory-budget``).
     what : str
         Names the step in the message.
+    advice : str
+        What to do instead, ending the message.
 
     Raises
     ------
     MemoryBudgetError
         Saying what is needed, what fits (images at this size, or the size
-        for this many images) and that ``featpipe extract`` streams.
+        for this many images) and ``advice``.
     """
     needed = image_bytes(n_images, image_size)
     if needed <= budget:
@@ -106,5 +113,5 @@ def check_in_memory_load(n_images, image_size, budget, what="load"):
         f"the {what} would hold {n_images:,} images of {image_size}x{image_size} in memory, "
         f"{format_size(needed)}, over --memory-budget {format_size(budget)}; what fits is "
         f"{fitting_images:,} images of that size or --image-size {fitting_size} for all of them; "
-        "`featpipe extract` streams the images into a feature store instead (then `featpipe run SPEC --data STORE`)"
+        f"{advice}"
     )

@@ -211,3 +211,18 @@ def test_ctrl_c_while_workers_start_is_one_line(tmp_path, small_npz):
     assert job.returncode in (0, 130, -signal.SIGINT), stderr
     if job.returncode != 0:
         assert stderr.startswith("featpipe: interrupted; finished shards are kept")
+
+
+def test_extract_refuses_chunks_that_do_not_fit_and_says_what_to_lower(tmp_path):
+    folder = _folder(tmp_path / "images")
+    result = invoke("extract", "raw", "--data", folder, "--out", tmp_path / "store", "--jobs", 1,
+                    "--image-size", 1000, "--chunk-size", 100, "--memory-budget", "64M")
+    _one_line_error(result, "extraction (1 process(es) x 30 images a chunk)", "images of 1000x1000",
+                    "22 images of that size", "lower --chunk-size or --jobs")
+    assert not (tmp_path / "store").exists()
+
+
+def test_extract_refuses_an_in_memory_data_set_that_does_not_fit(tmp_path, small_npz):
+    result = invoke("extract", "raw", "--data", small_npz, "--out", tmp_path / "store", "--jobs", 1,
+                    "--image-size", 512, "--memory-budget", "64M")
+    _one_line_error(result, "240 images of 512x512", "extract from a folder of image files")

@@ -25,9 +25,11 @@ from tqdm.auto import tqdm
 import featpipe
 from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
 from featpipe.datasets.images import DEFAULT_MAX_PIXELS
+from featpipe.datasets.npz import count_npz_images
+from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.pipeline.dask_backend import dask_backend
-from featpipe.pipeline.inputs import jsonable
+from featpipe.pipeline.inputs import KNOWN_IMAGE_COUNTS, jsonable
 from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import Step, parse_features
 from featpipe.pipeline.workers import SharedWorkPool, WorkerDied
@@ -70,7 +72,7 @@ def _feature_pairs(features, from_run):
 class _Collection:
     """The job's inputs: file paths read lazily, or an in-memory image array."""
 
-    def __init__(self, data, image_size, val_size, seed, strict, cache_dir, max_pixels):
+    def __init__(self, data, image_size, val_size, seed, strict, cache_dir, max_pixels, memory_budget):
         self.source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
         self.max_pixels = max_pixels
         self.images = None
@@ -79,6 +81,11 @@ class _Collection:
             self.paths, self.labels, self.classes, scanned = scan_image_folder(self.source["path"])
             self.splits = assign_splits(self.labels, scanned, val_size, seed)
             return
+        n_images = self.source["n_images"] or (count_npz_images(self.source["path"]) if self.source["kind"] == "npz"
+                                               else KNOWN_IMAGE_COUNTS.get(self.source["kind"]))
+        if n_images is not None:  # data that is not a folder of files is loaded whole, then cut into chunks
+            check_in_memory_load(n_images, image_size, memory_budget, what=f"load of {self.source['name']}",
+                                 advice="lower --image-size, or extract from a folder of image files, which streams")
         dataset = load_dataset(data, image_size=image_size, val_size=val_size, seed=seed,
                                strict=strict, cache_dir=cache_dir)
         self.images = np.concatenate([getattr(dataset, f"X_{split}") for split in SPLIT_ORDER])
@@ -116,7 +123,7 @@ def _learns_from_data(extractor):
     return type(extractor)._fit_images is not ImageFeatureExtractor._fit_images
 
 
-def _fit(pairs, collection, image_size, fit_samples, seed, strict):
+def _fit(pairs, collection, image_size, fit_samples, seed, strict, memory_budget):
     """Fit every extractor on a seeded sample of at most ``fit_samples`` training images.
 
     Extractors that learn nothing (the base class's ``_fit_images``) only
@@ -127,6 +134,8 @@ def _fit(pairs, collection, image_size, fit_samples, seed, strict):
         train = train[:64]
     elif len(train) > fit_samples:
         train = np.sort(np.random.default_rng(seed).choice(train, fit_samples, replace=False))
+    check_in_memory_load(len(train), image_size, memory_budget, what="fit sample of the extractors",
+                         advice="lower --image-size or raise --memory-budget")
     images, labels = collection.read(train, image_size, strict)
     if len(images) == 0:
         raise StoreError("none of the training images sampled to fit the extractors can be read")
@@ -193,7 +202,8 @@ def _open_store(out, plan):
     return manifest
 
 
-def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict, saver):
+def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict, saver,
+                       memory_budget):
     """The store's fitted extractors and the future of their saving (``None`` when already saved).
 
     Extractors saved by an earlier run of this job are loaded. Otherwise
@@ -207,7 +217,7 @@ def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, 
         return saved, None
     store_format.remove_shards(out)
     if not fitted:
-        pairs = _fit(pairs, collection, image_size, fit_samples, seed, strict)
+        pairs = _fit(pairs, collection, image_size, fit_samples, seed, strict, memory_budget)
     return pairs, saver.submit(store_format.save_extractors, out, pairs)
 
 
@@ -248,7 +258,7 @@ def _final_manifest(plan, pairs, collection, records):
 def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_SIZE, scheduler=None,
                     backend=None, strict=False, cache_dir=None, from_run=None, progress=True, *,
                     image_size=None, val_size=None, seed=0, fit_samples=DEFAULT_FIT_SAMPLES,
-                    max_pixels=DEFAULT_MAX_PIXELS):
+                    max_pixels=DEFAULT_MAX_PIXELS, memory_budget=None):
     """Extract features of a whole image collection into a feature store, resumably.
 
     Parameters
@@ -292,6 +302,11 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     max_pixels : int or None
         Image files whose header announces more pixels are skipped (listed
         in ``skipped``) or, with ``strict``, refused, before decoding.
+    memory_budget : int or None
+        Bytes of decoded images this machine may hold at once (``None``:
+        half its memory): the chunks in flight, the extractors' fit sample,
+        and a data set that is not a folder (loaded whole). A job that
+        would need more is refused before it decodes anything.
 
     Returns
     -------
@@ -330,7 +345,13 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
                              f"images, not {image_size}")
         if image_size is None:
             image_size = pairs[0][1].image_shape_[0] if fitted else 32
-        collection = _Collection(data, image_size, val_size, seed, strict, cache_dir, max_pixels)
+        budget = default_budget() if memory_budget is None else memory_budget
+        collection = _Collection(data, image_size, val_size, seed, strict, cache_dir, max_pixels, budget)
+        processes = 1 if on_dask else pool.n_workers + 1
+        in_flight = min(chunk_size, len(collection))
+        check_in_memory_load(in_flight * processes, image_size, budget,
+                             what=f"extraction ({processes} process(es) x {in_flight:,} images a chunk)",
+                             advice="lower --chunk-size or --jobs, or raise --memory-budget")
         plan = _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run)
         out = Path(out).expanduser().resolve()
         try:
@@ -342,7 +363,7 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         manifest = _open_store(out, plan)
         saver = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         pairs, saving = _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict,
-                                           saver)
+                                           saver, budget)
         extractors = [extractor for _, extractor in pairs]
         bounds = [(start, min(start + chunk_size, len(collection))) for start in range(0, len(collection), chunk_size)]
         records = [store_format.read_shard_record(out, index) for index in range(len(bounds))]

@@ -27,7 +27,7 @@ def _stack(arrays):
     return arrays[0] if len(arrays) == 1 else np.hstack(arrays)
 
 
-_KNOWN_SIZES = {"cifar10-batches": 60_000, "cifar10-tarball": 60_000}
+KNOWN_IMAGE_COUNTS = {"cifar10-batches": 60_000, "cifar10-tarball": 60_000}
 """Images of sources whose description does not count them."""
 
 
@@ -72,7 +72,7 @@ class ImageSource:
         with clock.timed("load"):
             source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
         self.augment = spec.augment
-        n_images = source["n_images"] or _KNOWN_SIZES.get(source["kind"])
+        n_images = source["n_images"] or KNOWN_IMAGE_COUNTS.get(source["kind"])
         if source["kind"] == "npz":
             n_images = count_npz_images(source["path"])
         if n_images is not None:
