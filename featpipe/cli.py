@@ -318,7 +318,8 @@ def cache_info_command(cache_dir):
     click.echo(f"cache: {info['path']}")
     click.echo(f"  {info['n_entries']} cached stage outputs, {info['n_files']} files, "
                f"{info['n_bytes'] / 1e6:.1f} MB")
-    click.echo("  private to you (created 0700): it holds pickles, and whoever can write it can run code as you")
+    if info["exists"]:
+        click.echo("  private to you (created 0700): it holds pickles, and whoever can write it can run code as you")
 
 
 @cache.command("clear")
