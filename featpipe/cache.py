@@ -16,13 +16,14 @@ entries featpipe writes (``stages/`` and the CIFAR-10 download) and only in
 a folder that is a featpipe cache; anything else is refused untouched.
 """
 
-import hashlib
-import json
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
+
+from featpipe.digests import KEY_CHARS, json_sha256
+from featpipe.errors import CacheError
 
 TAG_NAME = "CACHEDIR.TAG"
 TAG_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
@@ -37,10 +38,6 @@ OWN_ENTRIES = frozenset({TAG_NAME, STAGES_NAME, *DOWNLOAD_NAMES})
 """Every name featpipe writes directly under a cache root."""
 
 
-class CacheError(ValueError):
-    """A cache directory that cannot be used, or is not featpipe's."""
-
-
 def default_cache_dir():
     """The user cache directory, e.g. ``~/.cache/featpipe`` on Linux."""
     import platformdirs
@@ -49,9 +46,8 @@ def default_cache_dir():
 
 
 def fingerprint(*parts):
-    """A short, stable hex digest of JSON-serializable ``parts``."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+    """A short, stable hex digest of JSON-serializable ``parts`` (a stage cache key)."""
+    return json_sha256(parts, KEY_CHARS)
 
 
 def _has_featpipe_tag(root):

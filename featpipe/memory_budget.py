@@ -17,6 +17,8 @@ import os
 import re
 from pathlib import Path
 
+from featpipe.errors import FeatpipeError
+
 DEFAULT_FRACTION = 0.5
 """Share of the machine's (or container's) memory a command may use by default."""
 
@@ -25,7 +27,7 @@ _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", re.IGNORECASE)
 _CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
-class MemoryBudgetError(ValueError):
+class MemoryBudgetError(FeatpipeError):
     """A command that would need more memory than ``--memory-budget``, or a budget that cannot be read."""
 
 

@@ -24,6 +24,8 @@ import os
 import zipfile
 from pathlib import Path
 
+from featpipe.errors import ModelFileError
+
 ALLOWED_LOADERS = frozenset({
     "ObjectNode", "DictNode", "ListNode", "TupleNode", "JsonNode", "NdArrayNode", "TypeNode",
     "CachedNode",
@@ -59,10 +61,6 @@ MAX_SCHEMA_BYTES = 64 * 2**20
 """Refuse a ``schema.json`` larger than this (a real one holds no arrays: a few KB)."""
 
 _FIXED_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, damaged or asks for a type featpipe does not load."""
 
 
 def save_model(model, path):

@@ -17,6 +17,7 @@ from PIL import Image
 
 from featpipe.cli import cli
 from featpipe.memory_budget import MemoryBudgetError, default_budget, machine_memory, parse_size
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.pipeline import stages
 
 
@@ -119,7 +120,7 @@ def test_strict_after_a_cached_load_fails_as_a_fresh_run_does(tmp_path, second_s
 def test_stage_keys_follow_the_code_version(tmp_path, small_npz, monkeypatch):
     args = ("run", "raw+svm", "--data", small_npz, "--cache-dir", tmp_path / "cache", "--jobs", 1)
     assert invoke(*args, "--out", tmp_path / "first").exit_code == 0
-    assert invoke(*args, "--out", tmp_path / "second").stderr.count("(cached)") == len(stages.STAGE_NAMES)
+    assert invoke(*args, "--out", tmp_path / "second").stderr.count("(cached)") == len(STAGE_NAMES)
     monkeypatch.setitem(stages.STAGE_FORMATS, "load", stages.STAGE_FORMATS["load"] + 1)
     assert invoke(*args, "--out", tmp_path / "third").stderr.count("(cached)") == 0
     monkeypatch.setattr("featpipe.__version__", "99.0")

@@ -47,6 +47,7 @@ from PIL import Image
 
 from ..parallel import chunk_bounds
 from .core import DatasetError, check_image_size
+from .options import DEFAULT_MAX_PIXELS
 
 IMAGE_EXTENSIONS = frozenset(
     {".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".pnm", ".ppm", ".tif", ".tiff", ".webp"}
@@ -59,10 +60,6 @@ RESAMPLING = Image.Resampling.BICUBIC
 READ_CHUNK_SIZE = 500
 """Files per decoding task: a fraction of a second of work for 32x32 JPEGs."""
 
-DEFAULT_MAX_PIXELS = 40_000_000
-"""Largest decoded image, in pixels (``--max-pixels``): about 160 MB as 8-bit
-RGBA, well under Pillow's own limit of 89,478,485 (which warns) and twice
-that (which raises)."""
 
 DRAFT_MARGIN = 2
 """A JPEG is decoded at a reduced scale only while it keeps at least this many

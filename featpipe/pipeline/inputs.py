@@ -9,13 +9,14 @@ and extract stages; a store source reads what ``featpipe extract`` wrote.
 """
 
 import json
+from contextlib import ExitStack
 
 import numpy as np
 
 from featpipe.cache import fingerprint
-from featpipe.datasets import Dataset, DatasetError, describe_source
+from featpipe.datasets import SPLITS, Dataset, DatasetError, describe_source
 from featpipe.datasets.npz import count_npz_images
-from featpipe.memory_budget import check_in_memory_load
+from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.pipeline import stages
 from featpipe.pipeline.augment import augment_training_set
 from featpipe.pipeline.registry import make_feature
@@ -61,23 +62,32 @@ def jsonable(value):
 
 
 class ImageSource:
-    """Features extracted from a data set of images, stage by cached stage."""
+    """Features extracted from a data set of images, stage by cached stage.
 
-    def __init__(self, spec, data, image_size, val_size, seed, strict, cache_dir,
-                 n_jobs, chunk_size, feature_params, cached, clock, max_pixels, memory_budget):
-        self.cached, self.clock = cached, clock
-        self.load_args = (data, image_size, val_size, seed, strict, cache_dir)
-        self.strict, self.max_pixels = strict, max_pixels
-        self.n_jobs, self.chunk_size = n_jobs, chunk_size
-        with clock.timed("load"):
-            source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
+    Parameters
+    ----------
+    spec : PipelineSpec
+    data : None, str or Path
+        The data set, as for :func:`featpipe.datasets.load_dataset`.
+    options : RunOptions
+        The run's options, with ``image_size`` resolved.
+    feature_params : list of dict
+        Each feature's parameters, seeds included.
+    cached : CachedStages
+    """
+
+    def __init__(self, spec, data, options, feature_params, cached):
+        self.data, self.options, self.cached = data, options, cached
+        with cached.clock.timed("load"):
+            source = describe_source(data, options)
         self.augment = spec.augment
         n_images = source["n_images"] or KNOWN_IMAGE_COUNTS.get(source["kind"])
         if source["kind"] == "npz":
             n_images = count_npz_images(source["path"])
         if n_images is not None:
-            check_in_memory_load(n_images * (1 + len(self.augment)), image_size, memory_budget)
-        self.data_key = fingerprint(source["fingerprint"], max_pixels, stages.code_version())
+            budget = default_budget() if options.memory_budget is None else options.memory_budget
+            check_in_memory_load(n_images * (1 + len(self.augment)), options.image_size, budget)
+        self.data_key = fingerprint(source["fingerprint"], options.max_pixels, stages.code_version())
         self.names = [step.name for step in spec.features]
         self.params = feature_params
         self.feature_keys = [fingerprint(self.data_key, name, params, _format_version(name, params))
@@ -94,10 +104,10 @@ class ImageSource:
     def dataset(self):
         """The decoded data set (the load stage)."""
         if self._dataset is None:
-            with self.clock.bar("load", None) as bar:
-                dataset = self.clock.run("load", self.cached["load"], self.data_key,
-                                         *self.load_args, bar.update, self.max_pixels)
-            if self.strict and dataset.skipped:  # a cached load may come from a run without --strict
+            with self.cached.clock.bar("load", None) as bar:
+                dataset = self.cached.call("load", self.data_key, data=self.data, options=self.options,
+                                           progress=bar.update)
+            if self.options.strict and dataset.skipped:  # a cached load may come from a run without --strict
                 path, reason = dataset.skipped[0]
                 raise DatasetError(f"cannot read image {path}: {reason}")
             self._dataset = dataset
@@ -111,17 +121,13 @@ class ImageSource:
 
     def fitted_extractors(self):
         """Each feature's extractor, fitted on the original training images (cached)."""
-        fit = self.cached["fit_extractor"]
-        fitted = []
-        for name, params, key in zip(self.names, self.params, self.feature_keys):
-            if fit.check_call_in_cache(key, name, params, None, None):
-                fitted.append(self.clock.run("extract", fit, key, name, params, None, None))
-            else:
-                dataset = self.dataset()
-                fitted.append(self.clock.run("extract", fit, key, name, params,
-                                             dataset.X_train, dataset.y_train))
-        self._extractors = fitted
-        return fitted
+        def training_images():
+            dataset = self.dataset()
+            return {"images": dataset.X_train, "labels": dataset.y_train}
+
+        self._extractors = [self.cached.lazily("fit_extractor", (key, name, params), training_images)
+                            for name, params, key in zip(self.names, self.params, self.feature_keys)]
+        return self._extractors
 
     def features(self):
         """Stacked float32 features per split (the extract stage).
@@ -129,18 +135,18 @@ class ImageSource:
         Call :meth:`fitted_extractors` first: extraction uses its extractors.
         """
         if self._features is None:
-            extract = self.cached["extract"]
             parts = []
             for name, extractor, key in zip(self.names, self._extractors, self.extract_keys):
-                dataset = None
-                if not extract.check_call_in_cache(key, None, None, None, None, None):
-                    dataset = self.training_dataset()
-                total = None if dataset is None else sum(
-                    len(getattr(dataset, f"y_{split}")) for split in stages.SPLITS)
-                with self.clock.bar(f"extract {name}", total) as bar:
-                    parts.append(self.clock.run("extract", extract, key, extractor, dataset,
-                                                self.n_jobs, self.chunk_size, bar.update))
-            self._features = {split: _stack([part[split] for part in parts]) for split in stages.SPLITS}
+                with ExitStack() as stack:
+                    def images_to_extract():
+                        dataset = self.training_dataset()
+                        total = sum(len(getattr(dataset, f"y_{split}")) for split in SPLITS)
+                        bar = stack.enter_context(self.cached.clock.bar(f"extract {name}", total))
+                        return {"extractor": extractor, "dataset": dataset, "options": self.options,
+                                "progress": bar.update}
+
+                    parts.append(self.cached.lazily("extract", (key,), images_to_extract))
+            self._features = {split: _stack([part[split] for part in parts]) for split in SPLITS}
         return self._features
 
 
@@ -170,7 +176,7 @@ class StoreSource:
     def dataset(self):
         """Labels and class names per split; the store keeps no images."""
         if self._dataset is None:
-            labels = {split: self.store.labels[self.store.splits == split] for split in stages.SPLITS}
+            labels = {split: self.store.labels[self.store.splits == split] for split in SPLITS}
             self._dataset = Dataset(
                 name=f"store:{self.store.path}", X_train=None, y_train=labels["train"], X_val=None,
                 y_val=labels["val"], X_test=None, y_test=labels["test"], classes=self.store.classes,
@@ -191,5 +197,5 @@ class StoreSource:
         if self._features is None:
             with self.clock.timed("extract"):
                 self._features = {split: np.ascontiguousarray(self.store.split(split)[0])
-                                  for split in stages.SPLITS}
+                                  for split in SPLITS}
         return self._features

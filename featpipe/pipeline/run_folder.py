@@ -17,11 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from featpipe.errors import RunFolderError
 from featpipe.model_io import save_model
-
-
-class RunFolderError(ValueError):
-    """A run folder that cannot be written where asked."""
 
 
 def default_run_dir(spec_name):
