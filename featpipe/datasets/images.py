@@ -20,8 +20,8 @@ Conversion rules (Pillow):
   aspect ratio; JPEGs are first decoded at a reduced DCT scale
   (``Image.draft``: 1/2, 1/4 or 1/8) that still keeps at least twice
   ``image_size`` on both sides, so the antialiased resize has real pixels
-  to average and the result stays within a grey level or so of a full
-  decode (benchmarks/RESULTS.md), while memory and time shrink with the
+  to average and the result stays within half a grey level on average of a
+  full decode (benchmarks/RESULTS.md), while memory and time shrink with the
   square of the scale.
 - EXIF orientation is applied, so photographs stand upright.
 - Multi-frame files (GIF, TIFF) give their first frame.
