@@ -4,7 +4,7 @@ The scripts run featpipe and its peer in one process on the same input and
 print one JSON line per figure (:func:`emit`). Times are medians of repeated
 calls after an optional warm-up (:func:`timed`). CIFAR-10 is read from the
 JPEG copy beside the checkout, ``../shared/datasets/cifar10-jpg``, or from
-the folder named by the ``FEATPIPE_CIFAR_DIR`` environment variable (the
+the folder named by the ``FEATPIPE_CIFAR_FOLDER`` environment variable (the
 same variable the tests honour).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 CIFAR_FOLDER = Path(
-    os.environ.get("FEATPIPE_CIFAR_DIR")
+    os.environ.get("FEATPIPE_CIFAR_FOLDER")
     or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
 )
 
@@ -75,7 +75,7 @@ def require_cifar():
     """The CIFAR-10 folder, or exit with a message saying where it was looked for."""
     if not (CIFAR_FOLDER / "train").is_dir():
         sys.exit(f"this benchmark reads CIFAR-10 from {CIFAR_FOLDER}, which is missing "
-                 "(set FEATPIPE_CIFAR_DIR to the folder holding train/ and test/)")
+                 "(set FEATPIPE_CIFAR_FOLDER to the folder holding train/ and test/)")
     return CIFAR_FOLDER
 
 

@@ -14,15 +14,15 @@ from featpipe.cli import cli
 from featpipe.store import format as store_format
 
 CIFAR_FOLDER = Path(
-    os.environ.get("FEATPIPE_CIFAR_DIR")
+    os.environ.get("FEATPIPE_CIFAR_FOLDER")
     or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
 )
 """The shared CIFAR-10 JPEG copy (``../shared/datasets/cifar10-jpg`` beside the checkout, or the
-folder named by ``FEATPIPE_CIFAR_DIR``); tests that read it carry ``@pytest.mark.cifar`` and are
+folder named by ``FEATPIPE_CIFAR_FOLDER``); tests that read it carry ``@pytest.mark.cifar`` and are
 skipped by ``conftest.py`` when it is absent."""
 
 CIFAR_MISSING = (f"reads CIFAR-10 from {CIFAR_FOLDER}, which is absent: put the JPEG copy at "
-                 "../shared/datasets/cifar10-jpg beside the checkout or set FEATPIPE_CIFAR_DIR")
+                 "../shared/datasets/cifar10-jpg beside the checkout or set FEATPIPE_CIFAR_FOLDER")
 
 
 def cifar_available():
@@ -76,7 +76,8 @@ def write_small_store(folder, arrays, complete=True):
                    for record, first, last in zip(records, offsets[:-1], offsets[1:])],
         "features": [{"name": "a", "width": 2}, {"name": "b", "width": arrays[0].shape[1] - 2}],
         "labels": list(range(n_rows)), "splits": ["train"] * (n_rows - 1) + ["test"],
-        "classes": ["x", "y"], "paths": [f"p{row}" for row in range(n_rows)], "skipped": [],
+        "classes": [f"class{row}" for row in range(n_rows)], "paths": [f"p{row}" for row in range(n_rows)],
+        "skipped": [], "plan": {"image_size": 32},
     })
     return records
 
