@@ -11,7 +11,8 @@ from PIL import Image
 from skimage.color import rgb2gray
 from skimage.feature import hog
 
-from featpipe.features.hog import HOG, _bincount_cell_sums, _float_pixels, _uint8_cell_sums
+from featpipe.features.hog import HOG
+from featpipe.features.hog_cells import _bincount_cell_sums, _float_pixels, _uint8_cell_sums
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 
@@ -81,7 +82,7 @@ def test_compiled_cell_sums_equal_the_numpy_float_path(orientations, cell):
     compiled = _uint8_cell_sums(images, orientations, cell, n_cells)
     bins, magnitude = _float_pixels(images.astype(np.float64), orientations, crop)
     # Same pixels, same bins and magnitudes, summed in the same order: equal to the last bit.
-    np.testing.assert_array_equal(compiled, _bincount_cell_sums(bins, magnitude, orientations, cell, n_cells, {}))
+    np.testing.assert_array_equal(compiled, _bincount_cell_sums(bins, magnitude, orientations, cell, n_cells))
 
 
 def _naive_cell_histograms(image, orientations, cell):
