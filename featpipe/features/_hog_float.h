@@ -46,6 +46,7 @@
 #include <stdlib.h>
 
 #define FP_HOG_AMBIGUOUS 255
+#define FP_HOG_LANES 8 /* pixels binned together; row buffers are padded to a multiple */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FP_HOG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -69,6 +70,11 @@ static const double fp_hog_clear_gap = 1e-12;
 /* Relative distance to a bin edge within which numpy bins the pixel. */
 static const double fp_hog_edge_margin = 1e-9;
 
+static inline double fp_hog_min(double a, double b)
+{
+    return b < a ? b : a;
+}
+
 /* hypot(x, y) as the GNU C library computes it, for the values described above. */
 static inline double fp_hog_hypot(double x, double y)
 {
@@ -88,10 +94,10 @@ static inline double fp_hog_hypot(double x, double y)
     return small <= big * 0x1p-54 ? big + small : h;
 }
 
-/* Values of one image, plane by plane: plane[channel][row][col]. */
+/* Values of one image, plane by plane: plane[channel][row][col]; levels[v] is a channel's value. */
 FP_HOG_CLONES
 static void fp_hog_fill_values(const uint8_t *image, ptrdiff_t n_pixels, int grey, int take_sqrt,
-                               const double *weights, double *plane)
+                               const double *weights, const double *levels, double *plane)
 {
     const double unit = 1.0 / 255.0;
     if (grey) {
@@ -102,22 +108,21 @@ static void fp_hog_fill_values(const uint8_t *image, ptrdiff_t n_pixels, int gre
         }
         return;
     }
-    for (int channel = 0; channel < 3; channel++)
-        for (ptrdiff_t p = 0; p < n_pixels; p++) {
-            double value = (double)image[3 * p + channel];
-            plane[channel * n_pixels + p] = take_sqrt ? sqrt(value) : value;
-        }
+    for (ptrdiff_t p = 0; p < n_pixels; p++)
+        for (int channel = 0; channel < 3; channel++)
+            plane[channel * n_pixels + p] = levels[image[3 * p + channel]];
 }
 
-/* Gradients of row r of each plane over the crop's columns: channel k at [k * n_cols]. */
+/* Gradients of row r of each plane over the crop's columns: channel k at [k * stride]. */
 FP_HOG_CLONES
 static void fp_hog_row_gradients(const double *plane, ptrdiff_t n_channels, ptrdiff_t height, ptrdiff_t width,
-                                 ptrdiff_t r, ptrdiff_t n_cols, double *restrict g_row, double *restrict g_col)
+                                 ptrdiff_t r, ptrdiff_t n_cols, ptrdiff_t stride, double *restrict g_row,
+                                 double *restrict g_col)
 {
     ptrdiff_t last = n_cols < width - 1 ? n_cols : width - 1;
     for (ptrdiff_t channel = 0; channel < n_channels; channel++) {
         const double *row = plane + channel * height * width + r * width;
-        double *rows = g_row + channel * n_cols, *cols = g_col + channel * n_cols;
+        double *rows = g_row + channel * stride, *cols = g_col + channel * stride;
         if (0 < r && r < height - 1)
             for (ptrdiff_t c = 0; c < n_cols; c++)
                 rows[c] = row[c + width] - row[c - width];
@@ -141,14 +146,16 @@ static inline int32_t fp_hog_near(double s, double t, double row_s, double col_s
 
 /*
  * Per pixel of a row, the channel of largest squared magnitude (first on
- * ties) into g_row[0..n_cols), g_col[0..n_cols); near[c] says the order of
- * squares does not settle it.
+ * ties) into g_row[0..n_cols), g_col[0..n_cols) (channel k at [k * stride]);
+ * near[c] says the order of squares does not settle it. Returns whether any
+ * pixel is near.
  */
 FP_HOG_CLONES
-static void fp_hog_choose_channel(ptrdiff_t n_cols, double *restrict g_row, double *restrict g_col,
-                                  int32_t *restrict near)
+static int fp_hog_choose_channel(ptrdiff_t n_cols, ptrdiff_t stride, double *restrict g_row, double *restrict g_col,
+                                 int32_t *restrict near)
 {
-    const double *r1 = g_row + n_cols, *c1 = g_col + n_cols, *r2 = g_row + 2 * n_cols, *c2 = g_col + 2 * n_cols;
+    const double *r1 = g_row + stride, *c1 = g_col + stride, *r2 = g_row + 2 * stride, *c2 = g_col + 2 * stride;
+    int32_t any_near = 0;
     for (ptrdiff_t c = 0; c < n_cols; c++) {
         double s0 = g_row[c] * g_row[c] + g_col[c] * g_col[c];
         double s1 = r1[c] * r1[c] + c1[c] * c1[c];
@@ -162,7 +169,9 @@ static void fp_hog_choose_channel(ptrdiff_t n_cols, double *restrict g_row, doub
         int take2 = s2 > best;
         g_row[c] = take2 ? r2[c] : best_row;
         g_col[c] = take2 ? c2[c] : best_col;
+        any_near |= near[c];
     }
+    return any_near;
 }
 
 /* numpy's choice for one pixel: the first channel of largest hypot(g_row, g_col); channel k at [k * stride]. */
@@ -178,40 +187,90 @@ static void fp_hog_choose_exactly(const double *channel_row, const double *chann
     *g_col = channel_col[best * stride];
 }
 
-/* Bin (or FP_HOG_AMBIGUOUS) and magnitude of every pixel of a row. */
+/* Row buffers of the binning, each `stride` long. */
+typedef struct {
+    double *up_row, *up_col, *margin, *closest, *count;
+} fp_hog_bin_work;
+
+/*
+ * Bin (or FP_HOG_AMBIGUOUS) and magnitude of every pixel of a row; the row
+ * buffers are `stride` long, a multiple of FP_HOG_LANES, and padded with zero
+ * gradients (bin 0). Returns whether any pixel is ambiguous.
+ */
 FP_HOG_CLONES
-static void fp_hog_bin_row(const fp_hog_setting *setting, ptrdiff_t n_cols, const double *restrict g_row,
-                           const double *restrict g_col, double *restrict up_row, double *restrict up_col,
-                           double *restrict margin, int32_t *restrict count, int32_t *restrict ambiguous,
-                           double *restrict magnitude, uint8_t *restrict bins)
+static int fp_hog_bin_row(const fp_hog_setting *setting, ptrdiff_t stride, const double *restrict g_row,
+                          const double *restrict g_col, const fp_hog_bin_work *work, double *restrict magnitude,
+                          uint8_t *restrict bins)
 {
-    for (ptrdiff_t c = 0; c < n_cols; c++) {
+    double *restrict up_row = work->up_row, *restrict up_col = work->up_col, *restrict margin = work->margin;
+    double *restrict closest = work->closest, *restrict count = work->count;
+    int any_ambiguous = 0;
+    for (ptrdiff_t c = 0; c < stride; c++) {
         up_row[c] = g_row[c] < 0 ? -g_row[c] : g_row[c];
         up_col[c] = g_row[c] < 0 ? -g_col[c] : g_col[c];
         margin[c] = fp_hog_edge_margin * (up_row[c] + fabs(up_col[c]));
-        ambiguous[c] = up_row[c] <= margin[c];
-        count[c] = 0;
+        closest[c] = up_row[c];
+        count[c] = 0.0;
         magnitude[c] = fp_hog_hypot(g_col[c], g_row[c]);
     }
-    for (ptrdiff_t k = 0; k < setting->n_edges; k++) {
-        double edge_cos = setting->edge_cos[k], edge_sin = setting->edge_sin[k];
-        for (ptrdiff_t c = 0; c < n_cols; c++) {
-            double cross = up_row[c] * edge_cos - up_col[c] * edge_sin;
-            ambiguous[c] |= fabs(cross) <= margin[c];
-            count[c] += cross > 0;
+    const double *edge_cos = setting->edge_cos, *edge_sin = setting->edge_sin;
+    ptrdiff_t k = 0;
+    /* Four edges per pass over the row: a quarter of the loads and stores of closest and count. */
+    for (; k + 4 <= setting->n_edges; k += 4)
+        for (ptrdiff_t c = 0; c < stride; c++) {
+            double cross0 = up_row[c] * edge_cos[k] - up_col[c] * edge_sin[k];
+            double cross1 = up_row[c] * edge_cos[k + 1] - up_col[c] * edge_sin[k + 1];
+            double cross2 = up_row[c] * edge_cos[k + 2] - up_col[c] * edge_sin[k + 2];
+            double cross3 = up_row[c] * edge_cos[k + 3] - up_col[c] * edge_sin[k + 3];
+            double near01 = fp_hog_min(fabs(cross0), fabs(cross1)), near23 = fp_hog_min(fabs(cross2), fabs(cross3));
+            closest[c] = fp_hog_min(closest[c], fp_hog_min(near01, near23));
+            count[c] += (cross0 > 0 ? 1.0 : 0.0) + (cross1 > 0 ? 1.0 : 0.0) + (cross2 > 0 ? 1.0 : 0.0)
+                        + (cross3 > 0 ? 1.0 : 0.0);
         }
+    for (; k < setting->n_edges; k++)
+        for (ptrdiff_t c = 0; c < stride; c++) {
+            double cross = up_row[c] * edge_cos[k] - up_col[c] * edge_sin[k];
+            closest[c] = fp_hog_min(closest[c], fabs(cross));
+            count[c] += cross > 0 ? 1.0 : 0.0;
+        }
+    for (ptrdiff_t c = 0; c < stride; c++) {
+        int ambiguous = g_row[c] != 0 && closest[c] <= margin[c];
+        bins[c] = g_row[c] == 0 ? 0 : ambiguous ? FP_HOG_AMBIGUOUS : (uint8_t)count[c];
+        any_ambiguous |= ambiguous;
     }
-    for (ptrdiff_t c = 0; c < n_cols; c++)
-        bins[c] = g_row[c] == 0 ? 0 : ambiguous[c] ? FP_HOG_AMBIGUOUS : (uint8_t)count[c];
+    return any_ambiguous;
 }
 
 /* Work space of one call: the values of an image and one row of everything else. */
 typedef struct {
-    double *plane, *channel_row, *channel_col, *up_row, *up_col, *margin, *magnitude;
-    int32_t *near, *count, *ambiguous;
-    ptrdiff_t *column_slot;   /* offset of each column's cell in a row of cell sums */
+    double levels[256];      /* a channel's value at each uint8 level */
+    double *plane;
+    ptrdiff_t stride;        /* row buffer length: the crop's columns padded to FP_HOG_LANES */
+    double *channel_row;     /* gradients of the row, channel k at [k * stride]; the choice at [0] */
+    double *channel_col;
+    double *first_row;       /* channel 0's gradients, kept for near ties */
+    double *first_col;
+    double *magnitude;
+    fp_hog_bin_work binning;
+    int32_t *near;
+    ptrdiff_t *column_slot;  /* offset of each column's cell in a row of cell sums */
     uint8_t *row_bins;
 } fp_hog_work;
+
+/* Replace the channel choice by numpy's where near[c] says squares do not settle it. */
+static void fp_hog_settle_near_ties(const fp_hog_work *work, ptrdiff_t n_cols)
+{
+    for (ptrdiff_t c = 0; c < n_cols; c++)
+        if (work->near[c]) {
+            double chosen_row, chosen_col;
+            work->channel_row[c] = work->first_row[c];
+            work->channel_col[c] = work->first_col[c];
+            fp_hog_choose_exactly(work->channel_row + c, work->channel_col + c, work->stride, &chosen_row,
+                                  &chosen_col);
+            work->channel_row[c] = chosen_row;
+            work->channel_col[c] = chosen_col;
+        }
+}
 
 /*
  * Cell sums of one image, added in row-major pixel order. From the first
@@ -227,37 +286,36 @@ static ptrdiff_t fp_hog_float_image(const fp_hog_setting *setting, const fp_hog_
 {
     const ptrdiff_t n_channels = setting->grey ? 1 : 3, n_cols = setting->crop_cols;
     const ptrdiff_t cell_row_stride = (n_cols / setting->cell_cols) * setting->slots;
-    double *channel_row = work->channel_row, *channel_col = work->channel_col;
+    const double *channel_row = work->channel_row, *channel_col = work->channel_col;
+    const double *magnitude = work->magnitude;
+    const uint8_t *row_bins = work->row_bins;
     ptrdiff_t n_ambiguous = 0;
     int deferred = 0;
     *resume_at = setting->crop_rows * n_cols;
-    fp_hog_fill_values(image, height * width, setting->grey, setting->take_sqrt, weights, work->plane);
+    fp_hog_fill_values(image, height * width, setting->grey, setting->take_sqrt, weights, work->levels,
+                       work->plane);
     for (ptrdiff_t r = 0; r < setting->crop_rows; r++) {
-        fp_hog_row_gradients(work->plane, n_channels, height, width, r, n_cols, channel_row, channel_col);
+        fp_hog_row_gradients(work->plane, n_channels, height, width, r, n_cols, work->stride, work->channel_row,
+                             work->channel_col);
         if (n_channels == 3) {
-            /* Channel 0 is overwritten by the choice: keep a copy for the near ties. */
             for (ptrdiff_t c = 0; c < n_cols; c++) {
-                work->up_row[c] = channel_row[c];
-                work->up_col[c] = channel_col[c];
+                work->first_row[c] = channel_row[c];
+                work->first_col[c] = channel_col[c];
             }
-            fp_hog_choose_channel(n_cols, channel_row, channel_col, work->near);
-            for (ptrdiff_t c = 0; c < n_cols; c++)
-                if (work->near[c]) {
-                    double chosen_row, chosen_col;
-                    channel_row[c] = work->up_row[c];
-                    channel_col[c] = work->up_col[c];
-                    fp_hog_choose_exactly(channel_row + c, channel_col + c, n_cols, &chosen_row, &chosen_col);
-                    channel_row[c] = chosen_row;
-                    channel_col[c] = chosen_col;
-                }
+            if (fp_hog_choose_channel(n_cols, work->stride, work->channel_row, work->channel_col, work->near))
+                fp_hog_settle_near_ties(work, n_cols);
         }
-        fp_hog_bin_row(setting, n_cols, channel_row, channel_col, work->up_row, work->up_col, work->margin,
-                       work->count, work->ambiguous, work->magnitude, work->row_bins);
+        int any_ambiguous = fp_hog_bin_row(setting, work->stride, channel_row, channel_col, &work->binning,
+                                           work->magnitude, work->row_bins);
         double *cell_row_sums = sums + (r / setting->cell_rows) * cell_row_stride;
+        if (!deferred && !any_ambiguous) {
+            for (ptrdiff_t c = 0; c < n_cols; c++)
+                cell_row_sums[work->column_slot[c] + row_bins[c]] += magnitude[c];
+            continue;
+        }
         for (ptrdiff_t c = 0; c < n_cols; c++) {
             ptrdiff_t at = r * n_cols + c;
-            uint8_t bin = work->row_bins[c];
-            if (bin == FP_HOG_AMBIGUOUS) {
+            if (row_bins[c] == FP_HOG_AMBIGUOUS) {
                 if (!deferred) {
                     deferred = 1;
                     *resume_at = at;
@@ -268,10 +326,10 @@ static ptrdiff_t fp_hog_float_image(const fp_hog_setting *setting, const fp_hog_
                 n_ambiguous++;
             }
             if (deferred) {
-                bins[at] = bin;
-                magnitudes[at] = work->magnitude[c];
+                bins[at] = row_bins[c];
+                magnitudes[at] = magnitude[c];
             } else {
-                cell_row_sums[work->column_slot[c] + bin] += work->magnitude[c];
+                cell_row_sums[work->column_slot[c] + row_bins[c]] += magnitude[c];
             }
         }
     }
@@ -289,26 +347,33 @@ static ptrdiff_t fp_hog_float_cell_sums(const fp_hog_setting *setting, const uin
                                         ptrdiff_t *ambiguous_pixels, double *ambiguous_gradients)
 {
     const ptrdiff_t n_channels = setting->grey ? 1 : 3, n_cols = setting->crop_cols;
+    const ptrdiff_t stride = (n_cols + FP_HOG_LANES - 1) / FP_HOG_LANES * FP_HOG_LANES;
     const ptrdiff_t crop_pixels = setting->crop_rows * n_cols;
     const ptrdiff_t image_sums = (setting->crop_rows / setting->cell_rows) * (n_cols / setting->cell_cols)
                                  * setting->slots;
     fp_hog_work work;
-    double *doubles = malloc(sizeof(double) * (size_t)(height * width * n_channels + 11 * n_cols));
-    int32_t *flags = malloc(sizeof(int32_t) * (size_t)(3 * n_cols));
+    /* Zeroed: the padding of the row buffers stays a zero gradient. */
+    double *doubles = calloc((size_t)(height * width * n_channels + 14 * stride), sizeof(double));
+    int32_t *near = malloc(sizeof(int32_t) * (size_t)n_cols);
     ptrdiff_t *column_slot = malloc(sizeof(ptrdiff_t) * (size_t)n_cols);
-    uint8_t *row_bins = malloc((size_t)n_cols);
+    uint8_t *row_bins = malloc((size_t)stride);
     ptrdiff_t n_ambiguous = -1;
-    if (doubles != NULL && flags != NULL && column_slot != NULL && row_bins != NULL) {
+    if (doubles != NULL && near != NULL && column_slot != NULL && row_bins != NULL) {
+        for (int level = 0; level < 256; level++)
+            work.levels[level] = setting->take_sqrt ? sqrt((double)level) : (double)level;
         work.plane = doubles;
+        work.stride = stride;
         work.channel_row = doubles + height * width * n_channels;
-        work.channel_col = work.channel_row + 3 * n_cols;
-        work.up_row = work.channel_col + 3 * n_cols;
-        work.up_col = work.up_row + n_cols;
-        work.margin = work.up_col + n_cols;
-        work.magnitude = work.margin + n_cols;
-        work.near = flags;
-        work.count = flags + n_cols;
-        work.ambiguous = flags + 2 * n_cols;
+        work.channel_col = work.channel_row + 3 * stride;
+        work.first_row = work.channel_col + 3 * stride;
+        work.first_col = work.first_row + stride;
+        work.magnitude = work.first_col + stride;
+        work.binning.up_row = work.magnitude + stride;
+        work.binning.up_col = work.binning.up_row + stride;
+        work.binning.margin = work.binning.up_col + stride;
+        work.binning.closest = work.binning.margin + stride;
+        work.binning.count = work.binning.closest + stride;
+        work.near = near;
         work.column_slot = column_slot;
         work.row_bins = row_bins;
         for (ptrdiff_t c = 0; c < n_cols; c++)
@@ -321,7 +386,7 @@ static ptrdiff_t fp_hog_float_cell_sums(const fp_hog_setting *setting, const uin
                                               ambiguous_pixels + n_ambiguous, ambiguous_gradients + 2 * n_ambiguous);
     }
     free(doubles);
-    free(flags);
+    free(near);
     free(column_slot);
     free(row_bins);
     return n_ambiguous;
