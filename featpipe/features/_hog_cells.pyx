@@ -97,8 +97,7 @@ cdef extern from "_hog_float.h" nogil:
         const fp_hog_setting *setting, const uint8_t *images, Py_ssize_t n, Py_ssize_t height, Py_ssize_t width,
         const double *weights, double *sums, uint8_t *bins, double *magnitudes, Py_ssize_t *resume_at,
         Py_ssize_t *ambiguous_pixels, double *ambiguous_gradients)
-    void fp_hog_fill_values(const uint8_t *image, Py_ssize_t n_pixels, int grey, int take_sqrt,
-                            const double *weights, const double *levels, double *plane)
+    void fp_hog_grey_values(const uint8_t *image, Py_ssize_t n_pixels, const double *weights, double *grey)
 
 
 def float_cell_sums(
@@ -211,4 +210,4 @@ def grey_values(
     cdef Py_ssize_t i, n_pixels = images.shape[1] * images.shape[2]
     with nogil:
         for i in range(images.shape[0]):
-            fp_hog_fill_values(&images[i, 0, 0, 0], n_pixels, True, False, &weights[0], NULL, &grey[i, 0, 0])
+            fp_hog_grey_values(&images[i, 0, 0, 0], n_pixels, &weights[0], &grey[i, 0, 0])

@@ -53,6 +53,11 @@
 #else
 #define FP_HOG_CLONES
 #endif
+#if defined(__GNUC__) || defined(__clang__)
+#define FP_HOG_INLINE static inline __attribute__((always_inline))
+#else
+#define FP_HOG_INLINE static inline
+#endif
 
 typedef struct {
     int grey;                 /* one grey value per pixel instead of three channels */
@@ -70,13 +75,13 @@ static const double fp_hog_clear_gap = 1e-12;
 /* Relative distance to a bin edge within which numpy bins the pixel. */
 static const double fp_hog_edge_margin = 1e-9;
 
-static inline double fp_hog_min(double a, double b)
+FP_HOG_INLINE double fp_hog_min(double a, double b)
 {
     return b < a ? b : a;
 }
 
 /* hypot(x, y) as the GNU C library computes it, for the values described above. */
-static inline double fp_hog_hypot(double x, double y)
+FP_HOG_INLINE double fp_hog_hypot(double x, double y)
 {
     double ax = fabs(x), ay = fabs(y);
     double big = ax < ay ? ay : ax, small = ax < ay ? ax : ay;
@@ -95,8 +100,7 @@ static inline double fp_hog_hypot(double x, double y)
 }
 
 /* Values of one image, plane by plane: plane[channel][row][col]; levels[v] is a channel's value. */
-FP_HOG_CLONES
-static void fp_hog_fill_values(const uint8_t *image, ptrdiff_t n_pixels, int grey, int take_sqrt,
+FP_HOG_INLINE void fp_hog_fill_values(const uint8_t *image, ptrdiff_t n_pixels, int grey, int take_sqrt,
                                const double *weights, const double *levels, double *plane)
 {
     const double unit = 1.0 / 255.0;
@@ -114,8 +118,7 @@ static void fp_hog_fill_values(const uint8_t *image, ptrdiff_t n_pixels, int gre
 }
 
 /* Gradients of row r of each plane over the crop's columns: channel k at [k * stride]. */
-FP_HOG_CLONES
-static void fp_hog_row_gradients(const double *plane, ptrdiff_t n_channels, ptrdiff_t height, ptrdiff_t width,
+FP_HOG_INLINE void fp_hog_row_gradients(const double *plane, ptrdiff_t n_channels, ptrdiff_t height, ptrdiff_t width,
                                  ptrdiff_t r, ptrdiff_t n_cols, ptrdiff_t stride, double *restrict g_row,
                                  double *restrict g_col)
 {
@@ -138,7 +141,7 @@ static void fp_hog_row_gradients(const double *plane, ptrdiff_t n_channels, ptrd
 }
 
 /* Whether two channels' squared magnitudes s, t leave the order of their hypot values open. */
-static inline int32_t fp_hog_near(double s, double t, double row_s, double col_s, double row_t, double col_t)
+FP_HOG_INLINE int32_t fp_hog_near(double s, double t, double row_s, double col_s, double row_t, double col_t)
 {
     int32_t same = (fabs(row_s) == fabs(row_t)) & (fabs(col_s) == fabs(col_t));
     return (fabs(s - t) <= (s < t ? t : s) * fp_hog_clear_gap) & !same;
@@ -150,8 +153,7 @@ static inline int32_t fp_hog_near(double s, double t, double row_s, double col_s
  * near[c] says the order of squares does not settle it. Returns whether any
  * pixel is near.
  */
-FP_HOG_CLONES
-static int fp_hog_choose_channel(ptrdiff_t n_cols, ptrdiff_t stride, double *restrict g_row, double *restrict g_col,
+FP_HOG_INLINE int fp_hog_choose_channel(ptrdiff_t n_cols, ptrdiff_t stride, double *restrict g_row, double *restrict g_col,
                                  int32_t *restrict near)
 {
     const double *r1 = g_row + stride, *c1 = g_col + stride, *r2 = g_row + 2 * stride, *c2 = g_col + 2 * stride;
@@ -197,10 +199,9 @@ typedef struct {
  * buffers are `stride` long, a multiple of FP_HOG_LANES, and padded with zero
  * gradients (bin 0). Returns whether any pixel is ambiguous.
  */
-FP_HOG_CLONES
-static int fp_hog_bin_row(const fp_hog_setting *setting, ptrdiff_t stride, const double *restrict g_row,
+FP_HOG_INLINE int fp_hog_bin_row(const fp_hog_setting *setting, ptrdiff_t stride, const double *restrict g_row,
                           const double *restrict g_col, const fp_hog_bin_work *work, double *restrict magnitude,
-                          uint8_t *restrict bins)
+                          int32_t *restrict bins)
 {
     double *restrict up_row = work->up_row, *restrict up_col = work->up_col, *restrict margin = work->margin;
     double *restrict closest = work->closest, *restrict count = work->count;
@@ -234,10 +235,11 @@ static int fp_hog_bin_row(const fp_hog_setting *setting, ptrdiff_t stride, const
             count[c] += cross > 0 ? 1.0 : 0.0;
         }
     for (ptrdiff_t c = 0; c < stride; c++) {
-        int ambiguous = g_row[c] != 0 && closest[c] <= margin[c];
-        bins[c] = g_row[c] == 0 ? 0 : ambiguous ? FP_HOG_AMBIGUOUS : (uint8_t)count[c];
-        any_ambiguous |= ambiguous;
+        double bin = closest[c] <= margin[c] ? (double)FP_HOG_AMBIGUOUS : count[c];
+        bins[c] = (int32_t)(g_row[c] == 0 ? 0.0 : bin);
     }
+    for (ptrdiff_t c = 0; c < stride; c++)
+        any_ambiguous |= bins[c] == FP_HOG_AMBIGUOUS;
     return any_ambiguous;
 }
 
@@ -254,7 +256,7 @@ typedef struct {
     fp_hog_bin_work binning;
     int32_t *near;
     ptrdiff_t *column_slot;  /* offset of each column's cell in a row of cell sums */
-    uint8_t *row_bins;
+    int32_t *row_bins;
 } fp_hog_work;
 
 /* Replace the channel choice by numpy's where near[c] says squares do not settle it. */
@@ -279,6 +281,7 @@ static void fp_hog_settle_near_ties(const fp_hog_work *work, ptrdiff_t n_cols)
  * listed) and *resume_at says where the sums stopped. Returns the number of
  * pixels listed.
  */
+FP_HOG_CLONES
 static ptrdiff_t fp_hog_float_image(const fp_hog_setting *setting, const fp_hog_work *work, const uint8_t *image,
                                     ptrdiff_t height, ptrdiff_t width, const double *weights, double *sums,
                                     uint8_t *bins, double *magnitudes, ptrdiff_t *resume_at, ptrdiff_t first_pixel,
@@ -288,7 +291,7 @@ static ptrdiff_t fp_hog_float_image(const fp_hog_setting *setting, const fp_hog_
     const ptrdiff_t cell_row_stride = (n_cols / setting->cell_cols) * setting->slots;
     const double *channel_row = work->channel_row, *channel_col = work->channel_col;
     const double *magnitude = work->magnitude;
-    const uint8_t *row_bins = work->row_bins;
+    const int32_t *row_bins = work->row_bins;
     ptrdiff_t n_ambiguous = 0;
     int deferred = 0;
     *resume_at = setting->crop_rows * n_cols;
@@ -326,7 +329,7 @@ static ptrdiff_t fp_hog_float_image(const fp_hog_setting *setting, const fp_hog_
                 n_ambiguous++;
             }
             if (deferred) {
-                bins[at] = row_bins[c];
+                bins[at] = (uint8_t)row_bins[c];
                 magnitudes[at] = magnitude[c];
             } else {
                 cell_row_sums[work->column_slot[c] + row_bins[c]] += magnitude[c];
@@ -356,7 +359,7 @@ static ptrdiff_t fp_hog_float_cell_sums(const fp_hog_setting *setting, const uin
     double *doubles = calloc((size_t)(height * width * n_channels + 14 * stride), sizeof(double));
     int32_t *near = malloc(sizeof(int32_t) * (size_t)n_cols);
     ptrdiff_t *column_slot = malloc(sizeof(ptrdiff_t) * (size_t)n_cols);
-    uint8_t *row_bins = malloc((size_t)stride);
+    int32_t *row_bins = malloc(sizeof(int32_t) * (size_t)stride);
     ptrdiff_t n_ambiguous = -1;
     if (doubles != NULL && near != NULL && column_slot != NULL && row_bins != NULL) {
         for (int level = 0; level < 256; level++)
@@ -390,6 +393,12 @@ static ptrdiff_t fp_hog_float_cell_sums(const fp_hog_setting *setting, const uin
     free(column_slot);
     free(row_bins);
     return n_ambiguous;
+}
+
+/* Grey levels of one image as fp_hog_float_image computes them. */
+static void fp_hog_grey_values(const uint8_t *image, ptrdiff_t n_pixels, const double *weights, double *grey)
+{
+    fp_hog_fill_values(image, n_pixels, 1, 0, weights, NULL, grey);
 }
 
 #endif
