@@ -24,10 +24,10 @@ from libc.stdint cimport int32_t, uint8_t
 
 def max_channel_cell_sums(
     const uint8_t[:, :, :, ::1] images,
-    const int32_t[:, ::1] tables,
+    const int32_t[::1] table,
     const double[::1] magnitude_by_rank,
-    int rank_shift,
-    int bin_mask,
+    int bin_bits,
+    int channel_bits,
     Py_ssize_t cell_rows,
     Py_ssize_t cell_cols,
     double[:, :, :, ::1] sums,
@@ -37,15 +37,16 @@ def max_channel_cell_sums(
     Parameters
     ----------
     images : uint8 array, shape (N, H, W, 3), C-contiguous
-    tables : int32 array, shape (3, n_keys)
-        Per channel, indexed by ``|511 * g_row + g_col|``: the rank of the
-        gradient magnitude, the channel's priority on ties and the
-        orientation bin, packed so that the largest entry is scikit-image's
-        choice of channel (``hog_cells._uint8_tables``).
+    table : int32 array, shape (n_keys,)
+        Indexed by ``|511 * g_row + g_col|``: the rank of the gradient
+        magnitude above ``bin_bits`` bits of orientation bin
+        (``hog_cells._uint8_table``). Each channel inserts its priority on
+        ties (2, 1, 0) in ``channel_bits`` bits between them, so that the
+        largest of the three entries is scikit-image's choice of channel.
+        One table for the three channels stays in the L2 cache.
     magnitude_by_rank : float64 array
         The magnitude ``hypot(g_row, g_col)`` of each rank.
-    rank_shift, bin_mask : int
-        ``entry >> rank_shift`` is the rank, ``entry & bin_mask`` the bin.
+    bin_bits, channel_bits : int
     cell_rows, cell_cols : int
         Cell size in pixels; only whole cells are visited.
     sums : float64 array, shape (N, H // cell_rows, W // cell_cols, slots)
@@ -56,6 +57,7 @@ def max_channel_cell_sums(
     cdef Py_ssize_t i, cell_row, cell_col, r, c, channel
     cdef int g_row, g_col, key
     cdef int32_t entry, best
+    cdef int32_t bin_mask = (1 << bin_bits) - 1, rank_shift = bin_bits + channel_bits
     cdef bint interior_row
     with nogil:
         for i in range(n):
@@ -76,7 +78,9 @@ def max_channel_cell_sums(
                                 key = 511 * g_row + g_col
                                 if key < 0:
                                     key = -key
-                                entry = tables[channel, key]
+                                entry = table[key]
+                                entry = ((entry & ~bin_mask) << channel_bits) | ((2 - channel) << bin_bits) | (
+                                    entry & bin_mask)
                                 if entry > best:
                                     best = entry
                             sums[i, cell_row, cell_col, best & bin_mask] += magnitude_by_rank[best >> rank_shift]

@@ -6,10 +6,10 @@ channel of largest gradient, hard orientation bins, magnitudes summed per
 cell). Every setting runs in one compiled pass (:mod:`featpipe.features._hog_cells`):
 
 - ``channel="max"`` without ``transform_sqrt``: the gradients are integers
-  in [-255, 255], and lookup tables over every gradient pair (row, col)
-  hold the rank of its magnitude, the channel priority and its orientation
-  bin, so choosing the channel of largest gradient is a maximum over three
-  integers.
+  in [-255, 255], and a lookup table over every gradient pair (row, col)
+  holds the rank of its magnitude and its orientation bin; with each
+  channel's priority inserted between them, choosing the channel of
+  largest gradient is a maximum over three integers.
 - ``channel="gray"`` and ``transform_sqrt=True``: the values scikit-image
   takes gradients of are computed as numpy computes them (``rgb2gray``'s
   weighted sum with the same rounding, checked once per process against
@@ -59,19 +59,20 @@ def _orientation_bins(g_row, g_col, orientations):
 
 
 @lru_cache(maxsize=8)
-def _uint8_tables(orientations):
-    """Lookup tables over every integer gradient pair (row, col) in [-255, 255].
+def _uint8_table(orientations):
+    """Lookup table over every integer gradient pair (row, col) in [-255, 255].
 
-    Returns an int32 array (3, n_keys), one row per colour channel, indexed
-    by ``|key|`` with ``key = 511 * g_row + g_col``, whose entries sort like
-    scikit-image's channel choice (magnitude first, then the earlier
-    channel) and carry the orientation bin in their low bits; the magnitude
-    of each rank (``hypot`` is symmetric here, so it is also scikit-image's
+    Returns an int32 array indexed by ``|key|`` with ``key = 511 * g_row +
+    g_col``, whose entries hold the rank of the pair's magnitude above the
+    bits of its orientation bin (the compiled pass inserts the channel
+    priority between them, so entries sort like scikit-image's channel
+    choice: magnitude first, then the earlier channel); the magnitude of
+    each rank (``hypot`` is symmetric here, so it is also scikit-image's
     weight ``hypot(g_col, g_row)``; the tests check it); and the number of
     bits that hold the bin. A pair and its negation have the same magnitude
     and, since orientations are taken modulo 180 degrees, the same bin, so
-    half of the key range suffices: each row is 512 KiB, and all three stay
-    in the L2 cache while they are read.
+    half of the key range suffices: the table is 512 KiB and stays in the
+    L2 cache while it is read.
     """
     grid = np.arange(-_MAX_GRADIENT, _MAX_GRADIENT + 1, dtype=np.float64)
     g_row, g_col = np.meshgrid(grid, grid, indexing="ij")
@@ -80,22 +81,18 @@ def _uint8_tables(orientations):
     bin_bits = int(orientations).bit_length()
     key = (_KEY_SIDE * g_row + g_col).astype(np.int64).ravel()
     upper_half = key >= 0
-    tables = np.empty((3, _MAX_KEY + 1), dtype=np.int32)
-    for channel in range(3):
-        entry = (rank.reshape(g_row.shape).astype(np.int32) << (_CHANNEL_BITS + bin_bits)) | (
-            (2 - channel) << bin_bits
-        ) | bins
-        tables[channel, key[upper_half]] = entry.ravel()[upper_half]
-    return tables, magnitude_by_rank, bin_bits
+    entry = (rank.reshape(g_row.shape).astype(np.int32) << bin_bits) | bins
+    table = np.empty(_MAX_KEY + 1, dtype=np.int32)
+    table[key[upper_half]] = entry.ravel()[upper_half]
+    return table, magnitude_by_rank, bin_bits
 
 
 def _uint8_cell_sums(images, orientations, cell, n_cells):
     """Magnitude sums per (image, cell row, cell col, bin slot) of uint8 RGB images, ``channel="max"``."""
-    tables, magnitude_by_rank, bin_bits = _uint8_tables(orientations)
+    table, magnitude_by_rank, bin_bits = _uint8_table(orientations)
     sums = np.zeros((len(images),) + tuple(n_cells) + (orientations + 1,))
     max_channel_cell_sums(
-        np.ascontiguousarray(images), tables, magnitude_by_rank, _CHANNEL_BITS + bin_bits,
-        (1 << bin_bits) - 1, cell[0], cell[1], sums,
+        np.ascontiguousarray(images), table, magnitude_by_rank, bin_bits, _CHANNEL_BITS, cell[0], cell[1], sums,
     )
     return sums
 
