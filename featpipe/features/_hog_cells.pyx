@@ -6,11 +6,13 @@ differences per channel, the channel of largest gradient, its orientation
 bin and its magnitude added to the cell's histogram, in the order numpy's
 ``bincount`` adds them, so the sums are the same float64 values the numpy
 float path gives. Done in numpy, this step takes about 15 passes over the
-pixels; here it is one, with the GIL released.
+pixels; here it is one, with the GIL released, vectorized over each row
+where it can be.
 
-- :func:`max_channel_cell_sums` (``channel="max"``, no ``transform_sqrt``):
-  the gradients are integers, and exact lookup tables over every gradient
-  pair give the channel choice, the bin and the magnitude.
+- :func:`max_channel_cell_sums` (``channel="max"``, no ``transform_sqrt``,
+  C in ``_hog_uint8.h``): the gradients are integers, and an exact lookup
+  table over every gradient pair gives the channel choice, the bin and the
+  magnitude.
 - :func:`float_cell_sums` (``channel="gray"`` or ``transform_sqrt``, C in
   ``_hog_float.h``): the float values numpy would compute (grey levels,
   square roots) are computed with the same rounding, then the bin is found
@@ -20,6 +22,13 @@ pixels; here it is one, with the GIL released.
 """
 
 from libc.stdint cimport int32_t, uint8_t
+
+
+cdef extern from "_hog_uint8.h" nogil:
+    int fp_hog_max_channel_cell_sums(
+        const uint8_t *images, Py_ssize_t n, Py_ssize_t height, Py_ssize_t width, const int32_t *table,
+        const double *magnitude_by_rank, int bin_bits, int channel_bits, Py_ssize_t cell_rows, Py_ssize_t cell_cols,
+        Py_ssize_t crop_rows, Py_ssize_t crop_cols, Py_ssize_t slots, double *sums)
 
 
 def max_channel_cell_sums(
@@ -52,39 +61,18 @@ def max_channel_cell_sums(
     sums : float64 array, shape (N, H // cell_rows, W // cell_cols, slots)
         Zeroed histogram sums, filled in place.
     """
-    cdef Py_ssize_t n = images.shape[0], height = images.shape[1], width = images.shape[2]
-    cdef Py_ssize_t n_cell_rows = sums.shape[1], n_cell_cols = sums.shape[2]
-    cdef Py_ssize_t i, cell_row, cell_col, r, c, channel
-    cdef int g_row, g_col, key
-    cdef int32_t entry, best
-    cdef int32_t bin_mask = (1 << bin_bits) - 1, rank_shift = bin_bits + channel_bits
-    cdef bint interior_row
+    cdef Py_ssize_t n = images.shape[0]
+    cdef int status
+    if n == 0:
+        return
     with nogil:
-        for i in range(n):
-            for cell_row in range(n_cell_rows):
-                for r in range(cell_row * cell_rows, (cell_row + 1) * cell_rows):
-                    interior_row = 0 < r < height - 1
-                    for cell_col in range(n_cell_cols):
-                        for c in range(cell_col * cell_cols, (cell_col + 1) * cell_cols):
-                            best = 0
-                            for channel in range(3):
-                                # scikit-image leaves the gradient of the border rows and columns at 0.
-                                g_row = 0
-                                g_col = 0
-                                if interior_row:
-                                    g_row = <int>images[i, r + 1, c, channel] - <int>images[i, r - 1, c, channel]
-                                if 0 < c < width - 1:
-                                    g_col = <int>images[i, r, c + 1, channel] - <int>images[i, r, c - 1, channel]
-                                key = 511 * g_row + g_col
-                                if key < 0:
-                                    key = -key
-                                entry = table[key]
-                                entry = ((entry & ~bin_mask) << channel_bits) | ((2 - channel) << bin_bits) | (
-                                    entry & bin_mask)
-                                if entry > best:
-                                    best = entry
-                            sums[i, cell_row, cell_col, best & bin_mask] += magnitude_by_rank[best >> rank_shift]
-
+        status = fp_hog_max_channel_cell_sums(
+            &images[0, 0, 0, 0], n, images.shape[1], images.shape[2], &table[0], &magnitude_by_rank[0], bin_bits,
+            channel_bits, cell_rows, cell_cols, sums.shape[1] * cell_rows, sums.shape[2] * cell_cols, sums.shape[3],
+            &sums[0, 0, 0, 0],
+        )
+    if status < 0:
+        raise MemoryError()
 
 
 cdef extern from "_hog_float.h" nogil:
