@@ -112,8 +112,8 @@ FP_HOG_INLINE void fp_hog_fill_values(const uint8_t *image, ptrdiff_t n_pixels, 
         }
         return;
     }
-    for (ptrdiff_t p = 0; p < n_pixels; p++)
-        for (int channel = 0; channel < 3; channel++)
+    for (int channel = 0; channel < 3; channel++)
+        for (ptrdiff_t p = 0; p < n_pixels; p++)
             plane[channel * n_pixels + p] = levels[image[3 * p + channel]];
 }
 
