@@ -148,13 +148,14 @@ FP_HOG_INLINE int32_t fp_hog_near(double s, double t, double row_s, double col_s
 }
 
 /*
- * Per pixel of a row, the channel of largest squared magnitude (first on
- * ties) into g_row[0..n_cols), g_col[0..n_cols) (channel k at [k * stride]);
- * near[c] says the order of squares does not settle it. Returns whether any
- * pixel is near.
+ * Per pixel of a row, the gradient of the channel of largest squared
+ * magnitude (first on ties; channel k at [k * stride] of g_row and g_col)
+ * into best_row, best_col; near[c] says the order of squares does not settle
+ * it. Returns whether any pixel is near.
  */
-FP_HOG_INLINE int fp_hog_choose_channel(ptrdiff_t n_cols, ptrdiff_t stride, double *restrict g_row, double *restrict g_col,
-                                 int32_t *restrict near)
+FP_HOG_INLINE int fp_hog_choose_channel(ptrdiff_t n_cols, ptrdiff_t stride, const double *restrict g_row,
+                                        const double *restrict g_col, double *restrict best_row,
+                                        double *restrict best_col, int32_t *restrict near)
 {
     const double *r1 = g_row + stride, *c1 = g_col + stride, *r2 = g_row + 2 * stride, *c2 = g_col + 2 * stride;
     int32_t any_near = 0;
@@ -167,10 +168,10 @@ FP_HOG_INLINE int fp_hog_choose_channel(ptrdiff_t n_cols, ptrdiff_t stride, doub
                   | fp_hog_near(s1, s2, r1[c], c1[c], r2[c], c2[c]);
         int take1 = s1 > s0;
         double best = take1 ? s1 : s0;
-        double best_row = take1 ? r1[c] : g_row[c], best_col = take1 ? c1[c] : g_col[c];
+        double row = take1 ? r1[c] : g_row[c], col = take1 ? c1[c] : g_col[c];
         int take2 = s2 > best;
-        g_row[c] = take2 ? r2[c] : best_row;
-        g_col[c] = take2 ? c2[c] : best_col;
+        best_row[c] = take2 ? r2[c] : row;
+        best_col[c] = take2 ? c2[c] : col;
         any_near |= near[c];
     }
     return any_near;
@@ -248,10 +249,10 @@ typedef struct {
     double levels[256];      /* a channel's value at each uint8 level */
     double *plane;
     ptrdiff_t stride;        /* row buffer length: the crop's columns padded to FP_HOG_LANES */
-    double *channel_row;     /* gradients of the row, channel k at [k * stride]; the choice at [0] */
+    double *channel_row;     /* gradients of the row, channel k at [k * stride] */
     double *channel_col;
-    double *first_row;       /* channel 0's gradients, kept for near ties */
-    double *first_col;
+    double *best_row;        /* the gradient of the chosen channel */
+    double *best_col;
     double *magnitude;
     fp_hog_bin_work binning;
     int32_t *near;
@@ -265,12 +266,10 @@ static void fp_hog_settle_near_ties(const fp_hog_work *work, ptrdiff_t n_cols)
     for (ptrdiff_t c = 0; c < n_cols; c++)
         if (work->near[c]) {
             double chosen_row, chosen_col;
-            work->channel_row[c] = work->first_row[c];
-            work->channel_col[c] = work->first_col[c];
             fp_hog_choose_exactly(work->channel_row + c, work->channel_col + c, work->stride, &chosen_row,
                                   &chosen_col);
-            work->channel_row[c] = chosen_row;
-            work->channel_col[c] = chosen_col;
+            work->best_row[c] = chosen_row;
+            work->best_col[c] = chosen_col;
         }
 }
 
@@ -289,7 +288,9 @@ static ptrdiff_t fp_hog_float_image(const fp_hog_setting *setting, const fp_hog_
 {
     const ptrdiff_t n_channels = setting->grey ? 1 : 3, n_cols = setting->crop_cols;
     const ptrdiff_t cell_row_stride = (n_cols / setting->cell_cols) * setting->slots;
-    const double *channel_row = work->channel_row, *channel_col = work->channel_col;
+    /* The chosen gradients: channel 0's own for grey values. */
+    const double *chosen_row = setting->grey ? work->channel_row : work->best_row;
+    const double *chosen_col = setting->grey ? work->channel_col : work->best_col;
     const double *magnitude = work->magnitude;
     const int32_t *row_bins = work->row_bins;
     ptrdiff_t n_ambiguous = 0;
@@ -300,15 +301,10 @@ static ptrdiff_t fp_hog_float_image(const fp_hog_setting *setting, const fp_hog_
     for (ptrdiff_t r = 0; r < setting->crop_rows; r++) {
         fp_hog_row_gradients(work->plane, n_channels, height, width, r, n_cols, work->stride, work->channel_row,
                              work->channel_col);
-        if (n_channels == 3) {
-            for (ptrdiff_t c = 0; c < n_cols; c++) {
-                work->first_row[c] = channel_row[c];
-                work->first_col[c] = channel_col[c];
-            }
-            if (fp_hog_choose_channel(n_cols, work->stride, work->channel_row, work->channel_col, work->near))
-                fp_hog_settle_near_ties(work, n_cols);
-        }
-        int any_ambiguous = fp_hog_bin_row(setting, work->stride, channel_row, channel_col, &work->binning,
+        if (n_channels == 3 && fp_hog_choose_channel(n_cols, work->stride, work->channel_row, work->channel_col,
+                                                     work->best_row, work->best_col, work->near))
+            fp_hog_settle_near_ties(work, n_cols);
+        int any_ambiguous = fp_hog_bin_row(setting, work->stride, chosen_row, chosen_col, &work->binning,
                                            work->magnitude, work->row_bins);
         double *cell_row_sums = sums + (r / setting->cell_rows) * cell_row_stride;
         if (!deferred && !any_ambiguous) {
@@ -324,8 +320,8 @@ static ptrdiff_t fp_hog_float_image(const fp_hog_setting *setting, const fp_hog_
                     *resume_at = at;
                 }
                 ambiguous_pixels[n_ambiguous] = first_pixel + at;
-                ambiguous_gradients[2 * n_ambiguous] = channel_row[c];
-                ambiguous_gradients[2 * n_ambiguous + 1] = channel_col[c];
+                ambiguous_gradients[2 * n_ambiguous] = chosen_row[c];
+                ambiguous_gradients[2 * n_ambiguous + 1] = chosen_col[c];
                 n_ambiguous++;
             }
             if (deferred) {
@@ -368,9 +364,9 @@ static ptrdiff_t fp_hog_float_cell_sums(const fp_hog_setting *setting, const uin
         work.stride = stride;
         work.channel_row = doubles + height * width * n_channels;
         work.channel_col = work.channel_row + 3 * stride;
-        work.first_row = work.channel_col + 3 * stride;
-        work.first_col = work.first_row + stride;
-        work.magnitude = work.first_col + stride;
+        work.best_row = work.channel_col + 3 * stride;
+        work.best_col = work.best_row + stride;
+        work.magnitude = work.best_col + stride;
         work.binning.up_row = work.magnitude + stride;
         work.binning.up_col = work.binning.up_row + stride;
         work.binning.margin = work.binning.up_col + stride;
