@@ -12,7 +12,7 @@ from skimage.feature import hog
 
 from featpipe.features.color import ColorHistogram
 from featpipe.features.hog import HOG
-from featpipe.features.pictures import hog_glyphs, plot_color_histogram, plot_hog
+from featpipe.features.plotting import hog_glyphs, plot_color_histogram, plot_hog
 
 matplotlib.use("Agg")
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"

@@ -6,7 +6,7 @@ only those), extracts their features and writes one shard of the store
 (:mod:`featpipe.store`). The driver holds only the file list, never the
 images, so a million-image folder needs a few GiB at most. The same chunk
 function runs here and in local worker processes sharing one task queue
-(:mod:`featpipe.shared_pool`), or on a ``dask.distributed`` cluster
+(:mod:`featpipe.pipeline.workers`), or on a ``dask.distributed`` cluster
 (joblib's ``dask`` backend); every shard's bytes
 depend only on its images and the fitted extractors, so a resumed, a
 parallel and a cluster run all write the same store.
@@ -24,15 +24,16 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 import featpipe
-from featpipe import store as feature_store
 from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
-from featpipe.parallel import dask_backend
-from featpipe.registry import make_feature
-from featpipe.shared_pool import SharedWorkPool, WorkerDied
-from featpipe.spec import Step, parse_features
-from featpipe.store import StoreError
-from featpipe.store_lock import StoreLock
+from featpipe.pipeline.dask_backend import dask_backend
+from featpipe.pipeline.registry import make_feature
+from featpipe.pipeline.spec import Step, parse_features
+from featpipe.pipeline.workers import SharedWorkPool, WorkerDied
+from featpipe.store import format as store_format
+from featpipe.store.format import StoreError
+from featpipe.store.lock import StoreLock
+from featpipe.store.reader import open as open_store
 
 DEFAULT_CHUNK_SIZE = 2000
 """Images per shard: about a second of HOG + colour work on 32x32 images."""
@@ -156,7 +157,7 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, stri
         edges = np.cumsum([0] + widths)
         for extractor, left, right in zip(extractors, edges[:-1], edges[1:]):
             features[:, left:right] = extractor.transform(images)
-    return feature_store.write_shard(store_dir, index, features, (start, start + len(inputs)), skipped)
+    return store_format.write_shard(store_dir, index, features, (start, start + len(inputs)), skipped)
 
 
 def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run):
@@ -175,20 +176,20 @@ def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, 
 
 def _open_store(out, plan):
     """Create or reopen the store folder and return its manifest; refuse one made with another plan."""
-    manifest = feature_store.read_manifest(out)
+    manifest = store_format.read_manifest(out)
     if manifest is None:
-        foreign = sorted(path.name for path in out.iterdir() if path.name != feature_store.LOCK_NAME)
+        foreign = sorted(path.name for path in out.iterdir() if path.name != store_format.LOCK_NAME)
         if foreign:
             raise StoreError(f"{out} is not a feature store and not empty ({', '.join(foreign[:3])}...); "
                              "give a new or empty folder")
-        manifest = {"format": feature_store.FORMAT_VERSION, "complete": False,
+        manifest = {"format": store_format.FORMAT_VERSION, "complete": False,
                     "featpipe_version": featpipe.__version__, "plan": plan}
-        feature_store.write_manifest(out, manifest)
+        store_format.write_manifest(out, manifest)
     elif manifest.get("plan") != plan:
         changed = sorted(key for key in plan if manifest.get("plan", {}).get(key) != plan[key])
         raise StoreError(f"store {out} was made with other {', '.join(changed) or 'settings'}; "
                          "give a new folder, or delete this one to rebuild it")
-    (out / feature_store.SHARDS_DIR).mkdir(exist_ok=True)
+    (out / store_format.SHARDS_DIR).mkdir(exist_ok=True)
     return manifest
 
 
@@ -201,13 +202,13 @@ def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, 
     died before saving its extractors are deleted, since they cannot be
     told apart from shards of a different fit.
     """
-    saved = feature_store.load_extractors(out)
+    saved = store_format.load_extractors(out)
     if saved is not None:
         return saved, None
-    feature_store.remove_shards(out)
+    store_format.remove_shards(out)
     if not fitted:
         pairs = _fit(pairs, collection, image_size, fit_samples, seed, strict)
-    return pairs, saver.submit(feature_store.save_extractors, out, pairs)
+    return pairs, saver.submit(store_format.save_extractors, out, pairs)
 
 
 def _final_manifest(plan, pairs, collection, records, seconds):
@@ -223,7 +224,7 @@ def _final_manifest(plan, pairs, collection, records, seconds):
     edges = np.cumsum([0] + widths).tolist()
     offsets = np.cumsum([0] + [record["n_rows"] for record in records]).tolist()
     return {
-        "format": feature_store.FORMAT_VERSION,
+        "format": store_format.FORMAT_VERSION,
         "complete": True,
         "featpipe_version": featpipe.__version__,
         "plan": plan,
@@ -233,7 +234,7 @@ def _final_manifest(plan, pairs, collection, records, seconds):
         "n_features": int(edges[-1]),
         "n_rows": len(rows),
         "classes": list(collection.classes),
-        "extractors": feature_store.EXTRACTORS_NAME,
+        "extractors": store_format.EXTRACTORS_NAME,
         "shards": [{"file": record["file"], "rows": [first, last], "inputs": record["inputs"],
                     "n_rows": record["n_rows"], "sha256": record["sha256"]}
                    for record, first, last in zip(records, offsets[:-1], offsets[1:])],
@@ -330,16 +331,16 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         except OSError as error:
             raise StoreError(f"cannot create store folder {out}: {error.strerror or error}") from None
         stack.enter_context(StoreLock(out))
-        feature_store.remove_temporary_files(out)
+        store_format.remove_temporary_files(out)
         manifest = _open_store(out, plan)
         saver = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         pairs, saving = _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict,
                                            saver)
         extractors = [extractor for _, extractor in pairs]
         bounds = [(start, min(start + chunk_size, len(collection))) for start in range(0, len(collection), chunk_size)]
-        records = [feature_store.read_shard_record(out, index) for index in range(len(bounds))]
+        records = [store_format.read_shard_record(out, index) for index in range(len(bounds))]
         todo = [index for index, record in enumerate(records)
-                if record is None or not feature_store.shard_is_intact(out, record)]
+                if record is None or not store_format.shard_is_intact(out, record)]
         done_images = len(collection) - sum(bounds[index][1] - bounds[index][0] for index in todo)
         bar = tqdm(total=len(collection), initial=done_images, unit="img", desc="extract",
                    disable=not progress, smoothing=0.1)
@@ -366,6 +367,6 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
             saving.result()
         if todo or not manifest["complete"]:
             manifest = _final_manifest(plan, pairs, collection, records, time.perf_counter() - started)
-            feature_store.write_manifest(out, manifest)
-        feature_store.remove_temporary_files(out)
-    return feature_store.open(out, verify=False)
+            store_format.write_manifest(out, manifest)
+        store_format.remove_temporary_files(out)
+    return open_store(out, verify=False)

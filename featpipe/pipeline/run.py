@@ -19,14 +19,14 @@ import numpy as np
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
-from featpipe import stages
 from featpipe.cache import fingerprint, make_memory
-from featpipe.registry import OWN_HEADS, make_feature, make_head
-from featpipe.run_folder import write_run_folder
-from featpipe.sources import ImageSource, StoreSource
-from featpipe.spec import SpecError
-from featpipe.stages import STAGE_NAMES
-from featpipe.store import is_store
+from featpipe.pipeline import stages
+from featpipe.pipeline.inputs import ImageSource, StoreSource
+from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
+from featpipe.pipeline.run_folder import write_run_folder
+from featpipe.pipeline.spec import SpecError
+from featpipe.pipeline.stages import STAGE_NAMES
+from featpipe.store.reader import is_store
 
 DEFAULT_IMAGE_SIZE = 32
 
@@ -94,7 +94,7 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     Parameters
     ----------
     spec : PipelineSpec
-        What to run (see :mod:`featpipe.spec`).
+        What to run (see :mod:`featpipe.pipeline.spec`).
     data : str or None
         Data set: ``None``/``"builtin"``, ``"cifar10"``, a folder, an
         ``.npz`` file, or a feature store written by ``featpipe extract``
@@ -216,8 +216,8 @@ def _search_grid(spec, search):
 
 
 def _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_size):
-    import sklearn
     import skimage
+    import sklearn
 
     import featpipe
 

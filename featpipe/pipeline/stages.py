@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from featpipe.datasets import load_dataset, round_robin_by_class
 from featpipe.parallel import DEFAULT_CHUNK_SIZE, transform_in_chunks
-from featpipe.registry import make_feature, make_head
+from featpipe.pipeline.registry import make_feature, make_head
 
 STAGE_NAMES = ("load", "extract", "normalize", "train", "evaluate")
 SPLITS = ("train", "val", "test")

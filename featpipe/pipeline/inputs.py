@@ -10,12 +10,12 @@ and extract stages; a store source reads what ``featpipe extract`` wrote.
 
 import numpy as np
 
-from featpipe import stages
-from featpipe.augment import augment_training_set
 from featpipe.cache import fingerprint
 from featpipe.datasets import Dataset, describe_source
-from featpipe.spec import SpecError
-from featpipe.store import open as open_store
+from featpipe.pipeline import stages
+from featpipe.pipeline.augment import augment_training_set
+from featpipe.pipeline.spec import SpecError
+from featpipe.store.reader import open as open_store
 
 
 def _stack(arrays):

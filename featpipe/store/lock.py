@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from featpipe.store import LOCK_NAME, StoreError, disk_error
+from featpipe.store.format import LOCK_NAME, StoreError, disk_error
 
 
 def _process_is_alive(pid):

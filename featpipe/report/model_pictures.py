@@ -4,7 +4,7 @@ Class templates (a raw-pixel linear classifier's weights, one image per
 class), HOG glyphs and colour histograms of example images, the visual-word
 montage of k-means pipelines, and test images a pipeline got wrong. The
 HOG, colour and word drawings come from the feature modules
-(``featpipe.features.pictures`` and the words module); a picture is drawn
+(``featpipe.features.plotting`` and the words module); a picture is drawn
 when its drawing function and its data exist, and left out otherwise.
 """
 
@@ -20,7 +20,7 @@ from featpipe.model_io import load_model
 DPI = 100
 N_MISTAKES = 8
 N_EXAMPLE_IMAGES = 4
-WORDS_MODULES = ("featpipe.features.words_pictures", "featpipe.features.words", "featpipe.features.pictures")
+WORDS_MODULES = ("featpipe.features.plotting", "featpipe.features.words", "featpipe.features.plotting")
 
 
 def optional_function(module_names, function_name):
@@ -187,8 +187,8 @@ def _example_images(entries, count):
 
 def hog_and_color(results, models):
     """Example images beside their HOG glyphs and colour histograms."""
-    plot_hog = optional_function(("featpipe.features.pictures",), "plot_hog")
-    plot_color = optional_function(("featpipe.features.pictures",), "plot_color_histogram")
+    plot_hog = optional_function(("featpipe.features.plotting",), "plot_hog")
+    plot_color = optional_function(("featpipe.features.plotting",), "plot_color_histogram")
     panels = []
     if plot_hog is not None:
         hog = models.extractor(("hog",))

@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from conftest import link_cifar_folder, read_shard_bytes
-from featpipe import extract_job, store
 from featpipe.datasets import DatasetError, load_dataset
-from featpipe.extract_job import run_extract_job
 from featpipe.features.hog import HOG
 from featpipe.model_io import save_model
-from featpipe.store import StoreError
+from featpipe.pipeline import extract_job
+from featpipe.pipeline.extract_job import run_extract_job
+from featpipe.store import format as store
+from featpipe.store.format import StoreError
+from featpipe.store.reader import open as open_store
+from helpers import link_cifar_folder, read_shard_bytes
 
 HOG_PARAMS = {"pixels_per_cell": (8, 8), "cells_per_block": (2, 2)}
 FEATURES = "hog"
@@ -70,7 +72,7 @@ def test_other_parameters_on_the_same_store_are_refused(folder, reference):
         run_extract_job(FEATURES, folder, reference.path, chunk_size=CHUNK + 1, progress=False)
     with pytest.raises(StoreError, match="made with other features"):
         run_extract_job([("hog", HOG(orientations=6))], folder, reference.path, chunk_size=CHUNK, progress=False)
-    assert store.open(reference.path).manifest == reference.manifest
+    assert open_store(reference.path).manifest == reference.manifest
 
 
 def test_corrupt_image_costs_only_itself_and_parallel_equals_serial(tmp_path):
@@ -88,17 +90,17 @@ def test_corrupt_image_costs_only_itself_and_parallel_equals_serial(tmp_path):
 
 _SLOW_JOB = """
 import sys, time
-import featpipe.store
-from featpipe.extract_job import run_extract_job
+import featpipe.store.format
+from featpipe.pipeline.extract_job import run_extract_job
 
-write_json = featpipe.store._write_json
+write_json = featpipe.store.format._write_json
 
 def slow_write_json(path, document):
     if "shard-" in str(path):
         time.sleep(float(sys.argv[4]))
     write_json(path, document)
 
-featpipe.store._write_json = slow_write_json
+featpipe.store.format._write_json = slow_write_json
 if __name__ == "__main__":
     run_extract_job("hog", sys.argv[1], sys.argv[2], n_jobs=1, chunk_size=int(sys.argv[3]), progress=False)
 """
@@ -147,7 +149,7 @@ def test_second_job_on_the_same_store_refuses(folder, reference, tmp_path):
     with pytest.raises(StoreError, match=f"locked by another job \\(pid {job.pid}"):
         run_extract_job(FEATURES, folder, out, n_jobs=1, chunk_size=CHUNK, progress=False)
     assert job.wait(timeout=60) == 0, job.stderr.read()
-    assert read_shard_bytes(store.open(out).path) == read_shard_bytes(reference.path)
+    assert read_shard_bytes(open_store(out).path) == read_shard_bytes(reference.path)
 
 
 def test_full_disk_stops_cleanly_and_resumes(folder, reference, tmp_path, monkeypatch):
@@ -225,13 +227,13 @@ def test_shards_of_extractors_that_were_never_saved_are_redone(folder, reference
 
 
 def test_a_killed_local_worker_stops_the_job_with_a_resume_hint(folder, reference, tmp_path, monkeypatch):
-    from featpipe.shared_pool import WorkerDied
+    from featpipe.pipeline.workers import WorkerDied
 
     def run_with_a_dead_worker(self, function, tasks, on_result):
         on_result(function(*tasks[0]))
         raise WorkerDied("a worker process died before finishing its task (killed, or out of memory)")
 
-    monkeypatch.setattr("featpipe.shared_pool.SharedWorkPool.run", run_with_a_dead_worker)
+    monkeypatch.setattr("featpipe.pipeline.workers.SharedWorkPool.run", run_with_a_dead_worker)
     with pytest.raises(StoreError, match="worker process died .*run the same command again to resume"):
         run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
     monkeypatch.undo()

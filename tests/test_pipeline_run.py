@@ -5,12 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from featpipe import parallel
 from featpipe.features.raw import RawPixels
 from featpipe.model_io import load_model
-from featpipe.pipeline import run_pipeline
-from featpipe.spec import SpecError, parse_spec
-from featpipe.stages import STAGE_NAMES
+from featpipe.pipeline.run import run_pipeline
+from featpipe.pipeline.spec import SpecError, parse_spec
+from featpipe.pipeline.stages import STAGE_NAMES
 
 
 def _run(tmp_path, spec_text, out_name, **options):
@@ -80,16 +79,6 @@ def test_no_cache_recomputes_and_writes_no_cache(tmp_path, small_npz):
     assert not (tmp_path / "cache").exists()
 
 
-def test_parallel_extraction_equals_serial():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(37, 16, 16, 3), dtype=np.uint8)
-    extractor = RawPixels().fit(images)
-    serial = parallel.transform_in_chunks(extractor, images, n_jobs=1, chunk_size=5)
-    both_cores = parallel.transform_in_chunks(extractor, images, n_jobs=2, chunk_size=5)
-    np.testing.assert_array_equal(serial, both_cores)
-    np.testing.assert_array_equal(serial, extractor.transform(images))
-
-
 def test_image_size_smaller_than_a_feature_needs_fails_before_loading(tmp_path):
     with pytest.raises(SpecError, match="too small for feature 'hog'"):
         _run(tmp_path, "hog+svm", "run", image_size=4)
@@ -97,7 +86,7 @@ def test_image_size_smaller_than_a_feature_needs_fails_before_loading(tmp_path):
 
 
 def test_run_on_a_feature_store_equals_the_run_on_its_images(tmp_path, small_npz):
-    from featpipe.extract_job import run_extract_job
+    from featpipe.pipeline.extract_job import run_extract_job
 
     store = tmp_path / "store"
     run_extract_job("raw+color", data=str(small_npz), out=store, n_jobs=1, progress=False)
@@ -140,7 +129,7 @@ def test_hflip_augmentation_trains_on_the_mirrored_images_too(tmp_path, small_np
 def test_augmentation_of_a_feature_store_is_refused(tmp_path, small_npz):
     from dataclasses import replace
 
-    from featpipe.extract_job import run_extract_job
+    from featpipe.pipeline.extract_job import run_extract_job
 
     store = tmp_path / "store"
     run_extract_job("raw", data=str(small_npz), out=store, n_jobs=1, progress=False)
@@ -154,7 +143,7 @@ def test_normalize_stage_equals_standard_scaler_without_copying_the_matrix():
 
     from sklearn.preprocessing import StandardScaler
 
-    from featpipe import stages
+    from featpipe.pipeline import stages
 
     features = np.random.default_rng(0).normal(3.0, 2.0, (20_000, 200)).astype(np.float32)
     tracemalloc.start()

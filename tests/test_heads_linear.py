@@ -11,7 +11,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from featpipe.heads import LinearSVM, Softmax
-from featpipe.heads.start import least_squares_weights
+from featpipe.heads.starting_point import least_squares_weights
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 HEADS = [LinearSVM, Softmax]

@@ -13,6 +13,8 @@ from sklearn.utils import check_random_state
 
 from featpipe.features import words as words_module
 from featpipe.features._triangle import add_triangle_activations, available_kernels
+from featpipe.features.plotting import plot_words, word_montage
+from featpipe.features.regions import RegionLayout
 from featpipe.features.words import (
     KMeansWords,
     _block_atom_sums,
@@ -22,8 +24,6 @@ from featpipe.features.words import (
     _triangle_kernel,
     _word_panels,
 )
-from featpipe.features.regions import RegionLayout
-from featpipe.features.words_pictures import plot_words, word_montage
 
 matplotlib.use("Agg")
 

@@ -15,59 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import featpipe
-from featpipe.cli import cli
 from featpipe.datasets import round_robin_by_class
 from featpipe.model_io import load_model
 from featpipe.report import ReportError, write_report
-from featpipe.report.lecture import feature_extractor, raw_weights
+from featpipe.report.model_pictures import feature_extractor, raw_weights
+from helpers import builtin_report
 
 STAGES = ("load", "extract", "normalize", "train", "evaluate")
-
-RAW_PIPELINE = """description = "raw pixels at 16x16, a small search grid"
-[[features]]
-name = "raw"
-image_size = 16
-[head]
-name = "svm"
-n_epochs = 5
-[search]
-learning_rates = [1e-4, 3e-4]
-regs = [1e-4, 1e-2]
-"""
-
-WORDS_PIPELINE = """description = "8 k-means words, small enough for a test"
-[[features]]
-name = "words"
-n_words = 8
-n_patches = 2000
-stride = 2
-[head]
-name = "svm"
-"""
-
-
-def _featpipe(*args):
-    result = CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def builtin_report(tmp_path_factory):
-    """Run the pipelines and write the report once per test session; return the report folder."""
-    root = tmp_path_factory.getbasetemp() / "builtin-report"
-    if not (root / "report" / "results.json").is_file():
-        root.mkdir(exist_ok=True)
-        (root / "raw+svm.toml").write_text(RAW_PIPELINE)
-        (root / "words+svm.toml").write_text(WORDS_PIPELINE)
-        common = ["--data", "builtin", "--cache-dir", root / "cache", "--jobs", "1", "--quiet"]
-        _featpipe("run", root / "raw+svm.toml", "--search", "--out", root / "raw-run", *common)
-        _featpipe("compare", "hog+color+svm", root / "words+svm.toml", "--from", root / "raw-run",
-                  "--out", root / "report", *common)
-    return root / "report"
-
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from featpipe.shared_pool import SharedWorkPool, WorkerDied
+from featpipe.pipeline.workers import SharedWorkPool, WorkerDied
 
 
 def square_and_pid(value, seconds):

@@ -1,4 +1,4 @@
-"""ColorHistogram against the per-image rgb2hsv + numpy.histogram recipe; RawPixels against reshape/resize."""
+"""ColorHistogram against the per-image rgb2hsv + numpy.histogram recipe."""
 
 from pathlib import Path
 
@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage.color import rgb2hsv
-from skimage.transform import resize
 
 from featpipe.features.color import ColorHistogram
-from featpipe.features.raw import RawPixels
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 REAL = np.stack([np.asarray(Image.open(path).convert("RGB"))
@@ -129,27 +127,3 @@ def test_grey_single_and_float_images():
 def test_color_bad_input_raises_clear_value_error(params, images, message):
     with pytest.raises(ValueError, match=message):
         ColorHistogram(**params).fit(images)
-
-
-def test_raw_pixels_are_the_flattened_image():
-    features = RawPixels().fit_transform(REAL[:5])
-    assert features.dtype == np.float32
-    np.testing.assert_array_equal(features, REAL[:5].reshape(5, -1).astype(np.float32))
-    assert RawPixels().fit(REAL[:2]).n_features_out((32, 32)) == 3072
-
-
-@pytest.mark.parametrize("image_size", [16, (8, 12), (40, 40)])
-def test_raw_pixels_resize_equals_skimage_per_image(image_size):
-    size = (image_size, image_size) if np.isscalar(image_size) else image_size
-    features = RawPixels(image_size=image_size).fit_transform(REAL[:4])
-    reference = np.stack([
-        resize(image, size + (3,), order=1, preserve_range=True, anti_aliasing=size[0] < 32 or size[1] < 32)
-        for image in REAL[:4]
-    ]).reshape(4, -1)
-    np.testing.assert_allclose(features, reference, rtol=1e-5, atol=1e-3)
-
-
-@pytest.mark.parametrize("image_size", [0, (8,), "big", (8, -1)])
-def test_raw_pixels_bad_size(image_size):
-    with pytest.raises(ValueError, match="image_size"):
-        RawPixels(image_size=image_size).fit(REAL[:2])

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from featpipe.registry import UnknownNameError, make_feature, make_head
-from featpipe.spec import SpecError, list_pipelines, load_pipeline_file, parse_features, parse_spec, resolve
+from featpipe.pipeline.registry import UnknownNameError, make_feature, make_head
+from featpipe.pipeline.spec import SpecError, list_pipelines, load_pipeline_file, parse_features, parse_spec, resolve
 
 
 def test_parse_spec_splits_features_and_head():

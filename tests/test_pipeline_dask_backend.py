@@ -9,24 +9,25 @@ import time
 import distributed
 import pytest
 
-from conftest import link_cifar_folder, read_shard_bytes
-from featpipe import store
-from featpipe.extract_job import run_extract_job
+from featpipe.pipeline.extract_job import run_extract_job
+from featpipe.store import format as store
+from featpipe.store.reader import open as open_store
+from helpers import link_cifar_folder, read_shard_bytes
 
 CHUNK = 4
 
 _SLOW_SHARD_RECORDS = """
 import time
-import featpipe.store
-if not hasattr(featpipe.store, "_fast_write_json"):
-    featpipe.store._fast_write_json = featpipe.store._write_json
+import featpipe.store.format
+if not hasattr(featpipe.store.format, "_fast_write_json"):
+    featpipe.store.format._fast_write_json = featpipe.store.format._write_json
 
     def _slow_write_json(path, document):
         if "shard-" in str(path):
             time.sleep(0.15)
-        featpipe.store._fast_write_json(path, document)
+        featpipe.store.format._fast_write_json(path, document)
 
-    featpipe.store._write_json = _slow_write_json
+    featpipe.store.format._write_json = _slow_write_json
 """
 
 
@@ -52,7 +53,7 @@ def test_backend_dask_store_equals_the_local_store(folder, reference, tmp_path):
 
 _JOB = """
 import sys
-from featpipe.extract_job import run_extract_job
+from featpipe.pipeline.extract_job import run_extract_job
 if __name__ == "__main__":
     run_extract_job("hog", sys.argv[1], sys.argv[2], chunk_size=int(sys.argv[3]), scheduler=sys.argv[4],
                     progress=False)
@@ -80,4 +81,4 @@ def test_job_on_a_scheduler_survives_a_killed_worker(folder, reference, tmp_path
         client.wait_for_workers(2, timeout=60)
         assert worker_pids[0] not in client.run(os.getpid).values()
     assert read_shard_bytes(out) == read_shard_bytes(reference.path)
-    assert store.open(out).manifest["shards"] == reference.manifest["shards"]
+    assert open_store(out).manifest["shards"] == reference.manifest["shards"]
