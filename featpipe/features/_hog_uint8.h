@@ -19,24 +19,27 @@
 
 #include "_hog_float.h" /* FP_HOG_CLONES, FP_HOG_INLINE */
 
-/* Integer gradients of row r of one channel over the crop's columns. */
+/*
+ * Integer gradients of row r over the crop's columns, channels interleaved
+ * as in the image (index 3 c + channel), so every load is contiguous.
+ */
 FP_HOG_INLINE void fp_hog_uint8_gradients(const uint8_t *image, ptrdiff_t height, ptrdiff_t width, ptrdiff_t r,
-                                          int channel, ptrdiff_t n_cols, int32_t *restrict g_row,
-                                          int32_t *restrict g_col)
+                                          ptrdiff_t n_cols, int32_t *restrict g_row, int32_t *restrict g_col)
 {
-    const uint8_t *row = image + r * width * 3 + channel;
-    ptrdiff_t last = n_cols < width - 1 ? n_cols : width - 1;
+    const uint8_t *row = image + r * width * 3;
+    const ptrdiff_t n_values = 3 * n_cols, last = 3 * (n_cols < width - 1 ? n_cols : width - 1);
     if (0 < r && r < height - 1)
-        for (ptrdiff_t c = 0; c < n_cols; c++)
-            g_row[c] = (int32_t)row[3 * c + 3 * width] - (int32_t)row[3 * c - 3 * width];
+        for (ptrdiff_t k = 0; k < n_values; k++)
+            g_row[k] = (int32_t)row[k + 3 * width] - (int32_t)row[k - 3 * width];
     else
-        for (ptrdiff_t c = 0; c < n_cols; c++)
-            g_row[c] = 0;
-    g_col[0] = 0;
-    for (ptrdiff_t c = 1; c < last; c++)
-        g_col[c] = (int32_t)row[3 * c + 3] - (int32_t)row[3 * c - 3];
-    for (ptrdiff_t c = last > 1 ? last : 1; c < n_cols; c++)
-        g_col[c] = 0;
+        for (ptrdiff_t k = 0; k < n_values; k++)
+            g_row[k] = 0;
+    for (ptrdiff_t k = 0; k < 3; k++)
+        g_col[k] = 0;
+    for (ptrdiff_t k = 3; k < last; k++)
+        g_col[k] = (int32_t)row[k + 3] - (int32_t)row[k - 3];
+    for (ptrdiff_t k = last > 3 ? last : 3; k < n_values; k++)
+        g_col[k] = 0;
 }
 
 /*
@@ -53,27 +56,27 @@ static int fp_hog_max_channel_cell_sums(const uint8_t *images, ptrdiff_t n, ptrd
     const int32_t bin_mask = (1 << bin_bits) - 1, rank_shift = bin_bits + channel_bits;
     const ptrdiff_t cell_row_stride = (crop_cols / cell_cols) * slots;
     const ptrdiff_t image_sums = (crop_rows / cell_rows) * cell_row_stride;
-    int32_t *buffers = malloc(sizeof(int32_t) * (size_t)(3 * crop_cols));
+    int32_t *buffers = malloc(sizeof(int32_t) * (size_t)(13 * crop_cols));
     ptrdiff_t *column_slot = malloc(sizeof(ptrdiff_t) * (size_t)crop_cols);
     int status = -1;
     if (buffers != NULL && column_slot != NULL) {
-        int32_t *g_row = buffers, *g_col = buffers + crop_cols, *best = buffers + 2 * crop_cols;
+        int32_t *g_row = buffers, *g_col = buffers + 3 * crop_cols, *entry = buffers + 6 * crop_cols;
+        int32_t *priority = buffers + 9 * crop_cols, *best = buffers + 12 * crop_cols;
+        for (ptrdiff_t k = 0; k < 3 * crop_cols; k++)
+            priority[k] = (2 - (int32_t)(k % 3)) << bin_bits;
         for (ptrdiff_t c = 0; c < crop_cols; c++)
             column_slot[c] = (c / cell_cols) * slots;
         for (ptrdiff_t i = 0; i < n; i++) {
             const uint8_t *image = images + i * height * width * 3;
             for (ptrdiff_t r = 0; r < crop_rows; r++) {
-                for (ptrdiff_t c = 0; c < crop_cols; c++)
-                    best[c] = 0;
-                for (int channel = 0; channel < 3; channel++) {
-                    const int32_t priority = (2 - channel) << bin_bits;
-                    fp_hog_uint8_gradients(image, height, width, r, channel, crop_cols, g_row, g_col);
-                    for (ptrdiff_t c = 0; c < crop_cols; c++) {
-                        int32_t key = 511 * g_row[c] + g_col[c];
-                        int32_t entry = table[abs(key)];
-                        entry = ((entry & ~bin_mask) << channel_bits) | priority | (entry & bin_mask);
-                        best[c] = entry > best[c] ? entry : best[c];
-                    }
+                fp_hog_uint8_gradients(image, height, width, r, crop_cols, g_row, g_col);
+                for (ptrdiff_t k = 0; k < 3 * crop_cols; k++) {
+                    int32_t value = table[abs(511 * g_row[k] + g_col[k])];
+                    entry[k] = ((value & ~bin_mask) << channel_bits) | priority[k] | (value & bin_mask);
+                }
+                for (ptrdiff_t c = 0; c < crop_cols; c++) {
+                    int32_t first = entry[3 * c] > entry[3 * c + 1] ? entry[3 * c] : entry[3 * c + 1];
+                    best[c] = first > entry[3 * c + 2] ? first : entry[3 * c + 2];
                 }
                 double *cell_row_sums = sums + i * image_sums + (r / cell_rows) * cell_row_stride;
                 for (ptrdiff_t c = 0; c < crop_cols; c++)
