@@ -233,16 +233,28 @@ def test_multi_scale_concatenates_each_scale():
     assert HOG(pixels_per_cell=[(4, 4), 8]).n_features_out((32, 32)) == ours.shape[1] == 1764 + 324
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(rows=st.integers(8, 40), cols=st.integers(8, 40), seed=st.integers(0, 2**16),
-       block_norm=st.sampled_from(["L1", "L2-Hys"]), cell=st.integers(3, 8))
-def test_random_sizes_match_skimage(rows, cols, seed, block_norm, cell):
+       block_norm=st.sampled_from(["L1", "L2-Hys"]), cell=st.integers(3, 8),
+       channel=st.sampled_from(["max", "gray"]), transform_sqrt=st.booleans())
+def test_random_sizes_match_skimage(rows, cols, seed, block_norm, cell, channel, transform_sqrt):
     images = np.random.default_rng(seed).integers(0, 256, (2, rows, cols, 3), dtype=np.uint8)
-    params = dict(pixels_per_cell=(cell, cell), cells_per_block=(1, 1), block_norm=block_norm)
-    extractor = HOG(**params).fit(images)
+    params = dict(pixels_per_cell=(cell, cell), cells_per_block=(1, 1), block_norm=block_norm,
+                  transform_sqrt=transform_sqrt)
+    extractor = HOG(channel=channel, **params).fit(images)
     ours = extractor.transform(images)
     assert ours.shape[1] == extractor.n_features_out_
-    np.testing.assert_allclose(ours, _reference(images, "max", **params), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours, _reference(images, channel, **params), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("channel", "transform_sqrt"), [("max", False), ("max", True), ("gray", False), ("gray", True)])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (3, 1), (1, 9)])
+def test_images_of_one_or_two_pixels_a_side(channel, transform_sqrt, shape):
+    # Rows and columns with no interior pixel have no gradient at all.
+    images = RANDOM[:, : shape[0], : shape[1]]
+    params = dict(pixels_per_cell=(1, 1), cells_per_block=(1, 1), block_norm="L1", transform_sqrt=transform_sqrt)
+    np.testing.assert_allclose(HOG(channel=channel, **params).fit_transform(images),
+                               _reference(images, channel, **params), rtol=0, atol=1e-5)
 
 
 def test_grey_float_and_single_image_inputs():
