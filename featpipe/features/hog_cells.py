@@ -21,9 +21,10 @@ cell). Every setting runs in one compiled pass (:mod:`featpipe.features._hog_cel
 Each compiled pass adds the magnitudes in the order ``numpy.bincount``
 does, so its sums equal the numpy float path's to the last bit; that path
 (:func:`float_channels`, :func:`_float_pixels`, :func:`_bincount_cell_sums`)
-is what the tests compare with, and it runs for the settings the compiled
-passes do not take (more than 254 orientations, or a machine whose
-``rgb2gray`` rounds differently).
+is what the tests compare with, and it runs where the compiled passes do
+not apply: ``channel="gray"`` or ``transform_sqrt`` with more than 254
+orientations, and ``channel="gray"`` on a machine whose ``rgb2gray`` rounds
+differently (another BLAS library).
 """
 
 from functools import lru_cache
