@@ -30,9 +30,11 @@
  *              degrees: bin 0.
  *
  * Every step is IEEE arithmetic without contraction (the module is built
- * with -ffp-contract=off) and with correctly rounded sqrt, division and
- * fma, so the versions the compiler makes for AVX-512, AVX2/FMA and baseline
- * x86-64 (target_clones, GCC on Linux) give the same bits.
+ * with -ffp-contract=off; -fno-math-errno and -fno-trapping-math let square
+ * roots and selections vectorize without changing a result) and with
+ * correctly rounded sqrt, division and fma, so the versions the compiler
+ * makes for AVX-512, AVX2/FMA and baseline x86-64 (target_clones, GCC on
+ * Linux) give the same bits.
  *
  * Layouts: image uint8 (height, width, 3); sums float64 (cell rows, cell
  * cols, slots); bins uint8 and magnitudes float64 (crop rows, crop cols).
@@ -85,17 +87,14 @@ FP_HOG_INLINE double fp_hog_hypot(double x, double y)
 {
     double ax = fabs(x), ay = fabs(y);
     double big = ax < ay ? ay : ax, small = ax < ay ? ax : ay;
-    double h = sqrt(big * big + small * small), delta, t1, t2;
-    if (h <= 2.0 * small) {
-        delta = h - small;
-        t1 = big * (2.0 * delta - big);
-        t2 = (delta - 2.0 * (big - small)) * delta;
-    } else {
-        delta = h - big;
-        t1 = 2.0 * delta * (big - 2.0 * small);
-        t2 = (4.0 * delta - small) * small + delta * delta;
-    }
-    h -= (t1 + t2) / (2.0 * h);
+    double h = sqrt(big * big + small * small);
+    /* Both of glibc's corrections, then a choice: no branch, so every instruction set vectorizes it. */
+    double near_delta = h - small, far_delta = h - big;
+    double near_t1 = big * (2.0 * near_delta - big), near_t2 = (near_delta - 2.0 * (big - small)) * near_delta;
+    double far_t1 = 2.0 * far_delta * (big - 2.0 * small);
+    double far_t2 = (4.0 * far_delta - small) * small + far_delta * far_delta;
+    int near = h <= 2.0 * small;
+    h -= ((near ? near_t1 : far_t1) + (near ? near_t2 : far_t2)) / (2.0 * h);
     return small <= big * 0x1p-54 ? big + small : h;
 }
 
