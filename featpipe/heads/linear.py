@@ -9,14 +9,30 @@ regularized. Outside, they expose scikit-learn's ``coef_`` (C, D) and
 
 Float32 features stay float32 through training (W, gradients and scores are
 float32); anything else is trained in float64.
+
+``fit``, ``predict`` and the scores also take a block source
+(:mod:`featpipe.heads.blocks`, e.g. a feature store read shard by shard)
+instead of an array: full-batch losses become sums over blocks, SGD epochs
+visit the blocks in a seeded order, and the least-squares start accumulates
+its Gram matrix block by block, so the matrix is never held whole.
 """
+
+from functools import partial
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, check_X_y, column_or_1d, validate_data
 
-from featpipe.heads.losses import MULTI_CLASS, PENALTIES, softmax_loss, softmax_probabilities, svm_loss
+from featpipe.heads.blocks import full_batch_loss, is_block_source, predict_by_blocks
+from featpipe.heads.losses import (
+    MULTI_CLASS,
+    PENALTIES,
+    penalty_value_and_grad,
+    softmax_loss,
+    softmax_probabilities,
+    svm_loss,
+)
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
 from featpipe.heads.start import (
     largest_eigenvalue,
@@ -81,7 +97,14 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             raise ValueError(f"lr_decay must lie in (0, 1]; got {self.lr_decay!r}")
 
     def _validate_training_data(self, X, y, X_val, y_val):
-        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], order="C")
+        if is_block_source(X):
+            if X.dtype not in (np.float32, np.float64):
+                raise ValueError(f"a block source must hold float32 or float64 rows; got {X.dtype}")
+            y = column_or_1d(y)
+            check_consistent_length(np.empty((X.shape[0], 0)), y)
+            self.n_features_in_ = X.shape[1]
+        else:
+            X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], order="C")
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -109,8 +132,10 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (N, D)
+        X : array-like of shape (N, D) or RowBlocks
             Features; float32 stays float32, anything else becomes float64.
+            A block source (:mod:`featpipe.heads.blocks`) is read one block
+            of rows at a time and never loaded whole.
         y : array-like of shape (N,)
             Labels of any type (ints, strings...), at least two classes.
         X_val, y_val : array-like, optional
@@ -129,13 +154,13 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
             order = rng.permutation(X.shape[0])
             n_held = max(1, int(round(_VALIDATION_FRACTION * X.shape[0])))
             held, train_rows = np.sort(order[:n_held]), np.sort(order[n_held:])
-            X_val, y_val = X[held], y_index[held]
+            X_val, y_val = (X.take(held) if is_block_source(X) else X[held]), y_index[held]
         sample = sample_rows(X, rng)
         mean_sq_norm = mean_squared_norm(sample)
         n_classes = len(self.classes_)
         if self.init == "least_squares":
-            rows = slice(None) if train_rows is None else train_rows
-            W = least_squares_weights(X[rows], y_index[rows], n_classes, self.reg, self._target_score())
+            source, labels = _training_rows(X, y_index, train_rows)
+            W = least_squares_weights(source, labels, n_classes, self.reg, self._target_score())
         else:
             W = small_random_weights(X.shape[1], n_classes, mean_sq_norm, rng, X.dtype)
         learning_rate = None  # L-BFGS and random search take no step size
@@ -163,8 +188,7 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
                 n_epochs=self.n_epochs, momentum=self.momentum, lr_decay=self.lr_decay,
                 rng=rng, on_epoch=on_epoch, rows=train_rows, average=self.average)
         else:
-            if train_rows is not None:
-                X, y_index = X[train_rows], y_index[train_rows]
+            X, y_index = _training_rows(X, y_index, train_rows)
             W, history = self._fit_full_batch(W, X, y_index, learning_rate, mean_sq_norm, rng, on_epoch)
         if self.early_stopping and best["W"] is not None:
             W = best["W"]
@@ -176,15 +200,24 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
 
     def _fit_full_batch(self, W, X, y_index, learning_rate, mean_sq_norm, rng, on_epoch):
         """Full-batch training ("gd", "lbfgs" or "random"); held-out rows were already removed."""
+        loss = full_batch_loss(partial(self._loss, reg=0.0), self._penalty) if is_block_source(X) else self._loss
         if self.optimizer == "lbfgs":
-            return lbfgs(self._loss, W, X, y_index, n_epochs=self.n_epochs, on_epoch=on_epoch)
+            return lbfgs(loss, W, X, y_index, n_epochs=self.n_epochs, on_epoch=on_epoch)
         if self.optimizer == "gd":
             return gradient_descent(
-                self._loss, W, X, y_index, learning_rate=learning_rate, n_epochs=self.n_epochs,
+                loss, W, X, y_index, learning_rate=learning_rate, n_epochs=self.n_epochs,
                 momentum=self.momentum, lr_decay=self.lr_decay, on_epoch=on_epoch)
         return random_search(
-            self._loss, W, X, y_index, n_epochs=self.n_epochs,
+            loss, W, X, y_index, n_epochs=self.n_epochs,
             scale=1.0 / np.sqrt(mean_sq_norm), rng=rng, on_epoch=on_epoch)
+
+    def _penalty(self, W):
+        """``reg * R(W)`` and its gradient, zero on the bias row (the last row of ``W``)."""
+        gradient = np.zeros_like(W)
+        if self.reg == 0:
+            return 0.0, gradient
+        value, gradient[:-1] = penalty_value_and_grad(W[:-1], self.reg, self.penalty, self.l1_ratio)
+        return value, gradient
 
     def decision_function(self, X):
         """Class scores ``X @ coef_.T + intercept_``.
@@ -202,6 +235,11 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
 
     def _scores(self, X):
         check_is_fitted(self)
+        if is_block_source(X):
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input")
+            return predict_by_blocks(self._scores, X).reshape(-1, len(self.classes_))
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
         return X @ self.coef_.T + self.intercept_
 
@@ -231,6 +269,13 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         W = small_random_weights(X.shape[1], len(classes), mean_squared_norm(sample_rows(X, rng)), rng, X.dtype)
         initial_loss = self._loss(W, X, y_index, reg=0.0)[0]
         return initial_loss, self._expected_initial_loss(len(classes))
+
+
+def _training_rows(X, y_index, rows):
+    """Rows ``rows`` of X (all with ``None``) and their labels; a block source stays one."""
+    if rows is None:
+        return X, y_index
+    return (X.select(rows) if is_block_source(X) else X[rows]), y_index[rows]
 
 
 _COMMON_DOC = """
