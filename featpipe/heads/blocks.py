@@ -213,14 +213,18 @@ def full_batch_loss(data_loss, penalty):
     return loss
 
 
-def sum_block_losses(data_loss, W, source, y, blocks=None):
-    """Sum over blocks of ``rows * data_loss``: (float64 value, float64 gradient), not yet divided by N."""
+def sum_block_losses(data_loss, W, source, y, blocks=None, first_row=0):
+    """Sum over blocks of ``rows * data_loss``: (float64 value, float64 gradient), not yet divided by N.
+
+    ``blocks`` limits the sum to those block indices; ``y`` then may hold
+    only the labels from row ``first_row`` on.
+    """
     total, gradient = 0.0, np.zeros(W.shape, dtype=np.float64)
     for index in range(source.n_blocks) if blocks is None else blocks:
         start, stop = source.block_bounds[index:index + 2]
         if stop == start:
             continue
-        value, block_gradient = data_loss(W, source.read_block(index), y[start:stop])
+        value, block_gradient = data_loss(W, source.read_block(index), y[start - first_row:stop - first_row])
         total += value * (stop - start)
         gradient += (stop - start) * block_gradient.astype(np.float64)
     return total, gradient
