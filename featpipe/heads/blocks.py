@@ -133,6 +133,8 @@ class SelectedRows(RowBlocks):
         self.block_bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
     def _read_block(self, index):
+        if self.block_bounds[index + 1] == self.block_bounds[index]:
+            return np.empty((0, self.n_features), dtype=self.dtype)
         start, stop = self.parent.block_bounds[index:index + 2]
         return self.parent.read_block(index)[self.mask[start:stop]]
 
