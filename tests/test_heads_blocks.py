@@ -164,3 +164,10 @@ def test_a_block_source_whose_labels_do_not_match_its_rows_is_refused():
     X, y = classes_in_blobs(n=100)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         Softmax().fit(ArrayBlocks(X), y[:-1])
+
+
+def test_the_default_search_grid_of_blocks_is_the_grid_of_the_array():
+    from featpipe.heads.search import default_grid
+
+    X, _ = classes_in_blobs(n=3000)
+    assert default_grid(ArrayBlocks(X, block_rows=512), step=0.1) == default_grid(X, step=0.1)
