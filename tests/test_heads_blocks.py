@@ -135,6 +135,9 @@ def test_scaler_fitted_block_by_block_equals_the_scaler_fitted_at_once():
     X, _ = classes_in_blobs(n=2000, dtype=np.float64)
     scaler = fit_scaler_by_blocks(StandardScaler(), ArrayBlocks(X, block_rows=333))
     reference = StandardScaler().fit(X)
+    rows = np.arange(400, 1500)  # leaves the first and last blocks empty
+    selected = fit_scaler_by_blocks(StandardScaler(), ArrayBlocks(X, block_rows=333).select(rows))
+    np.testing.assert_allclose(selected.mean_, X[rows].mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(scaler.mean_, reference.mean_, rtol=1e-12)
     np.testing.assert_allclose(scaler.scale_, reference.scale_, rtol=1e-10)
     scaled = np.asarray(ScaledBlocks(ArrayBlocks(X, block_rows=333), scaler.mean_, scaler.scale_))

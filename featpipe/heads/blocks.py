@@ -173,9 +173,10 @@ class ScaledBlocks(RowBlocks):
 
 
 def fit_scaler_by_blocks(scaler, source):
-    """Fit a scikit-learn scaler with ``partial_fit`` on each block of ``source``; return it."""
+    """Fit a scikit-learn scaler with ``partial_fit`` on each non-empty block of ``source``; return it."""
     for index in range(source.n_blocks):
-        scaler.partial_fit(source.read_block(index))
+        if source.block_bounds[index + 1] > source.block_bounds[index]:
+            scaler.partial_fit(source.read_block(index))
     return scaler
 
 
