@@ -10,7 +10,7 @@ training split of a store and scored on its test split, three ways:
   store's shards as row blocks (:mod:`featpipe.heads.blocks`), test rows
   predicted shard by shard;
 - ``dask``: as ``stream``, the full-batch loss summed on a LocalCluster of
-  ``--jobs`` single-threaded workers (:mod:`featpipe.dask_blocks`).
+  ``--jobs`` single-threaded workers (:mod:`featpipe.pipeline.dask_loss`).
 
 Each mode runs in its own child process; this script samples the resident
 memory (RSS, memory-mapped pages included) of that child and all its
@@ -95,7 +95,7 @@ def train_streamed(store, head, client=None):
     scaler = fit_scaler_by_blocks(StandardScaler(), store.blocks("train"))
     source = ScaledBlocks(store.blocks(), scaler.mean_, scaler.scale_)
     if client is not None:
-        from featpipe.dask_blocks import DistributedBlocks
+        from featpipe.pipeline.dask_loss import DistributedBlocks
 
         source = DistributedBlocks(source, client)
     masks = {split: store.splits == split for split in ("train", "val", "test")}

@@ -14,7 +14,7 @@ from featpipe.heads.blocks import (
     shuffled_batches,
 )
 from featpipe.heads.losses import softmax_loss, svm_loss
-from featpipe.heads.start import least_squares_weights
+from featpipe.heads.starting_point import least_squares_weights
 
 
 def classes_in_blobs(n=3000, n_features=40, n_classes=5, seed=0, dtype=np.float32):

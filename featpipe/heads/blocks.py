@@ -8,7 +8,7 @@ need is a sum over rows, so it is a sum over blocks:
 - the data loss and its gradient (:func:`full_batch_loss`); the penalty is
   added once, after the sum;
 - the least-squares start's Gram matrix ``X^T X`` and ``X^T Y``
-  (:func:`featpipe.heads.start.least_squares_weights`);
+  (:func:`featpipe.heads.starting_point.least_squares_weights`);
 - an SGD epoch visits the blocks in a seeded random order and the rows of
   each block in a random order (:func:`shuffled_batches`).
 

@@ -34,7 +34,7 @@ from featpipe.heads.losses import (
     svm_loss,
 )
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
-from featpipe.heads.start import (
+from featpipe.heads.starting_point import (
     largest_eigenvalue,
     least_squares_weights,
     mean_squared_norm,
