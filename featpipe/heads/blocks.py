@@ -86,6 +86,10 @@ class RowBlocks:
         mask[rows] = True
         return SelectedRows(self, mask)
 
+    def scaled(self, mean, scale):
+        """This source standardized, ``(x - mean) / scale`` block by block (see :class:`ScaledBlocks`)."""
+        return ScaledBlocks(self, mean, scale)
+
     def __array__(self, dtype=None, copy=None):
         blocks = [self.read_block(index) for index in range(self.n_blocks)]
         array = np.concatenate(blocks) if blocks else np.empty(self.shape, dtype=self.dtype)
@@ -142,6 +146,10 @@ class SelectedRows(RowBlocks):
     def can_map_reduce(self):
         """Whether the parent computes summed losses remotely."""
         return self.parent.can_map_reduce
+
+    def scaled(self, mean, scale):
+        """The same rows of the parent standardized (the parent decides where the scaling runs)."""
+        return SelectedRows(self.parent.scaled(mean, scale), self.mask)
 
     def map_reduce_loss(self, data_loss, W, y, mask=None):
         """The parent's remote reduction, over this source's rows only."""
@@ -251,6 +259,7 @@ def shuffled_batches(source, y, batch_size, rng):
 
 
 def predict_by_blocks(predict, source):
-    """``predict`` (any function of an array of rows) applied block by block and concatenated."""
-    parts = [np.asarray(predict(source.read_block(index))) for index in range(source.n_blocks)]
+    """``predict`` (any function of an array of rows) applied to each non-empty block, concatenated."""
+    parts = [np.asarray(predict(source.read_block(index))) for index in range(source.n_blocks)
+             if source.block_bounds[index + 1] > source.block_bounds[index]]
     return np.concatenate(parts) if parts else np.empty(0)

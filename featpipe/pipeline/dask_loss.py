@@ -71,6 +71,10 @@ class DistributedBlocks(RowBlocks):
     def _read_block(self, index):
         return self.source.read_block(index)
 
+    def scaled(self, mean, scale):
+        """The source standardized on the workers, where its blocks are read."""
+        return DistributedBlocks(self.source.scaled(mean, scale), self.client, self.blocks_per_task)
+
     def _send_fit_constants(self, data_loss, y, mask):
         """Scatter what stays the same during a fit (source, loss, labels) once; return the futures."""
         objects = (data_loss, y, mask)

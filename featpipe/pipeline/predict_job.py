@@ -233,9 +233,6 @@ def run_predict_job(run_dir, data, out, *, n_jobs=None, chunk_size=None, schedul
     with ExitStack() as stack:
         client = None
         if on_dask:
-            from distributed import get_client
-
-            stack.enter_context(dask_backend(n_jobs, scheduler))
-            client = get_client()
+            client = stack.enter_context(dask_backend(n_jobs, scheduler))
         bar = stack.enter_context(tqdm(total=len(store), unit="img", desc="predict", disable=not progress))
         return score_store(store, model, out, identity, client=client, progress=bar.update)

@@ -9,9 +9,10 @@ its features are never loaded at all, which keeps a warm run to a few
 seconds whatever the data set's size.
 """
 
+import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from featpipe.cache import fingerprint, make_memory
 from featpipe.pipeline import stages
+from featpipe.pipeline.dask_backend import dask_backend
 from featpipe.pipeline.inputs import ImageSource, StoreSource
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
 from featpipe.pipeline.run_folder import write_run_folder
@@ -88,7 +90,7 @@ def _check_image_size(extractors, image_size):
 
 def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use_cache=True,
                  n_jobs=-1, chunk_size=None, seed=0, val_size=None, strict=False,
-                 search=False, quiet=False):
+                 search=False, quiet=False, memory_budget=None, backend=None, scheduler=None):
     """Run ``spec`` end to end and write its run folder.
 
     Parameters
@@ -124,11 +126,34 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
         Search learning rate x regularization on the validation split first.
     quiet : bool
         No progress bars.
+    memory_budget : int or None
+        Bytes the training features may take in memory (None: half of the
+        machine's memory). A feature store whose training split is larger
+        is streamed: the scaler is fitted and the head trained shard by
+        shard (featpipe's own heads only), test rows scored shard by shard.
+    backend : {None, "local", "dask"}
+        ``"dask"`` starts a LocalCluster of ``n_jobs`` workers: extraction
+        runs on it, and on a feature store the heads' full-batch losses are
+        summed over the shards on its workers.
+    scheduler : str or None
+        Address of a running Dask scheduler (``tcp://HOST:8786``) to use
+        instead of a LocalCluster.
 
     Returns
     -------
     RunResult
     """
+    with ExitStack() as stack:
+        client = None
+        if backend == "dask" or scheduler is not None:
+            client = stack.enter_context(dask_backend(n_jobs, scheduler))
+        return _run(spec, data, image_size, out, cache_dir, use_cache, n_jobs, chunk_size, seed, val_size,
+                    strict, search, quiet, memory_budget, client)
+
+
+def _run(spec, data, image_size, out, cache_dir, use_cache, n_jobs, chunk_size, seed, val_size, strict,
+         search, quiet, memory_budget, client):
+    """The body of :func:`run_pipeline`, on the Dask ``client`` (or locally with ``None``)."""
     data = data if data is not None else spec.data.get("data")
     image_size = int(image_size or spec.data.get("image_size", DEFAULT_IMAGE_SIZE))
     memory = make_memory(cache_dir, enabled=use_cache)
@@ -147,6 +172,9 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     if data is not None and is_store(data):
         source = StoreSource(spec, data, clock)
         image_size = source.image_size
+        if client is not None or source.train_bytes() > _budget(memory_budget):
+            _check_streams(spec, source, memory_budget, quiet)
+            source.stream(client)
     else:
         source = ImageSource(spec, data, image_size, val_size, seed, strict, cache_dir,
                              n_jobs, chunk_size, feature_params, cached, clock)
@@ -196,6 +224,26 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
     metrics = _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_size)
     run_dir = write_run_folder(out, spec.name, metrics, model, evaluation["examples"])
     return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def _budget(memory_budget):
+    """``memory_budget``, or half of the machine's memory when it is ``None``."""
+    if memory_budget is not None:
+        return int(memory_budget)
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+
+
+def _check_streams(spec, source, memory_budget, quiet):
+    """Refuse to stream into a scikit-learn head (it loads the matrix); say that the run streams."""
+    size = f"{source.train_bytes() / 2**20:,.0f} MiB"
+    if spec.head.name not in OWN_HEADS:
+        raise SpecError(
+            f"head '{spec.head.name}' is scikit-learn's: it trains on the whole training matrix in memory "
+            f"({size}), over --memory-budget {_budget(memory_budget) / 2**20:,.0f} MiB or on Dask; use "
+            f"one of featpipe's heads ({', '.join(sorted(OWN_HEADS))}), which stream, or raise --memory-budget"
+        )
+    if not quiet:
+        print(f"featpipe: training features ({size}) are read from the store shard by shard", file=sys.stderr)
 
 
 def _search_function():
