@@ -22,6 +22,7 @@ _INTERRUPTED = {
     "run": "no run folder was written",
     "compare": "the report may be missing or partial; the same command again reuses every cached stage",
     "extract": "finished shards are kept; run the same command again to resume",
+    "predict": "shards already scored are kept; run the same command again to resume",
 }
 """What an interrupted command leaves behind, said after "interrupted;"."""
 
@@ -63,6 +64,26 @@ class _OneLineErrors(click.Group):
             ctx.exit(1)
 
 
+class _ByteSize(click.ParamType):
+    """A size like ``256M``, ``4G`` or ``1.5T`` (powers of 1024; a bare number is bytes), as bytes."""
+
+    name = "SIZE"
+    _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+        unit = text[-1:] if text[-1:] in self._UNITS else ""
+        try:
+            size = int(float(text[: len(text) - len(unit)]) * self._UNITS[unit])
+        except ValueError:
+            size = 0
+        if size <= 0:
+            self.fail(f"{value!r} is not a size like 256M, 4G or 1.5T", param, ctx)
+        return size
+
+
 def _run_options(command):
     """Options shared by ``run`` and ``compare``."""
     options = [
@@ -85,6 +106,13 @@ def _run_options(command):
         click.option("--search", is_flag=True,
                      help="Search learning rate x regularization on the validation split first."),
         click.option("--quiet", is_flag=True, help="No progress bars or stage summary."),
+        click.option("--memory-budget", type=_ByteSize(), default=None,
+                     help="Memory the training features may take, e.g. 256M or 4G (default: half of "
+                          "the machine's); a feature store larger than that is trained on shard by shard."),
+        click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                     help="dask starts a dask.distributed LocalCluster of --jobs workers: extraction runs "
+                          "on it, and on a feature store the heads' losses are summed on its workers."),
+        click.option("--scheduler", default=None, help="Address of a Dask scheduler, e.g. tcp://HOST:8786."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -92,7 +120,7 @@ def _run_options(command):
 
 
 def _run_one(name, out, data, image_size, cache_dir, no_cache, jobs, chunk_size, seed,
-             val_size, strict, search, quiet):
+             val_size, strict, search, quiet, memory_budget, backend, scheduler):
     from featpipe.pipeline.run import run_pipeline
     from featpipe.pipeline.spec import resolve
 
@@ -100,6 +128,7 @@ def _run_one(name, out, data, image_size, cache_dir, no_cache, jobs, chunk_size,
         resolve(name), data=data, image_size=image_size, out=out, cache_dir=cache_dir,
         use_cache=not no_cache, n_jobs=jobs, chunk_size=chunk_size, seed=seed,
         val_size=val_size, strict=strict, search=search, quiet=quiet,
+        memory_budget=memory_budget, backend=backend, scheduler=scheduler,
     )
     metrics = result.metrics
     if not quiet:
@@ -167,15 +196,36 @@ def compare(names, out, from_runs, **options):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path())
-def predict(run_dir, images):
-    """Print the predicted class (and probability, when the head has one) of each image."""
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--data", default=None,
+              help="A whole collection instead of IMAGE...: an image folder, a .npz file or a feature store "
+                   "made with the run's extractors; needs --out.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="CSV written for --data: path,label,probability per image (resumable).")
+@click.option("--jobs", type=int, default=-1, show_default=True,
+              help="With --data: processes extracting at once (-1: all cores).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="With --data: images per shard.")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="With --data: dask extracts and scores on a dask.distributed LocalCluster.")
+@click.option("--scheduler", default=None, help="With --data: address of a Dask scheduler, tcp://HOST:8786.")
+@click.option("--cache-dir", type=click.Path(), default=None,
+              help="With --data of images: cache root where their features are stored.")
+@click.option("--strict", is_flag=True, help="With --data: stop at the first unreadable image.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def predict(run_dir, images, data, out, **options):
+    """Print the predicted class (and probability, when the head has one) of each IMAGE, or write a CSV of
+    every image of --data, chunk by chunk in bounded memory."""
     from featpipe.datasets import read_images
     from featpipe.model_io import load_model
 
     metrics_path = Path(run_dir) / "metrics.json"
     if not metrics_path.is_file():
         raise click.BadParameter(f"{run_dir} is not a run folder (no metrics.json)", param_hint="RUN_DIR")
+    if data is not None or out is not None:
+        _predict_collection(run_dir, images, data, out, **options)
+        return
+    if not images:
+        raise click.UsageError("give the images to predict, or a whole collection with --data and --out")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     model = load_model(Path(run_dir) / "model.skops")
     batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True).images
@@ -187,6 +237,20 @@ def predict(run_dir, images):
         if probabilities is not None:
             line += f"\t{probabilities[index]:.4f}"
         click.echo(line)
+
+
+def _predict_collection(run_dir, images, data, out, jobs, chunk_size, backend, scheduler, cache_dir, strict,
+                        quiet):
+    from featpipe.pipeline.predict_job import run_predict_job
+
+    if images:
+        raise click.UsageError("give either IMAGE... or --data, not both")
+    if data is None or out is None:
+        raise click.UsageError("--data and --out go together: the collection and the CSV written for it")
+    n_rows = run_predict_job(run_dir, data, out, n_jobs=jobs, chunk_size=chunk_size, scheduler=scheduler,
+                             backend=backend, strict=strict, cache_dir=cache_dir, progress=not quiet)
+    if not quiet:
+        click.echo(f"wrote {out}: {n_rows} predictions", err=True)
 
 
 @cli.command()
