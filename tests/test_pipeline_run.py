@@ -223,3 +223,28 @@ def test_on_dask_the_store_trains_on_the_workers_to_the_same_accuracy(tmp_path, 
     on_dask = run_pipeline(spec, out=tmp_path / "dask", n_jobs=2, backend="dask", **common)
     assert on_dask.metrics["accuracy"] == pytest.approx(local.metrics["accuracy"], abs=0.02)
     assert on_dask.metrics["history"]["loss"][-1] == pytest.approx(local.metrics["history"]["loss"][-1], rel=1e-4)
+
+
+def test_images_whose_features_exceed_the_budget_are_extracted_into_a_cached_store_first(tmp_path, capsys):
+    from PIL import Image
+
+    from helpers import make_colour_images
+
+    images, labels = make_colour_images(40, size=16, seed=5)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "images" / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{index:03d}.png")
+    spec = _streamed_spec(tmp_path)
+    common = dict(data=str(tmp_path / "images"), image_size=16, n_jobs=1, use_cache=False,
+                  cache_dir=tmp_path / "cache")
+    in_memory = run_pipeline(spec, out=tmp_path / "memory", quiet=True, **common)
+    streamed = run_pipeline(spec, out=tmp_path / "streamed", memory_budget=1024, **common)
+    messages = capsys.readouterr().err
+    assert "would not fit the memory budget: extracting them into" in messages
+    assert "read from the store shard by shard" in messages
+    assert len(list((tmp_path / "cache" / "stores").iterdir())) == 1
+    assert streamed.metrics["dataset"]["n_test"] == in_memory.metrics["dataset"]["n_test"]
+    assert streamed.metrics["accuracy"]["val"] == pytest.approx(in_memory.metrics["accuracy"]["val"], abs=0.05)
+    assert streamed.metrics["history"]["loss"][-1] == pytest.approx(in_memory.metrics["history"]["loss"][-1],
+                                                                    rel=1e-3)

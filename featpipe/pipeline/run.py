@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from featpipe.cache import fingerprint, make_memory
 from featpipe.pipeline import stages
 from featpipe.pipeline.dask_backend import dask_backend
+from featpipe.pipeline.image_store import extract_into_cache, training_feature_bytes
 from featpipe.pipeline.inputs import ImageSource, StoreSource
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
 from featpipe.pipeline.run_folder import write_run_folder
@@ -131,6 +132,8 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
         machine's memory). A feature store whose training split is larger
         is streamed: the scaler is fitted and the head trained shard by
         shard (featpipe's own heads only), test rows scored shard by shard.
+        Images whose features would be larger are first extracted into a
+        store under the cache (:mod:`featpipe.pipeline.image_store`).
     backend : {None, "local", "dask"}
         ``"dask"`` starts a LocalCluster of ``n_jobs`` workers: extraction
         runs on it, and on a feature store the heads' full-batch losses are
@@ -169,11 +172,21 @@ def _run(spec, data, image_size, out, cache_dir, use_cache, n_jobs, chunk_size, 
     head_params = _with_seed(spec.head.params, head_probe, seed)
     search_grid = _search_grid(spec, search)
 
-    if data is not None and is_store(data):
-        source = StoreSource(spec, data, clock)
+    store_path = data if data is not None and is_store(data) else None
+    feature_bytes = None if store_path is not None else training_feature_bytes(spec, data, image_size, val_size, seed)
+    if feature_bytes is not None and feature_bytes > _budget(memory_budget):
+        _check_head_streams(spec, feature_bytes, memory_budget)
+        settings = dict(image_size=image_size, val_size=val_size, seed=seed, strict=strict, cache_dir=cache_dir,
+                        n_jobs=n_jobs, chunk_size=chunk_size, quiet=quiet)
+        store_path = extract_into_cache(spec, data, feature_params, settings, client)
+    if store_path is not None:
+        source = StoreSource(spec, store_path, clock)
         image_size = source.image_size
         if client is not None or source.train_bytes() > _budget(memory_budget):
-            _check_streams(spec, source, memory_budget, quiet)
+            _check_head_streams(spec, source.train_bytes(), memory_budget)
+            if not quiet:
+                print(f"featpipe: training features ({source.train_bytes() / 2**20:,.0f} MiB) are read from the "
+                      "store shard by shard", file=sys.stderr)
             source.stream(client)
     else:
         source = ImageSource(spec, data, image_size, val_size, seed, strict, cache_dir,
@@ -233,17 +246,15 @@ def _budget(memory_budget):
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
-def _check_streams(spec, source, memory_budget, quiet):
-    """Refuse to stream into a scikit-learn head (it loads the matrix); say that the run streams."""
-    size = f"{source.train_bytes() / 2**20:,.0f} MiB"
+def _check_head_streams(spec, feature_bytes, memory_budget):
+    """Refuse to stream ``feature_bytes`` of features into a scikit-learn head: it loads the whole matrix."""
     if spec.head.name not in OWN_HEADS:
         raise SpecError(
             f"head '{spec.head.name}' is scikit-learn's: it trains on the whole training matrix in memory "
-            f"({size}), over --memory-budget {_budget(memory_budget) / 2**20:,.0f} MiB or on Dask; use "
-            f"one of featpipe's heads ({', '.join(sorted(OWN_HEADS))}), which stream, or raise --memory-budget"
+            f"({feature_bytes / 2**20:,.0f} MiB), over --memory-budget {_budget(memory_budget) / 2**20:,.0f} MiB "
+            f"or on Dask; use one of featpipe's heads ({', '.join(sorted(OWN_HEADS))}), which stream, "
+            "or raise --memory-budget"
         )
-    if not quiet:
-        print(f"featpipe: training features ({size}) are read from the store shard by shard", file=sys.stderr)
 
 
 def _search_function():

@@ -1,0 +1,76 @@
+"""Images whose features would not fit the memory budget: extract them into a store under the cache first.
+
+``featpipe run SPEC --data IMAGES`` normally holds every image and every
+feature in memory. When the training features alone (known before anything
+is decoded: images x feature width x 4 bytes) exceed ``--memory-budget``,
+the run hands the images to the extract job instead - the same chunked,
+resumable engine as ``featpipe extract`` - writing a feature store under
+``<cache>/stores/``, and trains from that store shard by shard. A second
+run of the same pipeline on the same images reuses the store; an
+interrupted one resumes it.
+
+The extractors that learn (``words``) are then fitted on a seeded sample of
+at most 50,000 training images, as ``featpipe extract`` fits them, instead
+of on every training image.
+"""
+
+import sys
+from pathlib import Path
+
+from featpipe.cache import default_cache_dir, fingerprint
+from featpipe.datasets import describe_source
+from featpipe.pipeline.extract_job import run_extract_job
+from featpipe.pipeline.registry import make_feature
+from featpipe.pipeline.spec import SpecError
+
+
+def training_feature_bytes(spec, data, image_size, val_size, seed):
+    """Bytes of the float32 features of every image of ``data``, or ``None`` when the count is unknown.
+
+    Counts every image (train, validation and test): an upper bound of the
+    training features that needs no decoding.
+    """
+    source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
+    if source["n_images"] is None:
+        return None
+    width = sum(make_feature(step.name, step.params).n_features_out((image_size, image_size))
+                for step in spec.features)
+    return int(source["n_images"]) * width * 4
+
+
+def extract_into_cache(spec, data, feature_params, settings, client=None):
+    """Extract the spec's features of ``data`` into a store under the cache; return the store's path.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+    data : str or path-like
+        The images.
+    feature_params : list of dict
+        Each feature's parameters, seeds included.
+    settings : dict
+        ``image_size``, ``val_size``, ``seed``, ``strict``, ``cache_dir``,
+        ``n_jobs``, ``chunk_size``, ``quiet`` of the run.
+    client : distributed.Client or None
+        The run's Dask cluster: the extraction runs on it too.
+    """
+    if spec.augment:
+        raise SpecError(
+            f"the features of {data} do not fit the memory budget, and augmented pipelines "
+            f"({', '.join(spec.augment)}) cannot be extracted into a store yet; raise --memory-budget or drop augment"
+        )
+    source = describe_source(data, image_size=settings["image_size"], val_size=settings["val_size"],
+                             seed=settings["seed"])
+    root = Path(settings["cache_dir"]) if settings["cache_dir"] is not None else default_cache_dir()
+    key = fingerprint(source["fingerprint"], [step.name for step in spec.features], feature_params,
+                      settings["image_size"], settings["val_size"], settings["seed"])
+    store_dir = root / "stores" / key
+    if not settings["quiet"]:
+        print(f"featpipe: the features of {data} would not fit the memory budget: extracting them into "
+              f"{store_dir}, then training from it shard by shard", file=sys.stderr)
+    features = [(step.name, make_feature(step.name, params)) for step, params in zip(spec.features, feature_params)]
+    run_extract_job(features, data, store_dir, n_jobs=settings["n_jobs"], chunk_size=settings["chunk_size"],
+                    scheduler=None if client is None else client.scheduler.address, strict=settings["strict"],
+                    cache_dir=settings["cache_dir"], progress=not settings["quiet"], image_size=settings["image_size"],
+                    val_size=settings["val_size"], seed=settings["seed"])
+    return store_dir
