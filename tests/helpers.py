@@ -51,7 +51,7 @@ def write_small_store(folder, arrays, complete=True):
     offsets = np.cumsum([0] + [len(array) for array in arrays]).tolist()
     n_rows = offsets[-1]
     store_format.write_manifest(folder, {
-        "format": store_format.FORMAT_VERSION, "complete": complete, "n_features": arrays[0].shape[1],
+        "format": store_format.STORE_FORMAT_VERSION, "complete": complete, "n_features": arrays[0].shape[1],
         "shards": [{"file": record["file"], "rows": [first, last], "n_rows": record["n_rows"],
                     "sha256": record["sha256"]}
                    for record, first, last in zip(records, offsets[:-1], offsets[1:])],

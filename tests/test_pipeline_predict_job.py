@@ -73,7 +73,7 @@ def test_an_interrupted_prediction_resumes_from_the_shards_already_scored(traine
     killed = []
 
     def dies_on_the_third_shard(*args):
-        calls.append(args[1]["file"])
+        calls.append(args[0]["record"]["file"])
         if len(calls) == 3 and not killed:
             killed.append(True)
             raise InterruptedError("killed")

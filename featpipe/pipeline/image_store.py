@@ -24,21 +24,21 @@ from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import SpecError
 
 
-def training_feature_bytes(spec, data, image_size, val_size, seed):
+def training_feature_bytes(spec, data, options):
     """Bytes of the float32 features of every image of ``data``, or ``None`` when the count is unknown.
 
     Counts every image (train, validation and test): an upper bound of the
     training features that needs no decoding.
     """
-    source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
+    source = describe_source(data, options)
     if source["n_images"] is None:
         return None
-    width = sum(make_feature(step.name, step.params).n_features_out((image_size, image_size))
+    width = sum(make_feature(step.name, step.params).n_features_out((options.image_size, options.image_size))
                 for step in spec.features)
     return int(source["n_images"]) * width * 4
 
 
-def extract_into_cache(spec, data, feature_params, settings, client=None):
+def extract_into_cache(spec, data, feature_params, options, client=None):
     """Extract the spec's features of ``data`` into a store under the cache; return the store's path.
 
     Parameters
@@ -48,9 +48,8 @@ def extract_into_cache(spec, data, feature_params, settings, client=None):
         The images.
     feature_params : list of dict
         Each feature's parameters, seeds included.
-    settings : dict
-        ``image_size``, ``val_size``, ``seed``, ``strict``, ``cache_dir``,
-        ``n_jobs``, ``chunk_size``, ``quiet`` of the run.
+    options : RunOptions
+        The run's options (image size, split, seed, strictness, cache, jobs, chunk size).
     client : distributed.Client or None
         The run's Dask cluster: the extraction runs on it too.
     """
@@ -59,18 +58,16 @@ def extract_into_cache(spec, data, feature_params, settings, client=None):
             f"the features of {data} do not fit the memory budget, and augmented pipelines "
             f"({', '.join(spec.augment)}) cannot be extracted into a store yet; raise --memory-budget or drop augment"
         )
-    source = describe_source(data, image_size=settings["image_size"], val_size=settings["val_size"],
-                             seed=settings["seed"])
-    root = Path(settings["cache_dir"]) if settings["cache_dir"] is not None else default_cache_dir()
-    key = fingerprint(source["fingerprint"], [step.name for step in spec.features], feature_params,
-                      settings["image_size"], settings["val_size"], settings["seed"])
-    store_dir = root / "stores" / key
-    if not settings["quiet"]:
+    source = describe_source(data, options)
+    root = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
+    store_dir = root / "stores" / fingerprint(source["fingerprint"], [step.name for step in spec.features],
+                                              feature_params, options.image_size, options.val_size, options.seed)
+    if not options.quiet:
         print(f"featpipe: the features of {data} would not fit the memory budget: extracting them into "
               f"{store_dir}, then training from it shard by shard", file=sys.stderr)
     features = [(step.name, make_feature(step.name, params)) for step, params in zip(spec.features, feature_params)]
-    run_extract_job(features, data, store_dir, n_jobs=settings["n_jobs"], chunk_size=settings["chunk_size"],
-                    scheduler=None if client is None else client.scheduler.address, strict=settings["strict"],
-                    cache_dir=settings["cache_dir"], progress=not settings["quiet"], image_size=settings["image_size"],
-                    val_size=settings["val_size"], seed=settings["seed"])
+    run_extract_job(features, data, store_dir, n_jobs=options.n_jobs, chunk_size=options.chunk_size,
+                    scheduler=None if client is None else client.scheduler.address, strict=options.strict,
+                    cache_dir=options.cache_dir, progress=not options.quiet, image_size=options.image_size,
+                    val_size=options.val_size, seed=options.seed)
     return store_dir

@@ -8,11 +8,12 @@ spec says). An image source runs the cached load
 and extract stages; a store source reads what ``featpipe extract`` wrote.
 """
 
+from contextlib import ExitStack
+
 import numpy as np
 
 from featpipe.cache import fingerprint
-from featpipe.datasets import Dataset, describe_source
-from featpipe.pipeline import stages
+from featpipe.datasets import SPLITS, Dataset, describe_source
 from featpipe.pipeline.augment import augment_training_set
 from featpipe.pipeline.dask_loss import DistributedBlocks
 from featpipe.pipeline.spec import SpecError
@@ -24,16 +25,24 @@ def _stack(arrays):
 
 
 class ImageSource:
-    """Features extracted from a data set of images, stage by cached stage."""
+    """Features extracted from a data set of images, stage by cached stage.
 
-    def __init__(self, spec, data, image_size, val_size, seed, strict, cache_dir,
-                 n_jobs, chunk_size, feature_params, cached, clock):
-        self.cached, self.clock = cached, clock
-        self.load_args = (data, image_size, val_size, seed, strict, cache_dir)
-        self.n_jobs, self.chunk_size = n_jobs, chunk_size
-        with clock.timed("load"):
-            self.data_key = describe_source(data, image_size=image_size, val_size=val_size,
-                                            seed=seed)["fingerprint"]
+    Parameters
+    ----------
+    spec : PipelineSpec
+    data : None, str or Path
+        The data set, as for :func:`featpipe.datasets.load_dataset`.
+    options : RunOptions
+        The run's options, with ``image_size`` resolved.
+    feature_params : list of dict
+        Each feature's parameters, seeds included.
+    cached : CachedStages
+    """
+
+    def __init__(self, spec, data, options, feature_params, cached):
+        self.data, self.options, self.cached = data, options, cached
+        with cached.clock.timed("load"):
+            self.data_key = describe_source(data, options)["fingerprint"]
         self.names = [step.name for step in spec.features]
         self.params = feature_params
         self.augment = spec.augment
@@ -51,9 +60,9 @@ class ImageSource:
     def dataset(self):
         """The decoded data set (the load stage)."""
         if self._dataset is None:
-            with self.clock.bar("load", None) as bar:
-                self._dataset = self.clock.run("load", self.cached["load"], self.data_key,
-                                               *self.load_args, bar.update)
+            with self.cached.clock.bar("load", None) as bar:
+                self._dataset = self.cached.call("load", self.data_key, data=self.data, options=self.options,
+                                                 progress=bar.update)
         return self._dataset
 
     def training_dataset(self):
@@ -64,17 +73,13 @@ class ImageSource:
 
     def fitted_extractors(self):
         """Each feature's extractor, fitted on the original training images (cached)."""
-        fit = self.cached["fit_extractor"]
-        fitted = []
-        for name, params, key in zip(self.names, self.params, self.feature_keys):
-            if fit.check_call_in_cache(key, name, params, None, None):
-                fitted.append(self.clock.run("extract", fit, key, name, params, None, None))
-            else:
-                dataset = self.dataset()
-                fitted.append(self.clock.run("extract", fit, key, name, params,
-                                             dataset.X_train, dataset.y_train))
-        self._extractors = fitted
-        return fitted
+        def training_images():
+            dataset = self.dataset()
+            return {"images": dataset.X_train, "labels": dataset.y_train}
+
+        self._extractors = [self.cached.lazily("fit_extractor", (key, name, params), training_images)
+                            for name, params, key in zip(self.names, self.params, self.feature_keys)]
+        return self._extractors
 
     def features(self):
         """Stacked float32 features per split (the extract stage).
@@ -82,18 +87,18 @@ class ImageSource:
         Call :meth:`fitted_extractors` first: extraction uses its extractors.
         """
         if self._features is None:
-            extract = self.cached["extract"]
             parts = []
             for name, extractor, key in zip(self.names, self._extractors, self.extract_keys):
-                dataset = None
-                if not extract.check_call_in_cache(key, None, None, None, None, None):
-                    dataset = self.training_dataset()
-                total = None if dataset is None else sum(
-                    len(getattr(dataset, f"y_{split}")) for split in stages.SPLITS)
-                with self.clock.bar(f"extract {name}", total) as bar:
-                    parts.append(self.clock.run("extract", extract, key, extractor, dataset,
-                                                self.n_jobs, self.chunk_size, bar.update))
-            self._features = {split: _stack([part[split] for part in parts]) for split in stages.SPLITS}
+                with ExitStack() as stack:
+                    def images_to_extract():
+                        dataset = self.training_dataset()
+                        total = sum(len(getattr(dataset, f"y_{split}")) for split in SPLITS)
+                        bar = stack.enter_context(self.cached.clock.bar(f"extract {name}", total))
+                        return {"extractor": extractor, "dataset": dataset, "options": self.options,
+                                "progress": bar.update}
+
+                    parts.append(self.cached.lazily("extract", (key,), images_to_extract))
+            self._features = {split: _stack([part[split] for part in parts]) for split in SPLITS}
         return self._features
 
 
@@ -138,7 +143,7 @@ class StoreSource:
     def dataset(self):
         """Labels and class names per split; the store keeps no images."""
         if self._dataset is None:
-            labels = {split: self.store.labels[self.store.splits == split] for split in stages.SPLITS}
+            labels = {split: self.store.labels[self.store.splits == split] for split in SPLITS}
             self._dataset = Dataset(
                 name=f"store:{self.store.path}", X_train=None, y_train=labels["train"], X_val=None,
                 y_val=labels["val"], X_test=None, y_test=labels["test"], classes=self.store.classes,
@@ -166,5 +171,5 @@ class StoreSource:
         if self._features is None:
             with self.clock.timed("extract"):
                 self._features = {split: np.ascontiguousarray(self.store.split(split)[0])
-                                  for split in stages.SPLITS}
+                                  for split in SPLITS}
         return self._features

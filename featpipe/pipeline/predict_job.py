@@ -68,13 +68,16 @@ def check_same_extractors(store, model, run_dir):
                          f"featpipe extract --from {run_dir}")
 
 
-def score_shard(store_path, record, n_features, scorer, part_path, paths, classes):
+def score_shard(task, scorer):
     """Score one shard and write its part file atomically; return the number of rows written.
 
-    ``scorer`` is the run's Pipeline without its feature step; ``paths``
-    are the shard's rows' sources, in order.
+    ``task`` holds the ``store`` folder, the shard's manifest ``record``,
+    ``n_features``, the ``part`` file to write, the ``paths`` of the
+    shard's rows in order and the run's ``classes``; ``scorer`` is the
+    run's Pipeline without its feature step.
     """
-    features = read_shard(store_path, record, n_features)
+    paths, classes, part_path = task["paths"], task["classes"], task["part"]
+    features = read_shard(task["store"], task["record"], task["n_features"])
     labels = scorer.predict(features) if len(features) else np.empty(0, dtype=int)
     probability = None
     if hasattr(scorer, "predict_proba") and len(features):
@@ -142,18 +145,20 @@ def score_store(store, model, out, identity, client=None, progress=None):
     for index in range(len(records)):
         if index not in todo and progress is not None:
             progress(records[index]["n_rows"])
-    tasks = [(str(store.path), records[index], n_features, scorer, str(_part_path(parts_dir, records[index])),
-              store.paths[row_starts[index]:row_starts[index + 1]], store.classes) for index in todo]
+    tasks = [{"store": str(store.path), "record": records[index], "n_features": n_features,
+              "part": str(_part_path(parts_dir, records[index])),
+              "paths": store.paths[row_starts[index]:row_starts[index + 1]], "classes": store.classes}
+             for index in todo]
     if client is None:
         for task in tasks:
-            rows = score_shard(*task)
+            rows = score_shard(task, scorer)
             if progress is not None:
                 progress(rows)
     else:
         from distributed import as_completed
 
         scorer_future = client.scatter(scorer, broadcast=True, hash=False)
-        futures = [client.submit(score_shard, *task[:3], scorer_future, *task[4:], pure=False) for task in tasks]
+        futures = [client.submit(score_shard, task, scorer_future, pure=False) for task in tasks]
         for future in as_completed(futures):
             rows = future.result()
             if progress is not None:
@@ -172,8 +177,7 @@ def score_store(store, model, out, identity, client=None, progress=None):
     return int(row_starts[-1])
 
 
-def run_predict_job(run_dir, data, out, *, n_jobs=None, chunk_size=None, scheduler=None, backend=None,
-                    strict=False, cache_dir=None, progress=True):
+def run_predict_job(run_dir, data, out, *, options=None, **option_values):
     """Predict every image of ``data`` (an image collection or a feature store) into the CSV ``out``.
 
     Parameters
@@ -188,14 +192,13 @@ def run_predict_job(run_dir, data, out, *, n_jobs=None, chunk_size=None, schedul
     out : path-like
         CSV file written: a header, then ``path,label,probability`` per row
         (probability empty for heads without ``predict_proba``).
-    n_jobs, chunk_size, scheduler, backend, strict
-        As for :func:`featpipe.pipeline.extract_job.run_extract_job`; with
-        ``backend="dask"`` or a scheduler, shards are scored on the workers
-        as well.
-    cache_dir : path-like or None
-        Cache root (default: the user cache directory).
-    progress : bool, default=True
-        Show progress bars.
+    options : ExtractOptions or None
+        As for :func:`featpipe.pipeline.extract_job.run_extract_job` (jobs,
+        chunk size, Dask backend or scheduler, strictness, cache folder,
+        progress); with ``backend="dask"`` or a scheduler, shards are
+        scored on the workers as well. ``from_run`` is always ``run_dir``.
+    **option_values
+        Fields of :class:`ExtractOptions` to set on top of ``options``.
 
     Returns
     -------
@@ -209,13 +212,15 @@ def run_predict_job(run_dir, data, out, *, n_jobs=None, chunk_size=None, schedul
     from featpipe.cache import default_cache_dir, fingerprint
     from featpipe.pipeline.extract_job import run_extract_job
     from featpipe.model_io import load_model
+    from featpipe.pipeline.options import ExtractOptions, resolve_options
     from featpipe.pipeline.dask_backend import dask_backend
 
+    options = resolve_options(ExtractOptions, options, dict(option_values, from_run=run_dir))
     run_dir = Path(run_dir)
     model_path = run_dir / "model.skops"
     model = load_model(model_path)
     model_digest = file_sha256(model_path)
-    on_dask = scheduler is not None or backend == "dask"
+    on_dask = options.scheduler is not None or options.backend == "dask"
     if data is not None and is_store(data):
         store = open_store(data, verify=False)
         check_same_extractors(store, model, run_dir)
@@ -223,16 +228,15 @@ def run_predict_job(run_dir, data, out, *, n_jobs=None, chunk_size=None, schedul
         from featpipe.datasets import describe_source
 
         image_size = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["dataset"]["image_size"]
-        source = describe_source(data, image_size=image_size)
-        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        source = describe_source(data, options, image_size=image_size)
+        root = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
         store_dir = root / "predict" / fingerprint(model_digest, source["fingerprint"])
         store = run_extract_job(list(model.named_steps["features"].transformer_list), data, store_dir,
-                                n_jobs=n_jobs, chunk_size=chunk_size, scheduler=scheduler, backend=backend,
-                                strict=strict, cache_dir=cache_dir, from_run=run_dir, progress=progress)
+                                options=options)
     identity = {"model": model_digest, "store": fingerprint(store.manifest["shards"])}
     with ExitStack() as stack:
         client = None
         if on_dask:
-            client = stack.enter_context(dask_backend(n_jobs, scheduler))
-        bar = stack.enter_context(tqdm(total=len(store), unit="img", desc="predict", disable=not progress))
+            client = stack.enter_context(dask_backend(options.n_jobs, options.scheduler))
+        bar = stack.enter_context(tqdm(total=len(store), unit="img", desc="predict", disable=not options.progress))
         return score_store(store, model, out, identity, client=client, progress=bar.update)

@@ -11,27 +11,26 @@ seconds whatever the data set's size.
 
 import os
 import sys
-import time
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.pipeline import FeatureUnion, Pipeline
-from tqdm.auto import tqdm
 
 from featpipe.cache import fingerprint, make_memory
+from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.pipeline import stages
+from featpipe.pipeline.cached_stages import CachedStages, StageClock
 from featpipe.pipeline.dask_backend import dask_backend
 from featpipe.pipeline.image_store import extract_into_cache, training_feature_bytes
 from featpipe.pipeline.inputs import ImageSource, StoreSource
+from featpipe.pipeline.options import RunOptions, resolve_options
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
 from featpipe.pipeline.run_folder import write_run_folder
 from featpipe.pipeline.spec import SpecError
-from featpipe.pipeline.stages import STAGE_NAMES
 from featpipe.store.reader import is_store
-
-DEFAULT_IMAGE_SIZE = 32
 
 
 @dataclass
@@ -50,35 +49,6 @@ def _with_seed(estimator_params, estimator, seed):
     return params
 
 
-class _StageClock:
-    """Seconds and cache hits per stage, and tqdm bars that respect --quiet."""
-
-    def __init__(self, quiet):
-        self.quiet = quiet
-        self.seconds = dict.fromkeys(STAGE_NAMES, 0.0)
-        self.hits = dict.fromkeys(STAGE_NAMES, True)
-
-    def bar(self, description, total):
-        """A progress bar on stderr that shows only when a step takes over half a second."""
-        return tqdm(total=total, desc=description, unit="img", delay=0.5,
-                    disable=self.quiet, file=sys.stderr, leave=False)
-
-    @contextmanager
-    def timed(self, stage):
-        """Add the time spent in the ``with`` block to ``stage``."""
-        started = time.perf_counter()
-        yield
-        self.seconds[stage] += time.perf_counter() - started
-
-    def run(self, stage, cached_function, *args):
-        """Call a cached stage function, timing it and recording whether it hit."""
-        hit = cached_function.check_call_in_cache(*args)
-        with self.timed(stage):
-            output = cached_function(*args)
-        self.hits[stage] = self.hits[stage] and hit
-        return output
-
-
 def _check_image_size(extractors, image_size):
     for name, extractor in extractors:
         needed = extractor.min_image_size()
@@ -89,9 +59,7 @@ def _check_image_size(extractors, image_size):
             )
 
 
-def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use_cache=True,
-                 n_jobs=-1, chunk_size=None, seed=0, val_size=None, strict=False,
-                 search=False, quiet=False, memory_budget=None, backend=None, scheduler=None):
+def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     """Run ``spec`` end to end and write its run folder.
 
     Parameters
@@ -103,129 +71,77 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
         ``.npz`` file, or a feature store written by ``featpipe extract``
         (whose features are used as they are); ``None`` falls back to the
         spec's ``[data]`` table.
-    image_size : int or None
-        Side every image is resized to; default the spec's, else 32.
+    options : RunOptions or None
+        How to run: image size (default the spec's, else 32), validation
+        hold-out, seed, strictness, cache, worker processes, chunk size,
+        search, quiet (:class:`featpipe.pipeline.options.RunOptions`).
+        ``None`` for the defaults.
     out : path-like or None
         Run folder; default ``runs/<timestamp>-<spec name>``.
-    cache_dir : path-like or None
-        Cache root (default: the user cache directory).
-    use_cache : bool
-        ``False`` recomputes every stage and caches nothing.
-    n_jobs : int
-        Worker processes for extraction (-1: every core). Results do not
-        depend on it.
-    chunk_size : int or None
-        Images per extraction task.
-    seed : int
-        Seeds the validation split and every estimator's ``random_state``
-        that the spec leaves unset.
-    val_size : int or None
-        Validation images held out from train (default: the data set's).
-    strict : bool
-        Fail on the first unreadable image instead of skipping it.
-    search : bool
-        Search learning rate x regularization on the validation split first.
-    quiet : bool
-        No progress bars.
-    memory_budget : int or None
-        Bytes the training features may take in memory (None: half of the
-        machine's memory). A feature store whose training split is larger
-        is streamed: the scaler is fitted and the head trained shard by
-        shard (featpipe's own heads only), test rows scored shard by shard.
-        Images whose features would be larger are first extracted into a
-        store under the cache (:mod:`featpipe.pipeline.image_store`).
-    backend : {None, "local", "dask"}
-        ``"dask"`` starts a LocalCluster of ``n_jobs`` workers: extraction
-        runs on it, and on a feature store the heads' full-batch losses are
-        summed over the shards on its workers.
-    scheduler : str or None
-        Address of a running Dask scheduler (``tcp://HOST:8786``) to use
-        instead of a LocalCluster.
+    **option_values
+        Fields of :class:`RunOptions` to set on top of ``options``.
 
     Returns
     -------
     RunResult
+
+    Examples
+    --------
+    >>> from featpipe.pipeline import RunOptions, resolve, run_pipeline
+    >>> result = run_pipeline(resolve("hog+svm"), "builtin",
+    ...                       options=RunOptions(n_jobs=1, quiet=True))  # doctest: +SKIP
+    >>> result.metrics["accuracy"]["test"]  # doctest: +SKIP
     """
+    options = resolve_options(RunOptions, options, option_values)
     with ExitStack() as stack:
         client = None
-        if backend == "dask" or scheduler is not None:
-            client = stack.enter_context(dask_backend(n_jobs, scheduler))
-        return _run(spec, data, image_size, out, cache_dir, use_cache, n_jobs, chunk_size, seed, val_size,
-                    strict, search, quiet, memory_budget, client)
+        if options.backend == "dask" or options.scheduler is not None:
+            client = stack.enter_context(dask_backend(options.n_jobs, options.scheduler))
+        return _run(spec, data, options, out, client)
 
 
-def _run(spec, data, image_size, out, cache_dir, use_cache, n_jobs, chunk_size, seed, val_size, strict,
-         search, quiet, memory_budget, client):
+def _run(spec, data, options, out, client):
     """The body of :func:`run_pipeline`, on the Dask ``client`` (or locally with ``None``)."""
     data = data if data is not None else spec.data.get("data")
-    image_size = int(image_size or spec.data.get("image_size", DEFAULT_IMAGE_SIZE))
-    memory = make_memory(cache_dir, enabled=use_cache)
-    cached = {name: memory.cache(getattr(stages, name), ignore=ignored)
-              for name, ignored in stages.IGNORED.items()}
-    clock = _StageClock(quiet)
+    options = replace(options, image_size=int(options.image_size or spec.data.get("image_size", DEFAULT_IMAGE_SIZE)))
+    clock = StageClock(options.quiet)
+    cached = CachedStages(make_memory(options.cache_dir, enabled=options.use_cache), clock)
 
     extractors = [(step.name, make_feature(step.name, step.params)) for step in spec.features]
-    _check_image_size(extractors, image_size)
-    feature_params = [_with_seed(step.params, extractor, seed)
+    _check_image_size(extractors, options.image_size)
+    feature_params = [_with_seed(step.params, extractor, options.seed)
                       for step, (_, extractor) in zip(spec.features, extractors)]
-    head_probe = make_head(spec.head.name, spec.head.params)
-    head_params = _with_seed(spec.head.params, head_probe, seed)
-    search_grid = _search_grid(spec, search)
+    head_params = _with_seed(spec.head.params, make_head(spec.head.name, spec.head.params), options.seed)
+    search_grid = _search_grid(spec, options.search)
 
-    store_path = data if data is not None and is_store(data) else None
-    feature_bytes = None if store_path is not None else training_feature_bytes(spec, data, image_size, val_size, seed)
-    if feature_bytes is not None and feature_bytes > _budget(memory_budget):
-        _check_head_streams(spec, feature_bytes, memory_budget)
-        settings = dict(image_size=image_size, val_size=val_size, seed=seed, strict=strict, cache_dir=cache_dir,
-                        n_jobs=n_jobs, chunk_size=chunk_size, quiet=quiet)
-        store_path = extract_into_cache(spec, data, feature_params, settings, client)
-    if store_path is not None:
-        source = StoreSource(spec, store_path, clock)
-        image_size = source.image_size
-        if client is not None or source.train_bytes() > _budget(memory_budget):
-            _check_head_streams(spec, source.train_bytes(), memory_budget)
-            if not quiet:
-                print(f"featpipe: training features ({source.train_bytes() / 2**20:,.0f} MiB) are read from the "
-                      "store shard by shard", file=sys.stderr)
-            source.stream(client)
-    else:
-        source = ImageSource(spec, data, image_size, val_size, seed, strict, cache_dir,
-                             n_jobs, chunk_size, feature_params, cached, clock)
-    features_key = source.key
-    model_key = fingerprint(features_key, spec.normalize, spec.head.name, head_params, search_grid)
+    source = _source(spec, data, options, feature_params, cached, client)
+    if isinstance(source, StoreSource):
+        options = replace(options, image_size=source.image_size)
+    model_key = fingerprint(source.key, spec.normalize, spec.head.name, head_params, search_grid)
     fitted = source.fitted_extractors()
-    get_features, get_dataset = source.features, source.training_dataset
 
-    if cached["normalize"].check_call_in_cache(features_key, spec.normalize, None):
-        scaler = clock.run("normalize", cached["normalize"], features_key, spec.normalize, None)
-    else:
-        scaler = clock.run("normalize", cached["normalize"], features_key, spec.normalize,
-                           get_features()["train"])
-
+    scaler = cached.lazily("normalize", (source.key, spec.normalize),
+                           lambda: {"train_features": source.features()["train"]})
     model_features = None
 
     def get_model_features():
         nonlocal model_features
         if model_features is None:
-            features = get_features()
+            features = source.features()
             with clock.timed("normalize"):
                 model_features = {split: stages.apply_scaler(scaler, array) for split, array in features.items()}
         return model_features
 
-    train_args = (model_key, spec.head.name, head_params, search_grid)
-    if cached["train"].check_call_in_cache(*train_args, None, None, None):
-        head, search_records = clock.run("train", cached["train"], *train_args, None, None, None)
-    else:
-        with clock.bar(f"train {spec.head.name}", None):
-            head, search_records = clock.run("train", cached["train"], *train_args,
-                                             get_model_features(), get_dataset(), _search_function())
+    with ExitStack() as stack:
+        def training_data():
+            stack.enter_context(clock.bar(f"train {spec.head.name}", None))
+            return {"features": get_model_features(), "dataset": source.training_dataset()}
 
-    if cached["evaluate"].check_call_in_cache(model_key, None, None, None):
-        evaluation = clock.run("evaluate", cached["evaluate"], model_key, None, None, None)
-    else:
-        evaluation = clock.run("evaluate", cached["evaluate"], model_key,
-                               get_model_features(), head, get_dataset())
-    if not use_cache:
+        trained = cached.lazily("train", (model_key, spec.head.name, head_params, search_grid), training_data)
+    head = trained[0]
+    evaluation = cached.lazily("evaluate", (model_key,), lambda: {
+        "model_features": get_model_features(), "head": head, "dataset": source.training_dataset()})
+    if not options.use_cache:
         clock.hits = dict.fromkeys(STAGE_NAMES, False)
 
     model = Pipeline([
@@ -234,33 +150,52 @@ def _run(spec, data, image_size, out, cache_dir, use_cache, n_jobs, chunk_size, 
         ("head", head),
     ])
     widths = {step.name: int(extractor.n_features_out_) for step, extractor in zip(spec.features, fitted)}
-    metrics = _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_size)
+    metrics = _metrics(spec, options, evaluation, trained, widths, clock)
     run_dir = write_run_folder(out, spec.name, metrics, model, evaluation["examples"])
     return RunResult(run_dir=run_dir, metrics=metrics)
 
 
+def _source(spec, data, options, feature_params, cached, client):
+    """Where the run's features come from: the images, or a store (given, or extracted into the cache).
+
+    A store is read shard by shard when its training split exceeds the
+    memory budget, and always on Dask (the losses are summed on the workers);
+    images whose features would exceed the budget are extracted into a store
+    under the cache first (:mod:`featpipe.pipeline.image_store`).
+    """
+    budget = _budget(options.memory_budget)
+    store_path = data if data is not None and is_store(data) else None
+    feature_bytes = None if store_path is not None else training_feature_bytes(spec, data, options)
+    if feature_bytes is not None and feature_bytes > budget:
+        _check_head_streams(spec, feature_bytes, budget)
+        store_path = extract_into_cache(spec, data, feature_params, options, client)
+    if store_path is None:
+        return ImageSource(spec, data, options, feature_params, cached)
+    source = StoreSource(spec, store_path, cached.clock)
+    if client is not None or source.train_bytes() > budget:
+        _check_head_streams(spec, source.train_bytes(), budget)
+        if not options.quiet:
+            print(f"featpipe: training features ({source.train_bytes() / 2**20:,.0f} MiB) are read from the "
+                  "store shard by shard", file=sys.stderr)
+        source.stream(client)
+    return source
+
+
 def _budget(memory_budget):
-    """``memory_budget``, or half of the machine's memory when it is ``None``."""
+    """``memory_budget`` in bytes, or half of the machine's memory when it is ``None``."""
     if memory_budget is not None:
         return int(memory_budget)
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
-def _check_head_streams(spec, feature_bytes, memory_budget):
+def _check_head_streams(spec, feature_bytes, budget):
     """Refuse to stream ``feature_bytes`` of features into a scikit-learn head: it loads the whole matrix."""
     if spec.head.name not in OWN_HEADS:
         raise SpecError(
             f"head '{spec.head.name}' is scikit-learn's: it trains on the whole training matrix in memory "
-            f"({feature_bytes / 2**20:,.0f} MiB), over --memory-budget {_budget(memory_budget) / 2**20:,.0f} MiB "
-            f"or on Dask; use one of featpipe's heads ({', '.join(sorted(OWN_HEADS))}), which stream, "
-            "or raise --memory-budget"
+            f"({feature_bytes / 2**20:,.0f} MiB), over --memory-budget {budget / 2**20:,.0f} MiB or on Dask; "
+            f"use one of featpipe's heads ({', '.join(sorted(OWN_HEADS))}), which stream, or raise --memory-budget"
         )
-
-
-def _search_function():
-    from featpipe.heads.search import search_hyperparameters
-
-    return search_hyperparameters
 
 
 def _search_grid(spec, search):
@@ -274,13 +209,15 @@ def _search_grid(spec, search):
     return {key: spec.search[key] for key in ("learning_rates", "regs", "n_samples") if key in spec.search}
 
 
-def _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_size):
+def _metrics(spec, options, evaluation, trained, widths, clock):
+    """metrics.json of a run (schema in docs/ARCHITECTURE.md); ``trained`` is (head, search records)."""
     import skimage
     import sklearn
 
     import featpipe
 
-    dataset = dict(evaluation["dataset"], image_size=image_size)
+    head, search_records = trained
+    dataset = dict(evaluation["dataset"], image_size=options.image_size)
     return {
         "spec": spec.name,
         "pipeline": spec.to_dict(),
@@ -297,7 +234,7 @@ def _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_
             "val_accuracy": [float(value) for value in getattr(head, "val_accuracy_history_", [])],
         },
         "search": search_records,
-        "seed": seed,
+        "seed": options.seed,
         "versions": {
             "featpipe": featpipe.__version__,
             "numpy": np.__version__,

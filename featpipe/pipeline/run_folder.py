@@ -13,11 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featpipe.errors import RunFolderError
 from featpipe.model_io import save_model
-
-
-class RunFolderError(ValueError):
-    """A run folder that cannot be written where asked."""
 
 
 def default_run_dir(spec_name):

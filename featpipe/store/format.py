@@ -27,17 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from featpipe.digests import file_sha256
+from featpipe.errors import StoreError
+
 MANIFEST_NAME = "manifest.json"
 EXTRACTORS_NAME = "extractors.skops"
 SHARDS_DIR = "shards"
 LOCK_NAME = ".lock"
-FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 1
+"""Version of the store layout and manifest; a reader refuses stores of another version."""
 _TEMPORARY_MARK = ".tmp-"
-_HASH_BLOCK = 1 << 20
-
-
-class StoreError(ValueError):
-    """A feature store that cannot be written or read; the message is one line."""
 
 
 def shard_stem(index):
@@ -92,15 +91,6 @@ def _read_json(path, what):
         return None
     except (OSError, ValueError) as error:
         raise StoreError(f"cannot read {what} {path}: {error}") from None
-
-
-def file_sha256(path):
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file:
-        for block in iter(lambda: file.read(_HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_shard(store_dir, index, features, inputs, skipped):

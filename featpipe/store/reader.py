@@ -1,6 +1,7 @@
 """Reading a finished feature store.
 
-:func:`open` keeps the shards as they are and memory-maps each one; ``features`` is a :class:`ShardedFeatures`, an (N, D) float32 view that
+:func:`open` keeps the shards as they are and memory-maps each one;
+``features`` is a :class:`ShardedFeatures`, an (N, D) float32 view that
 indexes across shards like an array and becomes one with ``np.asarray``.
 One file would need either a final copy of every shard (twice the disk for
 a million-image store) or many writers sharing one file across machines
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from featpipe.datasets import SPLITS
+from featpipe.digests import file_sha256
 from featpipe.store.format import (
-    FORMAT_VERSION,
     MANIFEST_NAME,
+    STORE_FORMAT_VERSION,
     StoreError,
-    file_sha256,
     load_extractors,
     read_manifest,
 )
@@ -126,7 +128,7 @@ class FeatureStore:
 
     def __str__(self):
         widths = " + ".join(f"{name} {width}" for name, width in self.feature_widths.items())
-        counts = ", ".join(f"{np.count_nonzero(self.splits == name)} {name}" for name in ("train", "val", "test"))
+        counts = ", ".join(f"{np.count_nonzero(self.splits == name)} {name}" for name in SPLITS)
         return (f"{self.path}: {len(self)} images x {self.features.shape[1]} features ({widths}); {counts}; "
                 f"{len(self.skipped)} unreadable image(s) skipped")
 
@@ -198,9 +200,9 @@ def open(path, verify=True):  # noqa: A001 - the reader API is featpipe.store.op
     manifest = read_manifest(path)
     if manifest is None:
         raise StoreError(f"{path} is not a feature store: it has no {MANIFEST_NAME}")
-    if manifest.get("format") != FORMAT_VERSION:
+    if manifest.get("format") != STORE_FORMAT_VERSION:
         raise StoreError(f"{path} is a feature store of format {manifest.get('format')}; "
-                         f"this featpipe reads format {FORMAT_VERSION}")
+                         f"this featpipe reads format {STORE_FORMAT_VERSION}")
     if not manifest.get("complete"):
         raise StoreError(f"feature store {path} is unfinished: its job was interrupted; "
                          "run the same featpipe extract command again to finish it")
