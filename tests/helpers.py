@@ -123,7 +123,7 @@ def write_streaming_store(folder, seed=0, n_features=12):
     records = [store_format.write_shard(folder, index, X[start:stop], (start, stop), [])
                for index, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:]))]
     store_format.write_manifest(folder, {
-        "format": store_format.FORMAT_VERSION, "complete": True, "n_features": n_features,
+        "format": store_format.STORE_FORMAT_VERSION, "complete": True, "n_features": n_features,
         "shards": [{"file": r["file"], "rows": [int(a), int(b)], "n_rows": r["n_rows"], "sha256": r["sha256"]}
                    for r, a, b in zip(records, offsets[:-1], offsets[1:])],
         "features": [{"name": "raw", "width": n_features}],

@@ -165,7 +165,7 @@ class StoreSource:
             blocks = self.store.blocks(verify=False)  # checked when the store was opened
             if self._client is not None:
                 blocks = DistributedBlocks(blocks, self._client)
-            self._features = {split: blocks.select(self.store.splits == split) for split in stages.SPLITS}
+            self._features = {split: blocks.select(self.store.splits == split) for split in SPLITS}
             with self.clock.timed("extract"):
                 self._features["val"] = np.asarray(self._features["val"])
         if self._features is None:
