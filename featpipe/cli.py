@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from featpipe.datasets.options import DEFAULT_MAX_PIXELS
 from featpipe.errors import FeatpipeError
 
 STATUS_BAD_INPUT = 2
@@ -113,24 +114,30 @@ def _report_internal_error(error):
                err=True)
 
 
-class _ByteSize(click.ParamType):
-    """A size like ``256M``, ``4G`` or ``1.5T`` (powers of 1024; a bare number is bytes), as bytes."""
+class _MemorySize(click.ParamType):
+    """A size written like 256M or 4G, in bytes."""
 
     name = "SIZE"
-    _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
-        unit = text[-1:] if text[-1:] in self._UNITS else ""
+        from featpipe.memory_budget import MemoryBudgetError, parse_size
+
         try:
-            size = int(float(text[: len(text) - len(unit)]) * self._UNITS[unit])
-        except ValueError:
-            size = 0
-        if size <= 0:
-            self.fail(f"{value!r} is not a size like 256M, 4G or 1.5T", param, ctx)
-        return size
+            return value if isinstance(value, int) else parse_size(value)
+        except MemoryBudgetError as error:
+            self.fail(str(error), param, ctx)
+
+
+def _max_pixels_option():
+    return click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+                        help="Skip image files whose header announces more pixels, before decoding.")
+
+
+def _check_jobs(jobs):
+    """Refuse 0 or fewer than -1 processes in our words, before joblib says it in its own."""
+    if jobs is not None and (jobs == 0 or jobs < -1):
+        raise click.BadParameter(f"{jobs} is not a number of processes: give -1 (every core) or 1 or more",
+                                 param_hint="'--jobs'")
 
 
 def _run_options(command):
@@ -150,14 +157,16 @@ def _run_options(command):
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed of the validation split and of every estimator."),
         click.option("--val-size", type=click.IntRange(min=0), default=None,
-                     help="Validation images held out from train (default 1,000, or 10%% when smaller)."),
+                     help="Validation images held out from train (default 1,000, or 10% when smaller)."),
         click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
+        _max_pixels_option(),
+        click.option("--memory-budget", type=_MemorySize(), default=None, metavar="SIZE",
+                     help="Memory the images and training features may take, e.g. 256M or 4G (default: half "
+                          "the machine's memory); features over it are read from a feature store shard by "
+                          "shard (images are extracted into one under the cache first)."),
         click.option("--search", is_flag=True,
                      help="Search learning rate x regularization on the validation split first."),
         click.option("--quiet", is_flag=True, help="No progress bars or stage summary."),
-        click.option("--memory-budget", type=_ByteSize(), default=None,
-                     help="Memory the training features may take, e.g. 256M or 4G (default: half of "
-                          "the machine's); a feature store larger than that is trained on shard by shard."),
         click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
                      help="dask starts a dask.distributed LocalCluster of --jobs workers: extraction runs "
                           "on it, and on a feature store the heads' losses are summed on its workers."),
@@ -172,14 +181,14 @@ def _run_options_from(params):
     """The RunOptions of a ``run`` or ``compare`` command's parameters."""
     from featpipe.pipeline.options import RunOptions, options_from
 
+    _check_jobs(params["n_jobs"])
     return options_from(RunOptions, params, use_cache=not params["no_cache"])
 
 
-def _run_one(name, data, options, out):
+def _run_one(spec, data, options, out):
     from featpipe.pipeline.run import run_pipeline
-    from featpipe.pipeline.spec import resolve
 
-    result = run_pipeline(resolve(name), data, options=options, out=out)
+    result = run_pipeline(spec, data, options=options, out=out)
     metrics = result.metrics
     if not options.quiet:
         stage_text = ", ".join(
@@ -218,7 +227,10 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 @_run_options
 def run(name, out, data, **params):
     """Run pipeline NAME: a file in pipelines/ or a spec like hog+color+svm."""
-    result = _run_one(name, data, _run_options_from(params), out)
+    from featpipe.pipeline.spec import resolve
+
+    spec = resolve(name)
+    result = _run_one(spec, data, _run_options_from(params), out)
     _print_accuracies(result.metrics)
 
 
@@ -230,14 +242,20 @@ def run(name, out, data, **params):
 @_run_options
 def compare(names, out, from_runs, data, **params):
     """Run several pipelines and write report.html, report.md and results.json to --out."""
-    from featpipe.report import write_report
+    from featpipe.pipeline.spec import resolve
 
     if not names and not from_runs:
         raise click.UsageError("name at least one pipeline, or finished runs with --from")
+    specs = [resolve(name) for name in names]  # every spec is checked before any is run
+    if Path(out).exists():
+        raise click.BadParameter(f"{out} exists; a report never replaces another: choose a new folder",
+                                 param_hint="'--out'")
+    from featpipe.report import write_report
+
     options = _run_options_from(params)
     run_dirs = [Path(path) for path in from_runs]
-    for name in names:
-        result = _run_one(name, data, options, Path(out) / "runs" / name.replace("/", "_"))
+    for name, spec in zip(names, specs):
+        result = _run_one(spec, data, options, Path(out) / "runs" / name.replace("/", "_"))
         _print_accuracies(result.metrics)
         run_dirs.append(result.run_dir)
     written = write_report(run_dirs, Path(out))
@@ -263,6 +281,7 @@ def compare(names, out, from_runs, data, **params):
               help="With --data of images: cache root where their features are stored.")
 @click.option("--strict", is_flag=True, help="With --data: stop at the first unreadable image.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_max_pixels_option()
 def predict(run_dir, images, data, out, **params):
     """Print the predicted class (and probability, when the head has one) of each IMAGE, or write a CSV of
     every image of --data, chunk by chunk in bounded memory."""
@@ -279,7 +298,8 @@ def predict(run_dir, images, data, out, **params):
         raise click.UsageError("give the images to predict, or a whole collection with --data and --out")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     model = load_model(Path(run_dir) / "model.skops")
-    batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True).images
+    batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True,
+                        max_pixels=params["max_pixels"]).images
     classes = metrics["dataset"]["classes"]
     labels = model.predict(batch)
     probabilities = model.predict_proba(batch).max(axis=1) if hasattr(model, "predict_proba") else None
@@ -323,12 +343,17 @@ def _predict_collection(run_dir, images, data_and_out, params):
               help="Side in pixels images are resized to (default: the --from run's, else 32).")
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
+@_max_pixels_option()
+@click.option("--memory-budget", type=_MemorySize(), default=None, metavar="SIZE",
+              help="Decoded images this machine may hold at once (chunks in flight, fit sample), "
+                   "e.g. 4G (default: half the machine's memory).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(features, data, store, **params):
     """Extract FEATURES (e.g. hog+color) for a whole image collection into a resumable store."""
     from featpipe.pipeline.extract_job import run_extract_job
     from featpipe.pipeline.options import ExtractOptions, options_from
 
+    _check_jobs(params["n_jobs"])
     options = options_from(ExtractOptions, params, progress=not params["quiet"],
                            backend=None if params["backend"] == "local" else params["backend"])
     click.echo(run_extract_job(features, data, store, options=options))
@@ -386,12 +411,14 @@ def cache_info_command(cache_dir):
     click.echo(f"cache: {info['path']}")
     click.echo(f"  {info['n_entries']} cached stage outputs, {info['n_files']} files, "
                f"{info['n_bytes'] / 1e6:.1f} MB")
+    if info["exists"]:
+        click.echo("  private to you (created 0700): it holds pickles, and whoever can write it can run code as you")
 
 
 @cache.command("clear")
 @click.option("--cache-dir", type=click.Path(), default=None)
 def cache_clear_command(cache_dir):
-    """Delete everything in the cache."""
+    """Delete what featpipe cached (only in a featpipe cache folder; anything else is refused)."""
     from featpipe.cache import clear_cache
 
     freed = clear_cache(cache_dir)

@@ -1,8 +1,8 @@
 """Images whose features would not fit the memory budget: extract them into a store under the cache first.
 
 ``featpipe run SPEC --data IMAGES`` normally holds every image and every
-feature in memory. When the training features alone (known before anything
-is decoded: images x feature width x 4 bytes) exceed ``--memory-budget``,
+feature in memory. When those (known before anything is decoded: images x
+pixels x 3 bytes plus images x feature width x 4 bytes) exceed ``--memory-budget``,
 the run hands the images to the extract job instead - the same chunked,
 resumable engine as ``featpipe extract`` - writing a feature store under
 ``<cache>/stores/``, and trains from that store shard by shard. A second
@@ -19,23 +19,24 @@ from pathlib import Path
 
 from featpipe.cache import default_cache_dir, fingerprint
 from featpipe.datasets import describe_source
+from featpipe.memory_budget import image_bytes
 from featpipe.pipeline.extract_job import run_extract_job
 from featpipe.pipeline.registry import make_feature
-from featpipe.pipeline.spec import SpecError
 
 
-def training_feature_bytes(spec, data, options):
-    """Bytes of the float32 features of every image of ``data``, or ``None`` when the count is unknown.
+def in_memory_bytes(spec, data, options):
+    """Bytes an in-memory run on ``data`` holds, or ``None`` when the image count is unknown.
 
-    Counts every image (train, validation and test): an upper bound of the
-    training features that needs no decoding.
+    Every decoded image (mirrored copies included) plus its float32
+    features: known before anything is decoded.
     """
     source = describe_source(data, options)
     if source["n_images"] is None:
         return None
+    n_images = int(source["n_images"]) * (1 + len(spec.augment))
     width = sum(make_feature(step.name, step.params).n_features_out((options.image_size, options.image_size))
                 for step in spec.features)
-    return int(source["n_images"]) * width * 4
+    return image_bytes(n_images, options.image_size) + n_images * width * 4
 
 
 def extract_into_cache(spec, data, feature_params, options, client=None):
@@ -53,17 +54,12 @@ def extract_into_cache(spec, data, feature_params, options, client=None):
     client : distributed.Client or None
         The run's Dask cluster: the extraction runs on it too.
     """
-    if spec.augment:
-        raise SpecError(
-            f"the features of {data} do not fit the memory budget, and augmented pipelines "
-            f"({', '.join(spec.augment)}) cannot be extracted into a store yet; raise --memory-budget or drop augment"
-        )
     source = describe_source(data, options)
     root = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
     store_dir = root / "stores" / fingerprint(source["fingerprint"], [step.name for step in spec.features],
                                               feature_params, options.image_size, options.val_size, options.seed)
     if not options.quiet:
-        print(f"featpipe: the features of {data} would not fit the memory budget: extracting them into "
+        print(f"featpipe: the images of {data} and their features would not fit the memory budget: extracting them into "
               f"{store_dir}, then training from it shard by shard", file=sys.stderr)
     features = [(step.name, make_feature(step.name, params)) for step, params in zip(spec.features, feature_params)]
     run_extract_job(features, data, store_dir, n_jobs=options.n_jobs, chunk_size=options.chunk_size,

@@ -40,10 +40,11 @@ class RunOptions(LoadOptions):
     quiet : bool, default=False
         No progress bars.
     memory_budget : int or None, default=None
-        Bytes the training features may take in memory (None: half of the
-        machine's). A feature store whose training split is larger is
-        trained on shard by shard; images whose features would be larger
-        are extracted into a store under the cache first.
+        As in :class:`featpipe.datasets.LoadOptions`; for a run it also
+        bounds the training features: a feature store whose training split
+        is larger is trained on shard by shard, and images whose pixels and
+        features would not fit are extracted into a store under the cache
+        first (:mod:`featpipe.pipeline.image_store`).
     backend : {None, "local", "dask"}, default=None
         ``"dask"`` starts a LocalCluster of ``n_jobs`` workers: extraction
         runs on it, and on a feature store the heads' full-batch losses are
@@ -58,7 +59,6 @@ class RunOptions(LoadOptions):
     chunk_size: int | None = None
     search: bool = False
     quiet: bool = False
-    memory_budget: int | None = None
     backend: str | None = None
     scheduler: str | None = None
 

@@ -9,7 +9,6 @@ its features are never loaded at all, which keeps a warm run to a few
 seconds whatever the data set's size.
 """
 
-import os
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -19,16 +18,18 @@ import numpy as np
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from featpipe.cache import fingerprint, make_memory
+from featpipe.datasets import DatasetError
 from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
 from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.pipeline import stages
 from featpipe.pipeline.cached_stages import CachedStages, StageClock
+from featpipe.memory_budget import default_budget
 from featpipe.pipeline.dask_backend import dask_backend
-from featpipe.pipeline.image_store import extract_into_cache, training_feature_bytes
+from featpipe.pipeline.image_store import extract_into_cache, in_memory_bytes
 from featpipe.pipeline.inputs import ImageSource, StoreSource
 from featpipe.pipeline.options import RunOptions, resolve_options
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
-from featpipe.pipeline.run_folder import write_run_folder
+from featpipe.pipeline.run_folder import release_run_dir, reserve_run_dir, write_run_folder
 from featpipe.pipeline.spec import SpecError
 from featpipe.store.reader import is_store
 
@@ -85,6 +86,11 @@ def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     -------
     RunResult
 
+    Raises
+    ------
+    RunFolderError
+        When ``out`` exists: a run never replaces another.
+
     Examples
     --------
     >>> from featpipe.pipeline import RunOptions, resolve, run_pipeline
@@ -117,7 +123,21 @@ def _run(spec, data, options, out, client):
     source = _source(spec, data, options, feature_params, cached, client)
     if isinstance(source, StoreSource):
         options = replace(options, image_size=source.image_size)
-    model_key = fingerprint(source.key, spec.normalize, spec.head.name, head_params, search_grid)
+    run_dir = reserve_run_dir(out, spec.name)
+    try:
+        metrics, model, examples = _train_and_evaluate(spec, source, cached, options, head_params, search_grid)
+        write_run_folder(run_dir, metrics, model, examples)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
+    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def _train_and_evaluate(spec, source, cached, options, head_params, search_grid):
+    """(metrics, model, examples) of a run: the stages after loading, each cached."""
+    clock = cached.clock
+    model_key = fingerprint(source.key, spec.normalize, spec.head.name, head_params, search_grid,
+                            stages.code_version())
     fitted = source.fitted_extractors()
 
     scaler = cached.lazily("normalize", (source.key, spec.normalize),
@@ -141,6 +161,9 @@ def _run(spec, data, options, out, client):
     head = trained[0]
     evaluation = cached.lazily("evaluate", (model_key,), lambda: {
         "model_features": get_model_features(), "head": head, "dataset": source.training_dataset()})
+    if options.strict and evaluation["skipped_files"]:  # the same outcome as a fresh load with --strict
+        path, reason = evaluation["skipped_files"][0]
+        raise DatasetError(f"cannot read image {path}: {reason}")
     if not options.use_cache:
         clock.hits = dict.fromkeys(STAGE_NAMES, False)
 
@@ -151,8 +174,7 @@ def _run(spec, data, options, out, client):
     ])
     widths = {step.name: int(extractor.n_features_out_) for step, extractor in zip(spec.features, fitted)}
     metrics = _metrics(spec, options, evaluation, trained, widths, clock)
-    run_dir = write_run_folder(out, spec.name, metrics, model, evaluation["examples"])
-    return RunResult(run_dir=run_dir, metrics=metrics)
+    return metrics, model, evaluation["examples"]
 
 
 def _source(spec, data, options, feature_params, cached, client):
@@ -160,18 +182,19 @@ def _source(spec, data, options, feature_params, cached, client):
 
     A store is read shard by shard when its training split exceeds the
     memory budget, and always on Dask (the losses are summed on the workers);
-    images whose features would exceed the budget are extracted into a store
-    under the cache first (:mod:`featpipe.pipeline.image_store`).
+    images whose pixels and features would exceed the budget are extracted
+    into a store under the cache first (:mod:`featpipe.pipeline.image_store`),
+    except for augmented pipelines, which the image load then refuses.
     """
-    budget = _budget(options.memory_budget)
+    budget = default_budget() if options.memory_budget is None else options.memory_budget
     store_path = data if data is not None and is_store(data) else None
-    feature_bytes = None if store_path is not None else training_feature_bytes(spec, data, options)
-    if feature_bytes is not None and feature_bytes > budget:
-        _check_head_streams(spec, feature_bytes, budget)
+    needed = None if store_path is not None else in_memory_bytes(spec, data, options)
+    if needed is not None and needed > budget and not spec.augment:
+        _check_head_streams(spec, needed, budget)
         store_path = extract_into_cache(spec, data, feature_params, options, client)
     if store_path is None:
         return ImageSource(spec, data, options, feature_params, cached)
-    source = StoreSource(spec, store_path, cached.clock)
+    source = StoreSource(spec, store_path, cached.clock, feature_params)
     if client is not None or source.train_bytes() > budget:
         _check_head_streams(spec, source.train_bytes(), budget)
         if not options.quiet:
@@ -179,13 +202,6 @@ def _source(spec, data, options, feature_params, cached, client):
                   "store shard by shard", file=sys.stderr)
         source.stream(client)
     return source
-
-
-def _budget(memory_budget):
-    """``memory_budget`` in bytes, or half of the machine's memory when it is ``None``."""
-    if memory_budget is not None:
-        return int(memory_budget)
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
 def _check_head_streams(spec, feature_bytes, budget):
