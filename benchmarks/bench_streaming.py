@@ -17,9 +17,15 @@ memory (RSS, memory-mapped pages included) of that child and all its
 descendants every 50 ms and reports the peak of the sum, with the seconds,
 test accuracy, final loss and iterations, one JSON line per mode.
 
+``--shard-costs`` instead times, on the store's first shard, one read with
+its sha256 check, one squared-hinge loss and gradient, and its share of the
+least-squares Gram matrix (median of 3), for the extrapolation in
+docs/scaling.md.
+
 Usage::
 
     python benchmarks/bench_streaming.py STORE --modes memory stream dask --jobs 2
+    python benchmarks/bench_streaming.py STORE --shard-costs
 """
 
 import argparse
@@ -133,6 +139,38 @@ def run_mode(args):
                       "n_features": store.features.shape[1]}), flush=True)
 
 
+def shard_costs(store_path, repeats=3):
+    """Seconds of the per-shard steps of streamed training on the store's first shard, medians."""
+    import statistics
+
+    import numpy as np
+    from scipy.linalg.blas import dsyrk
+
+    import featpipe.store
+    from featpipe.heads.losses import svm_loss
+    from featpipe.store.shards import read_shard
+
+    store = featpipe.store.open(store_path, verify=False)
+    record, n_features = store.manifest["shards"][0], store.manifest["n_features"]
+    W = np.zeros((n_features + 1, len(store.classes)), np.float32)
+    labels = store.labels[: record["n_rows"]]
+    gram = np.zeros((n_features, n_features), order="F")
+    seconds = {"read_and_verify": [], "loss_and_gradient": [], "gram_share": []}
+    for _ in range(repeats):
+        started = time.perf_counter()
+        X = read_shard(store.path, record, n_features, verify=True)
+        seconds["read_and_verify"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        svm_loss(W, X, labels, squared=True, multi_class="ovr")
+        seconds["loss_and_gradient"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for first in range(0, len(X), 512):
+            gram = dsyrk(1.0, np.asarray(X[first:first + 512], np.float64).T, beta=1.0, c=gram, overwrite_c=1)
+        seconds["gram_share"].append(time.perf_counter() - started)
+    figures = {name: round(statistics.median(values), 3) for name, values in seconds.items()}
+    print(json.dumps({"shard_rows": record["n_rows"], "n_features": n_features, **figures}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store")
@@ -142,7 +180,11 @@ def main():
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--reg", type=float, default=0.00167)
     parser.add_argument("--init", default="least_squares")
+    parser.add_argument("--shard-costs", action="store_true")
     args = parser.parse_args()
+    if args.shard_costs:
+        shard_costs(args.store)
+        return
     if args.mode is not None:
         run_mode(args)
         return
