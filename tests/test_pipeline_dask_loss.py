@@ -1,6 +1,5 @@
 """The heads' full-batch loss map-reduced over a store's shards on a two-worker LocalCluster."""
 
-import numpy as np
 import pytest
 from helpers import write_streaming_store
 
