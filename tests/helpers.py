@@ -131,6 +131,6 @@ def write_streaming_store(folder, seed=0, n_features=12):
                    for r, a, b in zip(records, offsets[:-1], offsets[1:])],
         "features": [{"name": "raw", "width": n_features}],
         "labels": y.tolist(), "splits": splits.tolist(), "classes": list("abcde"),
-        "paths": [f"p{row}" for row in range(n_rows)], "skipped": [],
+        "paths": [f"p{row}" for row in range(n_rows)], "skipped": [], "plan": {"image_size": 32},
     })
     return X, y, splits

@@ -25,13 +25,16 @@ from featpipe.pipeline.registry import make_feature
 
 
 def in_memory_bytes(spec, data, options):
-    """Bytes an in-memory run on ``data`` holds, or ``None`` when the image count is unknown.
+    """Bytes an in-memory run on ``data`` holds, or ``None`` when ``data`` is not a folder of image files.
 
     Every decoded image (mirrored copies included) plus its float32
-    features: known before anything is decoded.
+    features: known before anything is decoded. Only a folder is read
+    chunk by chunk by the extract job; other sources (the built-in set, a
+    CIFAR-10 download, an ``.npz`` file) are loaded whole either way, so
+    extracting them into a store would not bound the memory.
     """
     source = describe_source(data, options)
-    if source["n_images"] is None:
+    if source["kind"] != "folder" or source["n_images"] is None:
         return None
     n_images = int(source["n_images"]) * (1 + len(spec.augment))
     width = sum(make_feature(step.name, step.params).n_features_out((options.image_size, options.image_size))
