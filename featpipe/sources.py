@@ -11,7 +11,7 @@ and extract stages; a store source reads what ``featpipe extract`` wrote.
 import numpy as np
 
 from featpipe import stages
-from featpipe.augment import augment_training_set
+from featpipe.augment import append_permuted_rows, augment_training_set, mirror_permutation_for
 from featpipe.cache import fingerprint
 from featpipe.datasets import Dataset, describe_source
 from featpipe.spec import SpecError
@@ -79,21 +79,35 @@ class ImageSource:
         """Stacked float32 features per split (the extract stage).
 
         Call :meth:`fitted_extractors` first: extraction uses its extractors.
+        An extractor with a mirror permutation (see
+        :func:`featpipe.augment.mirror_permutation_for`) extracts the
+        original images only (cached like a run without augmentation) and
+        gets its mirrored training rows by permuting columns.
         """
         if self._features is None:
-            extract = self.cached["extract"]
             parts = []
-            for name, extractor, key in zip(self.names, self._extractors, self.extract_keys):
-                dataset = None
-                if not extract.check_call_in_cache(key, None, None, None, None, None):
-                    dataset = self.training_dataset()
-                total = None if dataset is None else sum(
-                    len(getattr(dataset, f"y_{split}")) for split in stages.SPLITS)
-                with self.clock.bar(f"extract {name}", total) as bar:
-                    parts.append(self.clock.run("extract", extract, key, extractor, dataset,
-                                                self.n_jobs, self.chunk_size, bar.update))
+            for name, extractor, feature_key, extract_key in zip(
+                    self.names, self._extractors, self.feature_keys, self.extract_keys):
+                permutation = mirror_permutation_for(extractor, self.augment) if self.augment else None
+                if permutation is None:
+                    parts.append(self._extract(name, extractor, extract_key, self.training_dataset))
+                else:
+                    part = self._extract(name, extractor, feature_key, self.dataset)
+                    with self.clock.timed("extract"):
+                        parts.append(dict(part, train=append_permuted_rows(part["train"], permutation)))
             self._features = {split: _stack([part[split] for part in parts]) for split in stages.SPLITS}
         return self._features
+
+    def _extract(self, name, extractor, key, get_dataset):
+        """One feature's extract stage (cached under ``key``) on the data set ``get_dataset`` returns."""
+        extract = self.cached["extract"]
+        dataset = None
+        if not extract.check_call_in_cache(key, None, None, None, None, None):
+            dataset = get_dataset()
+        total = None if dataset is None else sum(len(getattr(dataset, f"y_{split}")) for split in stages.SPLITS)
+        with self.clock.bar(f"extract {name}", total) as bar:
+            return self.clock.run("extract", extract, key, extractor, dataset, self.n_jobs, self.chunk_size,
+                                  bar.update)
 
 
 class StoreSource:
