@@ -35,8 +35,6 @@ from featpipe.heads.losses import svm_loss
 from featpipe.heads.optim import lbfgs
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
-if not CIFAR.exists():
-    CIFAR = Path("/work/shared/datasets/cifar10-jpg")
 
 
 def emit(**figure):
@@ -113,8 +111,9 @@ def main():
     parser.add_argument("--patch-size", type=int, nargs="+", default=[6])
     parser.add_argument("--regs", type=float, nargs="+", default=[1.67e-3])
     parser.add_argument("--n-epochs", type=int, default=100, help="L-BFGS iterations")
+    parser.add_argument("--data", type=Path, default=CIFAR, help="the CIFAR-10 JPEG folder")
     args = parser.parse_args()
-    dataset = load_dataset(CIFAR, val_size=args.val_size, seed=args.seed)
+    dataset = load_dataset(args.data, val_size=args.val_size, seed=args.seed)
     dataset.X_test = dataset.y_test = None
     X_train, y_train = dataset.X_train, dataset.y_train
     if args.train_limit:
@@ -122,27 +121,30 @@ def main():
         X_train, y_train = X_train[keep], y_train[keep]
     emit(figure="load", train=len(y_train), val=len(dataset.y_val))
     settings = itertools.product(args.n_atoms, args.whiten_eps, args.alpha, args.dictionary, args.pooling,
-                                 args.patch_size, args.power)
-    for n_atoms, whiten_eps, alpha, dictionary, pooling, patch_size, power in settings:
+                                 args.patch_size)
+    for n_atoms, whiten_eps, alpha, dictionary, pooling, patch_size in settings:
         pooling_param = pooling if pooling in ("quadrants", "global") else tuple(int(v) for v in pooling.split(","))
         extractor = SoftThresholdPatches(n_atoms=n_atoms, whiten_eps=whiten_eps, alpha=alpha, dictionary=dictionary,
-                                         pooling=pooling_param, patch_size=patch_size, power=power,
-                                         random_state=args.seed)
+                                         pooling=pooling_param, patch_size=patch_size, random_state=args.seed)
         start = time.perf_counter()
         extractor.fit(X_train)
         fit_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        train, val = encode(extractor, X_train), encode(extractor, dataset.X_val)
+        pooled_train, pooled_val = encode(extractor, X_train), encode(extractor, dataset.X_val)
         encode_seconds = time.perf_counter() - start
         permutation = extractor.mirror_permutation()
-        standardize(train, permutation, val)
-        setting = dict(n_atoms=n_atoms, whiten_eps=whiten_eps, alpha=alpha, dictionary=dictionary, pooling=pooling,
-                       patch_size=patch_size, power=power, n_train=len(y_train), n_val=len(dataset.y_val),
-                       width=train.shape[1], fit_seconds=round(fit_seconds, 1), encode_seconds=round(encode_seconds, 1))
-        for result in heads(train, permutation, y_train, val, dataset.y_val, args.regs, args.n_epochs):
-            emit(figure="validation", **setting, **result, peak_memory_gib=peak_memory_gib())
-        del train, val
-
+        for power in args.power:
+            # The extractor's power applies to the pooled sums, so it can be applied afterwards.
+            train, val = np.power(pooled_train, np.float32(power)), np.power(pooled_val, np.float32(power))
+            standardize(train, permutation, val)
+            setting = dict(n_atoms=n_atoms, whiten_eps=whiten_eps, alpha=alpha, dictionary=dictionary,
+                           pooling=pooling, patch_size=patch_size, power=power, n_train=len(y_train),
+                           n_val=len(dataset.y_val), width=train.shape[1], fit_seconds=round(fit_seconds, 1),
+                           encode_seconds=round(encode_seconds, 1))
+            for result in heads(train, permutation, y_train, val, dataset.y_val, args.regs, args.n_epochs):
+                emit(figure="validation", **setting, **result, peak_memory_gib=peak_memory_gib())
+            del train, val
+        del pooled_train, pooled_val
 
 if __name__ == "__main__":
     main()

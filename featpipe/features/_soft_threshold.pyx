@@ -13,8 +13,13 @@ import numpy as np
 
 cdef extern from *:
     """
-    /* Both polarities of one patch's codes, added to its row of sums (K then K). */
-    static inline void fp_add_soft_threshold(const float *restrict codes, Py_ssize_t n_atoms,
+    /* Both polarities of one patch's codes, added to its row of sums (K then K). GCC and clang
+       on x86-64 Linux compile it three times (AVX-512, AVX2, baseline SSE2) and pick one per CPU
+       at load time. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__)
+    __attribute__((target_clones("avx512f", "avx2", "default")))
+    #endif
+    static void fp_add_soft_threshold(const float *restrict codes, Py_ssize_t n_atoms,
                                              float alpha, float *restrict target)
     {
         float *restrict negative = target + n_atoms;
