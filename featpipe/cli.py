@@ -93,8 +93,8 @@ def _run_options(command):
 
 def _run_one(name, out, data, image_size, cache_dir, no_cache, jobs, chunk_size, seed,
              val_size, strict, search, quiet):
-    from featpipe.pipeline import run_pipeline
-    from featpipe.spec import resolve
+    from featpipe.pipeline.run import run_pipeline
+    from featpipe.pipeline.spec import resolve
 
     result = run_pipeline(
         resolve(name), data=data, image_size=image_size, out=out, cache_dir=cache_dir,
@@ -209,7 +209,7 @@ def predict(run_dir, images):
 def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_run, image_size,
             cache_dir, strict, quiet):
     """Extract FEATURES (e.g. hog+color) for a whole image collection into a resumable store."""
-    from featpipe.extract_job import run_extract_job
+    from featpipe.pipeline.extract_job import run_extract_job
 
     summary = run_extract_job(
         features, data=data, out=store, n_jobs=jobs, chunk_size=chunk_size, scheduler=scheduler,
@@ -222,8 +222,8 @@ def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_ru
 @cli.command()
 def pipelines():
     """List the named pipelines and the feature and head names a spec can use."""
-    from featpipe.registry import FEATURES, HEADS
-    from featpipe.spec import default_pipelines_dir, list_pipelines
+    from featpipe.pipeline.registry import FEATURES, HEADS
+    from featpipe.pipeline.spec import default_pipelines_dir, list_pipelines
 
     named = list_pipelines()
     width = max((len(spec.name) for spec in named), default=0)

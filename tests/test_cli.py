@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from featpipe import extract_job, run_folder, stages
 from featpipe.cli import cli
 from featpipe.model_io import load_model
+from featpipe.pipeline import extract_job, run_folder, stages
 
 
 @pytest.fixture

@@ -7,20 +7,17 @@ gives each of its images the split :func:`load_dataset` would. Every failure is 
 :class:`DatasetError` (a ``ValueError``) with a one-line message.
 """
 
-from .core import Dataset, DatasetError, UnreadableImageWarning
-from .images import ImageBatch, read_images, scan_image_folder
-from .sources import describe_source, load_dataset
-from .splits import assign_splits, round_robin_by_class
+from featpipe._lazy import attach
 
-__all__ = [
-    "Dataset",
-    "DatasetError",
-    "ImageBatch",
-    "UnreadableImageWarning",
-    "assign_splits",
-    "describe_source",
-    "load_dataset",
-    "read_images",
-    "round_robin_by_class",
-    "scan_image_folder",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "Dataset": "core",
+    "DatasetError": "core",
+    "ImageBatch": "images",
+    "UnreadableImageWarning": "core",
+    "assign_splits": "splits",
+    "describe_source": "loader",
+    "load_dataset": "loader",
+    "read_images": "images",
+    "round_robin_by_class": "splits",
+    "scan_image_folder": "images",
+})

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from featpipe.heads.losses import MULTI_CLASS, PENALTIES, softmax_loss, softmax_probabilities, svm_loss
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
-from featpipe.heads.start import (
+from featpipe.heads.starting_point import (
     largest_eigenvalue,
     least_squares_weights,
     mean_squared_norm,

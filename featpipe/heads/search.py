@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_array
 
-from featpipe.heads.start import largest_eigenvalue, mean_feature_norm
+from featpipe.heads.starting_point import largest_eigenvalue, mean_feature_norm
 
 _LEARNING_RATE_FACTORS = (0.3, 1.0, 3.0)
 _REG_FACTORS = (1e-5, 1e-4, 1e-3, 1e-2)
