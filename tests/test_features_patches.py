@@ -102,6 +102,17 @@ def test_features_of_mirrored_images_are_the_mirror_permutation(pooling, shape):
                                rtol=1e-4, atol=1e-4 * features.max())
 
 
+def test_no_permutation_when_the_patch_grid_is_not_its_own_mirror_image():
+    images = _random_images(n=4, height=12, width=12, seed=4)
+    model = SoftThresholdPatches(n_atoms=4, patch_size=3, stride=2, n_patches=300, random_state=0).fit(images)
+    assert model.mirror_permutation() is None  # positions 0, 2, ..., 8 mirror to 9, 7, ..., 1
+    assert mirror_permutation_for(model, ["hflip"]) is None
+    symmetric = SoftThresholdPatches(n_atoms=4, patch_size=4, stride=2, n_patches=300, random_state=0).fit(images)
+    features = symmetric.transform(images)
+    np.testing.assert_allclose(symmetric.transform(images[:, :, ::-1]), features[:, symmetric.mirror_permutation()],
+                               rtol=1e-4, atol=1e-4 * features.max())
+
+
 def test_omp1_finds_planted_directions():
     """Samples near +-3 times six planted directions (three and their mirrors): OMP-1 recovers each one."""
     rng = np.random.default_rng(0)

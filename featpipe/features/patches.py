@@ -223,14 +223,18 @@ class SoftThresholdPatches(ImageFeatureExtractor):
 
         Returns
         -------
-        permutation : ndarray of intp, shape (n_features_out_,)
+        permutation : ndarray of intp, shape (n_features_out_,), or None
             ``transform(images[:, :, ::-1])`` equals
             ``transform(images)[:, permutation]`` up to float32 rounding:
             mirroring maps every region to its mirror region and every atom
-            to its mirror atom.
+            to its mirror atom. ``None`` when the patch positions are not
+            their own mirror image (``stride`` does not divide
+            ``width - patch_size``), so no permutation exists.
         """
         if not hasattr(self, "atoms_"):
             raise ValueError("this SoftThresholdPatches is not fitted yet: call fit first")
+        if (self.image_shape_[1] - self.patch_size) % self.stride:
+            return None
         n_pairs = self.n_atoms // 2
         atom = np.concatenate([np.arange(n_pairs, 2 * n_pairs), np.arange(n_pairs)])
         region = mirrored_regions(pyramid_levels(self.pooling))

@@ -74,11 +74,13 @@ def mirror_permutation_for(extractor, names):
         ``extractor.mirror_permutation()`` when the augmentation is exactly
         ``["hflip"]`` and the extractor has that method (features of the
         mirrored images are then ``features[:, permutation]``); ``None``
-        when the augmented images must be extracted.
+        when the augmented images must be extracted (also when the method
+        returns ``None``).
     """
     if check_augmentations(names) != ("hflip",) or not hasattr(extractor, "mirror_permutation"):
         return None
-    return np.asarray(extractor.mirror_permutation(), dtype=np.intp)
+    permutation = extractor.mirror_permutation()
+    return None if permutation is None else np.asarray(permutation, dtype=np.intp)
 
 
 def append_permuted_rows(features, permutation, rows_per_block=4096):
