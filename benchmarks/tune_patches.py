@@ -10,13 +10,15 @@ head of ``pipelines/words+svm.toml`` for every ``--regs`` value: the ridge
 fit of one-vs-rest targets (the head's least-squares start; its Gram matrix
 is computed once for all regs, from the original rows: the mirrored rows'
 Gram matrix is its permutation) followed by ``--n-epochs`` L-BFGS
-iterations of the one-vs-rest squared hinge. Prints one JSON line per
-setting with its validation accuracy. The test images are dropped as soon
-as the data set is loaded.
+iterations of the one-vs-rest squared hinge. ``--power`` values are applied
+to the pooled sums of one encoding (as the extractor's ``power`` does), so
+they cost no second encoding. Prints one JSON line per setting with its
+validation accuracy. The test images are dropped as soon as the data set is
+loaded.
 
-Example (a 20,000-image subset, about 5 minutes on an idle 2-core machine)::
+Example (a 20,000-image subset; each setting took 8-15 minutes on the shared 2-core machine)::
 
-    nice -n 19 python benchmarks/tune_patches.py --train-limit 20000 --alpha 0.25 0.5
+    nice -n 19 python benchmarks/tune_patches.py --train-limit 20000 --whiten-eps 0.3 --dictionary omp1
 """
 
 import argparse
