@@ -12,13 +12,17 @@ is computed from its own image only.
 import numpy as np
 from joblib import Parallel, delayed
 
+from featpipe.errors import ParameterError
+
 DEFAULT_CHUNK_SIZE = 2000
+"""Images per task (a run's extraction) or per shard (an extract job): about a second of HOG + colour
+work on 32x32 images."""
 
 
 def chunk_bounds(n_items, chunk_size):
     """Return the (start, stop) pairs that cut ``n_items`` into chunks."""
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1; got {chunk_size}")
+        raise ParameterError(f"chunk_size must be at least 1; got {chunk_size}")
     return [(start, min(start + chunk_size, n_items)) for start in range(0, n_items, chunk_size)]
 
 

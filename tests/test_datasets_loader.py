@@ -219,10 +219,11 @@ def test_npz_fingerprint_follows_its_bytes(tmp_path):
     assert describe_source(path)["fingerprint"] != first
 
 
-def test_dataset_summary_and_repr(tmp_path):
+def test_dataset_sizes_and_repr(tmp_path):
     dataset = load_dataset(_folder(tmp_path / "imgs", n_per_class=10), image_size=8)
     assert isinstance(dataset, Dataset)
-    assert dataset.summary() == (f"folder:{tmp_path / 'imgs'}: 2 classes, 14 train / 2 val / 4 test images "
-                                 "of 8x8, 0 unreadable file(s) skipped")
+    assert dataset.name == f"folder:{tmp_path / 'imgs'}" and dataset.classes == ["a", "b"]
+    assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (14, 2, 4)
+    assert dataset.image_size == 8 and dataset.skipped == []
     assert "X_train" not in repr(dataset)
     assert dataset.y_train.dtype == np.int64 and dataset.X_train.dtype == np.uint8

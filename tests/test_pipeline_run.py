@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from featpipe.features.raw import RawPixels
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.model_io import load_model
 from featpipe.pipeline.run import run_pipeline
 from featpipe.pipeline.spec import SpecError, parse_spec
-from featpipe.pipeline.stages import STAGE_NAMES
 
 
 def _run(tmp_path, spec_text, out_name, **options):

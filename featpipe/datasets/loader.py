@@ -9,13 +9,17 @@ folder, a ``cifar-10-python.tar.gz`` tarball, or an ``.npz`` file.
 import hashlib
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import skimage
 
+from featpipe.digests import file_sha256
+
 from . import builtin, cifar10
 from .core import (
+    SPLITS,
     Dataset,
     DatasetError,
     UnreadableImageWarning,
@@ -24,6 +28,7 @@ from .core import (
 )
 from .images import read_images, resize_batch, scan_image_folder
 from .npz import read_npz
+from .options import DEFAULT_IMAGE_SIZE, LoadOptions
 from .splits import VAL_STREAM, assign_splits, resolve_val_size, stratified_holdout
 
 _KINDS_HINT = "'builtin', 'cifar10', an image folder, a cifar-10-batches-py folder or an .npz file"
@@ -61,14 +66,12 @@ def _listing_digest(root, paths):
     digest = hashlib.sha256()
     prefix_length = len(os.path.join(os.fspath(root), ""))
     for path in map(os.fspath, paths):
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError:  # a dangling link or a link loop: read_images skips it and says why
+            stat = os.lstat(path)
         digest.update(f"{path[prefix_length:]}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-def _file_digest(path):
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _content(kind, path):
@@ -82,12 +85,12 @@ def _content(kind, path):
         batch_files = [path / name for name in cifar10.BATCH_FILES if (path / name).is_file()]
         return _listing_digest(path, batch_files), None, None
     if kind in ("npz", "cifar10-tarball"):
-        return _file_digest(path), None, None
+        return file_sha256(path), None, None
     scan = scan_image_folder(path)
     return _listing_digest(path, scan[0]), len(scan[0]), scan
 
 
-def describe_source(data=None, image_size=32, val_size=None, seed=0):
+def describe_source(data=None, options=None, **option_values):
     """Say what ``data`` names and fingerprint it, without decoding any image.
 
     The fingerprint covers the source's content and the loading parameters,
@@ -101,8 +104,11 @@ def describe_source(data=None, image_size=32, val_size=None, seed=0):
     data : None, str or Path
         ``None`` or ``"builtin"``, ``"cifar10"``, or a path (see
         :func:`load_dataset`).
-    image_size, val_size, seed
-        As for :func:`load_dataset`.
+    options : LoadOptions or None
+        As for :func:`load_dataset`; only ``image_size``, ``val_size`` and
+        ``seed`` matter here.
+    **option_values
+        Fields of :class:`LoadOptions` to set, as for :func:`load_dataset`.
 
     Returns
     -------
@@ -126,11 +132,17 @@ def describe_source(data=None, image_size=32, val_size=None, seed=0):
     >>> describe_source()["name"]
     'builtin'
     """
-    return _describe(data, image_size, val_size, seed)[0]
+    return _describe(data, _load_options(options, option_values))[0]
 
 
-def _describe(data, image_size, val_size, seed):
-    image_size = check_image_size(image_size)
+def _load_options(options, option_values):
+    """``options`` (default ``LoadOptions()``) with ``option_values`` set and the image size resolved."""
+    options = replace(options or LoadOptions(), **option_values)
+    image_size = DEFAULT_IMAGE_SIZE if options.image_size is None else options.image_size
+    return replace(options, image_size=check_image_size(image_size))
+
+
+def _describe(data, options):
     kind, path = _resolve(data)
     digest, n_images, scan = _content(kind, path)
     source = {
@@ -138,44 +150,45 @@ def _describe(data, image_size, val_size, seed):
         "name": _name(kind, path),
         "path": None if path is None else str(path),
         "n_images": n_images,
-        "fingerprint": fingerprint_of(kind, digest, image_size, val_size, seed),
+        "fingerprint": fingerprint_of(kind, digest, options.image_size, options.val_size, options.seed),
     }
     return source, scan
 
 
-def _load_folder(root, scan, image_size, val_size, seed, strict, n_jobs, progress):
+def _load_folder(root, scan, options, n_jobs, progress):
     paths, labels, _, scanned_splits = scan
-    images, ok, skipped = read_images(paths, image_size, strict=strict, n_jobs=n_jobs, progress=progress)
+    images, ok, skipped = read_images(paths, options.image_size, strict=options.strict, n_jobs=n_jobs,
+                                      progress=progress, max_pixels=options.max_pixels)
     if not ok.any():
         first_path, reason = skipped[0]
         raise DatasetError(
             f"no readable images in {root}: all {len(paths)} failed (first: {first_path}: {reason})"
         )
     labels = labels[ok]
-    splits = assign_splits(labels, scanned_splits[ok], val_size, seed)
+    splits = assign_splits(labels, scanned_splits[ok], options.val_size, options.seed)
     arrays = {}
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         chosen = splits == split
         arrays[f"X_{split}"], arrays[f"y_{split}"] = images[chosen], labels[chosen]
     return arrays, skipped
 
 
-def _load_arrays(kind, path, scan, image_size, val_size, seed, strict, cache_dir, n_jobs, progress):
+def _load_arrays(kind, path, scan, options, n_jobs, progress):
     """({X_train, y_train, X_test, y_test[, X_val, y_val]}, classes, skipped) of a source."""
     if kind == "builtin":
-        X_train, y_train, X_test, y_test, classes = builtin.make_builtin(image_size, seed)
+        X_train, y_train, X_test, y_test, classes = builtin.make_builtin(options.image_size, options.seed)
         return {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}, classes, []
     if kind == "folder":
-        arrays, skipped = _load_folder(path, scan, image_size, val_size, seed, strict, n_jobs, progress)
+        arrays, skipped = _load_folder(path, scan, options, n_jobs, progress)
         return arrays, scan[2], skipped
     if kind == "npz":
         arrays, classes = read_npz(path)
     else:
-        source = cifar10.fetch_cifar10(cache_dir) if kind == "cifar10" else path
+        source = cifar10.fetch_cifar10(options.cache_dir) if kind == "cifar10" else path
         X_train, y_train, X_test, y_test, classes = cifar10.read_cifar10(source)
         arrays = {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}
     for key in [key for key in arrays if key.startswith("X_")]:
-        arrays[key] = resize_batch(arrays[key], image_size)
+        arrays[key] = resize_batch(arrays[key], options.image_size)
     return arrays, classes, []
 
 
@@ -195,8 +208,7 @@ def _check_splits(arrays, classes, name):
             raise DatasetError(f"{name}: the {split} split has classes with no training images: {names}")
 
 
-def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, cache_dir=None, progress=None,
-                 n_jobs=-1):
+def load_dataset(data=None, options=None, *, progress=None, n_jobs=-1, **option_values):
     """Load a data set as uint8 images at one size, with train, validation and test splits.
 
     Parameters
@@ -210,25 +222,18 @@ def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, 
         (``ROOT/<class>/<image>`` or ``ROOT/{train,test}/<class>/<image>``,
         see :func:`scan_image_folder`), or an ``.npz`` file
         (:mod:`featpipe.datasets.npz`).
-    image_size : int, default=32
-        Height and width every image is resized to.
-    val_size : None, int or float, default=None
-        Validation images held out of train, stratified: ``None`` for 1,000,
-        or 10% of train when that is fewer; an int for a count; a float in
-        (0, 1) for a fraction. Ignored for an ``.npz`` holding ``X_val``.
-    seed : int, default=0
-        Seed of the built-in set, the test split of a folder without one
-        (20% of each class) and the validation hold-out.
-    strict : bool, default=False
-        Raise at the first unreadable image file instead of skipping it.
-    cache_dir : str, Path or None
-        Where ``"cifar10"`` is downloaded; ``None`` for the user cache
-        folder (``~/.cache/featpipe`` on Linux).
+    options : LoadOptions or None, default=None
+        Image size (default 32), validation hold-out, seed, strictness and
+        download folder (:class:`featpipe.datasets.LoadOptions`); a run's or
+        an extract job's options extend it and are passed as they are.
     progress : callable or None
         Called with the number of files decoded after each chunk (image
         folders only); ``describe_source(...)["n_images"]`` is the total.
     n_jobs : int, default=-1
         Decoding threads for image folders; -1 uses every core.
+    **option_values
+        Fields of :class:`LoadOptions` to set on top of ``options``, e.g.
+        ``load_dataset("builtin", image_size=16, seed=1)``.
 
     Returns
     -------
@@ -252,15 +257,13 @@ def load_dataset(data=None, image_size=32, val_size=None, seed=0, strict=False, 
     >>> dataset.X_train.shape, dataset.X_val.shape, dataset.X_test.shape
     ((1350, 32, 32, 3), (150, 32, 32, 3), (500, 32, 32, 3))
     """
-    source, scan = _describe(data, image_size, val_size, seed)
-    image_size = check_image_size(image_size)
+    options = _load_options(options, option_values)
+    source, scan = _describe(data, options)
     kind, path = source["kind"], None if source["path"] is None else Path(source["path"])
-    arrays, classes, skipped = _load_arrays(
-        kind, path, scan, image_size, val_size, seed, strict, cache_dir, n_jobs, progress
-    )
+    arrays, classes, skipped = _load_arrays(kind, path, scan, options, n_jobs, progress)
     if "X_val" not in arrays:
-        n_val = resolve_val_size(val_size, len(arrays["y_train"]))
-        kept, held = stratified_holdout(arrays["y_train"], n_val, seed, VAL_STREAM)
+        n_val = resolve_val_size(options.val_size, len(arrays["y_train"]))
+        kept, held = stratified_holdout(arrays["y_train"], n_val, options.seed, VAL_STREAM)
         arrays["X_val"], arrays["y_val"] = arrays["X_train"][held], arrays["y_train"][held]
         arrays["X_train"], arrays["y_train"] = arrays["X_train"][kept], arrays["y_train"][kept]
     _check_splits(arrays, classes, source["name"])

@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 
 from ..features.base import check_images
-from .core import DatasetError
+from .core import SPLITS, DatasetError
 
 REQUIRED_KEYS = ("X_train", "y_train", "X_test", "y_test")
 
@@ -59,6 +59,27 @@ def _encode(labels, key, classes, path):
     return indices.astype(np.int64)
 
 
+def count_npz_images(path):
+    """Images in an ``.npz`` data set, read from its label arrays' headers; ``None`` when unreadable.
+
+    Used to check a load against the memory budget before anything is read.
+    """
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in ("y_train.npy", "y_val.npy", "y_test.npy"):
+                if name in archive.namelist():
+                    with archive.open(name) as member:
+                        major, _ = np.lib.format.read_magic(member)
+                        read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                                       else np.lib.format.read_array_header_2_0)
+                        shape, _, _ = read_header(member)
+                    total += int(np.prod(shape[:1]))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+    return total
+
+
 def read_npz(path):
     """Read an ``.npz`` data set.
 
@@ -89,7 +110,7 @@ def read_npz(path):
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         reason = " ".join(str(error).split())
         raise DatasetError(f"cannot read {path} as an .npz of arrays: {reason}") from None
-    names = [name for name in ("train", "val", "test") if f"X_{name}" in arrays]
+    names = [name for name in SPLITS if f"X_{name}" in arrays]
     images = {name: _images(arrays, f"X_{name}", path) for name in names}
     shapes = {batch.shape[1:] for batch in images.values()}
     if len(shapes) > 1:

@@ -15,20 +15,20 @@ rows by that permutation instead of a second extraction
 
 import dataclasses
 
-import numpy as np
+from featpipe.errors import SpecError
 
 AUGMENTATIONS = ("hflip",)
 """Names accepted in a pipeline's ``augment`` list."""
 
 
 def check_augmentations(names):
-    """The names as a tuple, or ValueError naming the unknown one."""
+    """The names as a tuple, or a SpecError naming the unknown one."""
     names = tuple(names)
     for name in names:
         if name not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
+            raise SpecError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"augmentations {list(names)} name one twice")
+        raise SpecError(f"augmentations {list(names)} name one twice")
     return names
 
 
@@ -48,6 +48,8 @@ def augment_training_set(dataset, names):
         hold the original images first, then each augmentation's copies in
         the order of ``names``.
     """
+    import numpy as np  # here, not at the top: a spec check imports this module and must stay light
+
     names = check_augmentations(names)
     if not names:
         return dataset

@@ -8,6 +8,8 @@ from contextlib import ExitStack, contextmanager
 
 from joblib import parallel_config
 
+from featpipe.errors import BackendError
+
 
 @contextmanager
 def dask_backend(n_jobs, scheduler):
@@ -23,20 +25,20 @@ def dask_backend(n_jobs, scheduler):
 
     Raises
     ------
-    ValueError
+    BackendError
         When dask.distributed is not installed or the scheduler cannot be
         reached.
     """
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise ValueError("the Dask backend needs dask.distributed: pip install -e \".[dask]\"") from None
+        raise BackendError("the Dask backend needs dask.distributed: pip install -e \".[dask]\"") from None
     with ExitStack() as stack:
         if scheduler is not None:
             try:
                 client = stack.enter_context(Client(scheduler, timeout="20s"))
             except (OSError, TimeoutError) as error:
-                raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+                raise BackendError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
         else:
             import dask
 

@@ -13,10 +13,10 @@ parallel and a cluster run all write the same store.
 """
 
 import hashlib
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +24,16 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 import featpipe
-from featpipe.datasets import assign_splits, describe_source, load_dataset, read_images, scan_image_folder
+from featpipe.datasets import SPLITS, assign_splits, describe_source, load_dataset, read_images, scan_image_folder
+from featpipe.datasets.npz import count_npz_images
+from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
+from featpipe.errors import ParameterError, SpecError
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
+from featpipe.memory_budget import check_in_memory_load, default_budget
+from featpipe.parallel import DEFAULT_CHUNK_SIZE, chunk_bounds
 from featpipe.pipeline.dask_backend import dask_backend
+from featpipe.pipeline.inputs import KNOWN_IMAGE_COUNTS, jsonable
+from featpipe.pipeline.options import ExtractOptions, resolve_options
 from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import Step, parse_features
 from featpipe.pipeline.workers import SharedWorkPool, WorkerDied
@@ -34,14 +41,6 @@ from featpipe.store import format as store_format
 from featpipe.store.format import StoreError
 from featpipe.store.lock import StoreLock
 from featpipe.store.reader import open as open_store
-
-DEFAULT_CHUNK_SIZE = 2000
-"""Images per shard: about a second of HOG + colour work on 32x32 images."""
-
-DEFAULT_FIT_SAMPLES = 50_000
-"""At most this many training images (a seeded sample) fit the extractors that learn."""
-
-SPLIT_ORDER = ("train", "val", "test")
 
 
 def _feature_pairs(features, from_run):
@@ -52,7 +51,7 @@ def _feature_pairs(features, from_run):
     elif all(isinstance(pair, tuple) and isinstance(pair[1], ImageFeatureExtractor) for pair in steps):
         names = [str(name) for name, _ in steps]
     else:
-        raise ValueError("features must be a spec such as 'hog+color', Steps, or (name, extractor) pairs")
+        raise SpecError("features must be a spec such as 'hog+color', Steps, or (name, extractor) pairs")
     if from_run is not None:
         from featpipe.model_io import load_model  # skops is slow to import; workers never need it
 
@@ -66,28 +65,34 @@ def _feature_pairs(features, from_run):
     return [(name, extractor) for name, (_, extractor) in zip(names, steps)], False
 
 
-def _jsonable(value):
-    return json.loads(json.dumps(value, sort_keys=True, default=repr))
+def _budget(options):
+    """Bytes of decoded images the job may hold at once (``options.memory_budget`` or the default)."""
+    return default_budget() if options.memory_budget is None else options.memory_budget
 
 
 class _Collection:
     """The job's inputs: file paths read lazily, or an in-memory image array."""
 
-    def __init__(self, data, image_size, val_size, seed, strict, cache_dir):
-        self.source = describe_source(data, image_size=image_size, val_size=val_size, seed=seed)
+    def __init__(self, data, options):
+        self.source = describe_source(data, options)
         self.images = None
         self.skipped_at_load = []
         if self.source["kind"] == "folder":
             self.paths, self.labels, self.classes, scanned = scan_image_folder(self.source["path"])
-            self.splits = assign_splits(self.labels, scanned, val_size, seed)
+            self.splits = assign_splits(self.labels, scanned, options.val_size, options.seed)
             return
-        dataset = load_dataset(data, image_size=image_size, val_size=val_size, seed=seed,
-                               strict=strict, cache_dir=cache_dir)
-        self.images = np.concatenate([getattr(dataset, f"X_{split}") for split in SPLIT_ORDER])
-        self.labels = np.concatenate([getattr(dataset, f"y_{split}") for split in SPLIT_ORDER])
-        sizes = [len(getattr(dataset, f"y_{split}")) for split in SPLIT_ORDER]
-        self.splits = np.repeat(np.asarray(SPLIT_ORDER), sizes)
-        self.paths = [f"{split}/{index}" for split, size in zip(SPLIT_ORDER, sizes) for index in range(size)]
+        n_images = self.source["n_images"] or (count_npz_images(self.source["path"]) if self.source["kind"] == "npz"
+                                               else KNOWN_IMAGE_COUNTS.get(self.source["kind"]))
+        if n_images is not None:  # data that is not a folder of files is loaded whole, then cut into chunks
+            check_in_memory_load(n_images, options.image_size, _budget(options),
+                                 what=f"load of {self.source['name']}",
+                                 advice="lower --image-size, or extract from a folder of image files, which streams")
+        dataset = load_dataset(data, options)
+        self.images = np.concatenate([getattr(dataset, f"X_{split}") for split in SPLITS])
+        self.labels = np.concatenate([getattr(dataset, f"y_{split}") for split in SPLITS])
+        sizes = [len(getattr(dataset, f"y_{split}")) for split in SPLITS]
+        self.splits = np.repeat(np.asarray(SPLITS), sizes)
+        self.paths = [f"{split}/{index}" for split, size in zip(SPLITS, sizes) for index in range(size)]
         self.classes = list(dataset.classes)
         self.skipped_at_load = [{"path": path, "reason": reason} for path, reason in dataset.skipped]
 
@@ -105,11 +110,12 @@ class _Collection:
         """What a worker needs for inputs ``start:stop``: their paths, or their images."""
         return self.paths[start:stop] if self.images is None else self.images[start:stop]
 
-    def read(self, indices, image_size, strict):
+    def read(self, indices, options):
         """Images and labels of the readable inputs among ``indices``."""
         if self.images is not None:
             return self.images[indices], self.labels[indices]
-        batch = read_images([self.paths[index] for index in indices], image_size, strict=strict, n_jobs=-1)
+        batch = read_images([self.paths[index] for index in indices], options.image_size, strict=options.strict,
+                            n_jobs=-1, max_pixels=options.max_pixels)
         return batch.images, self.labels[indices][batch.ok]
 
 
@@ -117,8 +123,8 @@ def _learns_from_data(extractor):
     return type(extractor)._fit_images is not ImageFeatureExtractor._fit_images
 
 
-def _fit(pairs, collection, image_size, fit_samples, seed, strict):
-    """Fit every extractor on a seeded sample of at most ``fit_samples`` training images.
+def _fit(pairs, collection, options):
+    """Fit every extractor on a seeded sample of at most ``options.fit_samples`` training images.
 
     Extractors that learn nothing (the base class's ``_fit_images``) only
     need the image size, so a few images fit them.
@@ -126,24 +132,26 @@ def _fit(pairs, collection, image_size, fit_samples, seed, strict):
     train = np.flatnonzero(collection.splits == "train")
     if not any(_learns_from_data(extractor) for _, extractor in pairs):
         train = train[:64]
-    elif len(train) > fit_samples:
-        train = np.sort(np.random.default_rng(seed).choice(train, fit_samples, replace=False))
-    images, labels = collection.read(train, image_size, strict)
+    elif len(train) > options.fit_samples:
+        train = np.sort(np.random.default_rng(options.seed).choice(train, options.fit_samples, replace=False))
+    check_in_memory_load(len(train), options.image_size, _budget(options), what="fit sample of the extractors",
+                         advice="lower --image-size or raise --memory-budget")
+    images, labels = collection.read(train, options)
     if len(images) == 0:
         raise StoreError("none of the training images sampled to fit the extractors can be read")
     return [(name, extractor.fit(images, labels)) for name, extractor in pairs]
 
 
-def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, strict):
+def _extract_chunk(store_dir, index, start, inputs, extractors, options):
     """Read one chunk, extract its features and write its shard; return the shard's record.
 
     ``inputs`` are file paths (decoded here; corrupt files are skipped
-    unless ``strict``, missing ones stop the job) or a uint8 image array.
+    unless ``options.strict``, missing ones stop the job) or a uint8 image array.
     """
     if isinstance(inputs, np.ndarray):
         images, skipped = inputs, []
     else:
-        batch = read_images(inputs, image_size, strict=strict)
+        batch = read_images(inputs, options.image_size, strict=options.strict, max_pixels=options.max_pixels)
         missing = [path for path, reason in batch.skipped if reason.startswith("FileNotFoundError")]
         if missing:
             raise StoreError(f"{missing[0]} was listed when the job started but cannot be found now; on a "
@@ -160,17 +168,18 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, image_size, stri
     return store_format.write_shard(store_dir, index, features, (start, start + len(inputs)), skipped)
 
 
-def _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run):
+def _plan(pairs, fitted, collection, options):
     """Everything the bytes of the store depend on; a resumed job must match it."""
     return {
-        "features": [{"name": name, "params": _jsonable(extractor.get_params(deep=False))}
+        "features": [{"name": name, "params": jsonable(extractor.get_params(deep=False))}
                      for name, extractor in pairs],
-        "fitted_on": {"run": str(Path(from_run).resolve())} if fitted else
-                     {"fit_samples": int(fit_samples), "seed": int(seed)},
+        "fitted_on": {"run": str(Path(options.from_run).resolve())} if fitted else
+                     {"fit_samples": int(options.fit_samples), "seed": int(options.seed)},
         "source": {key: collection.source[key] for key in ("kind", "name", "fingerprint")},
         "inputs": {"n": len(collection), "sha256": collection.digest()},
-        "image_size": int(image_size),
-        "chunk_size": int(chunk_size),
+        "image_size": int(options.image_size),
+        "chunk_size": int(options.chunk_size),
+        "max_pixels": options.max_pixels,
     }
 
 
@@ -182,7 +191,7 @@ def _open_store(out, plan):
         if foreign:
             raise StoreError(f"{out} is not a feature store and not empty ({', '.join(foreign[:3])}...); "
                              "give a new or empty folder")
-        manifest = {"format": store_format.FORMAT_VERSION, "complete": False,
+        manifest = {"format": store_format.STORE_FORMAT_VERSION, "complete": False,
                     "featpipe_version": featpipe.__version__, "plan": plan}
         store_format.write_manifest(out, manifest)
     elif manifest.get("plan") != plan:
@@ -193,7 +202,7 @@ def _open_store(out, plan):
     return manifest
 
 
-def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict, saver):
+def _fitted_extractors(out, pairs, fitted, collection, options, saver):
     """The store's fitted extractors and the future of their saving (``None`` when already saved).
 
     Extractors saved by an earlier run of this job are loaded. Otherwise
@@ -207,11 +216,11 @@ def _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, 
         return saved, None
     store_format.remove_shards(out)
     if not fitted:
-        pairs = _fit(pairs, collection, image_size, fit_samples, seed, strict)
+        pairs = _fit(pairs, collection, options)
     return pairs, saver.submit(store_format.save_extractors, out, pairs)
 
 
-def _final_manifest(plan, pairs, collection, records, seconds):
+def _final_manifest(plan, pairs, collection, records):
     rows = []
     skipped = list(collection.skipped_at_load)
     for record in records:
@@ -224,7 +233,7 @@ def _final_manifest(plan, pairs, collection, records, seconds):
     edges = np.cumsum([0] + widths).tolist()
     offsets = np.cumsum([0] + [record["n_rows"] for record in records]).tolist()
     return {
-        "format": store_format.FORMAT_VERSION,
+        "format": store_format.STORE_FORMAT_VERSION,
         "complete": True,
         "featpipe_version": featpipe.__version__,
         "plan": plan,
@@ -242,13 +251,10 @@ def _final_manifest(plan, pairs, collection, records, seconds):
         "labels": collection.labels[rows].tolist(),
         "splits": collection.splits[rows].tolist(),
         "skipped": skipped,
-        "seconds": round(seconds, 3),
     }
 
 
-def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_SIZE, scheduler=None,
-                    backend=None, strict=False, cache_dir=None, from_run=None, progress=True, *,
-                    image_size=None, val_size=None, seed=0, fit_samples=DEFAULT_FIT_SAMPLES):
+def run_extract_job(features, data, out, *, options=None, **option_values):
     """Extract features of a whole image collection into a feature store, resumably.
 
     Parameters
@@ -260,35 +266,15 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         read lazily, chunk by chunk; other sources are loaded in memory.
     out : path-like
         The store folder; it must be reachable by every worker.
-    n_jobs : int or None, default=None
-        Processes extracting at once, this one included (it works as one
-        of them); ``None`` or -1 uses every core. With
-        ``backend="dask"`` and no scheduler, the LocalCluster's workers.
-    chunk_size : int or None, default=2000
-        Images per shard (the unit of work and of resuming); ``None`` for 2000.
-    scheduler : str or None
-        Address of a Dask scheduler, ``tcp://HOST:PORT``: run the chunks on
-        that cluster.
-    backend : {None, "local", "dask"}
-        ``None`` or ``"local"``: this process and ``n_jobs - 1`` local
-        workers. ``"dask"`` without ``scheduler`` starts a LocalCluster on
-        127.0.0.1.
-    strict : bool, default=False
-        Stop at the first unreadable image (naming it) instead of listing
-        it in the manifest's ``skipped`` and going on.
-    cache_dir : path-like or None
-        Where ``data="cifar10"`` is downloaded.
-    from_run : path-like or None
-        A run folder whose fitted extractors are used instead of fitting.
-    progress : bool, default=True
-        Show a progress bar with images per second and the time left.
-    image_size : int or None
-        Side images are resized to; default the fitted run's, else 32.
-    val_size, seed
-        Validation hold-out and seed of the splits, as for ``load_dataset``;
-        ``seed`` also draws the fit sample.
-    fit_samples : int, default=50000
-        Training images the extractors that learn are fitted on, at most.
+    options : ExtractOptions or None
+        Worker processes, shard size, Dask scheduler or backend, the run
+        to take fitted extractors from, image size (default the run's, else
+        32), splits, seed, fit sample, strictness, progress bar
+        (:class:`featpipe.pipeline.options.ExtractOptions`); ``None`` for
+        the defaults.
+    **option_values
+        Fields of :class:`ExtractOptions` to set on top of ``options``,
+        e.g. ``run_extract_job("hog", "images", "store", n_jobs=2)``.
 
     Returns
     -------
@@ -308,23 +294,35 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
     (60000, 334)
     """
     started = time.perf_counter()
-    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
+    options = resolve_options(ExtractOptions, options, option_values)
+    chunk_size = DEFAULT_CHUNK_SIZE if options.chunk_size is None else options.chunk_size
     if not is_whole_number(chunk_size) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
-    if backend not in (None, "local", "dask"):
-        raise ValueError(f"backend must be 'local' (this machine's processes) or 'dask'; got {backend!r}")
-    pairs, fitted = _feature_pairs(features, from_run)
-    on_dask = scheduler is not None or backend == "dask"
+        raise ParameterError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
+    if options.backend not in (None, "local", "dask"):
+        raise ParameterError(f"backend must be 'local' (this machine's processes) or 'dask'; "
+                             f"got {options.backend!r}")
+    pairs, fitted = _feature_pairs(features, options.from_run)
+    if not fitted:  # as `featpipe run` does: two jobs with the same plan write the same bytes
+        for _, extractor in pairs:
+            if extractor.get_params(deep=False).get("random_state", 0) is None:
+                extractor.set_params(random_state=options.seed)
+    on_dask = options.scheduler is not None or options.backend == "dask"
     with ExitStack() as stack:
         # The local workers start now: their imports overlap listing the images and fitting.
-        pool = stack.enter_context(SharedWorkPool(1 if on_dask else n_jobs, preload=__name__))
-        if fitted and image_size not in (None, pairs[0][1].image_shape_[0]):
-            raise StoreError(f"the extractors of run {from_run} were fitted on {pairs[0][1].image_shape_[0]}-pixel "
-                             f"images, not {image_size}")
-        if image_size is None:
-            image_size = pairs[0][1].image_shape_[0] if fitted else 32
-        collection = _Collection(data, image_size, val_size, seed, strict, cache_dir)
-        plan = _plan(pairs, fitted, collection, image_size, chunk_size, fit_samples, seed, from_run)
+        pool = stack.enter_context(SharedWorkPool(1 if on_dask else options.n_jobs, preload=__name__))
+        fitted_size = pairs[0][1].image_shape_[0] if fitted else None
+        if fitted and options.image_size not in (None, fitted_size):
+            raise StoreError(f"the extractors of run {options.from_run} were fitted on {fitted_size}-pixel "
+                             f"images, not {options.image_size}")
+        options = replace(options, chunk_size=chunk_size,
+                          image_size=options.image_size or fitted_size or DEFAULT_IMAGE_SIZE)
+        collection = _Collection(data, options)
+        processes = 1 if on_dask else pool.n_workers + 1
+        in_flight = min(chunk_size, len(collection))
+        check_in_memory_load(in_flight * processes, options.image_size, _budget(options),
+                             what=f"extraction ({processes} process(es) x {in_flight:,} images a chunk)",
+                             advice="lower --chunk-size or --jobs, or raise --memory-budget")
+        plan = _plan(pairs, fitted, collection, options)
         out = Path(out).expanduser().resolve()
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -334,18 +332,17 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
         store_format.remove_temporary_files(out)
         manifest = _open_store(out, plan)
         saver = stack.enter_context(ThreadPoolExecutor(max_workers=1))
-        pairs, saving = _fitted_extractors(out, pairs, fitted, collection, image_size, fit_samples, seed, strict,
-                                           saver)
+        pairs, saving = _fitted_extractors(out, pairs, fitted, collection, options, saver)
         extractors = [extractor for _, extractor in pairs]
-        bounds = [(start, min(start + chunk_size, len(collection))) for start in range(0, len(collection), chunk_size)]
+        bounds = chunk_bounds(len(collection), chunk_size)
         records = [store_format.read_shard_record(out, index) for index in range(len(bounds))]
         todo = [index for index, record in enumerate(records)
                 if record is None or not store_format.shard_is_intact(out, record)]
         done_images = len(collection) - sum(bounds[index][1] - bounds[index][0] for index in todo)
         bar = tqdm(total=len(collection), initial=done_images, unit="img", desc="extract",
-                   disable=not progress, smoothing=0.1)
-        tasks = [(str(out), index, bounds[index][0], collection.chunk(*bounds[index]), extractors, image_size,
-                  strict) for index in todo]
+                   disable=not options.progress, smoothing=0.1)
+        tasks = [(str(out), index, bounds[index][0], collection.chunk(*bounds[index]), extractors, options)
+                 for index in todo]
 
         def finished(record):
             records[record["index"]] = record
@@ -359,14 +356,15 @@ def run_extract_job(features, data, out, n_jobs=None, chunk_size=DEFAULT_CHUNK_S
                     raise StoreError(f"{error}; finished shards are kept: run the same command again "
                                      "to resume") from None
             else:
-                with dask_backend(n_jobs, scheduler):
+                with dask_backend(options.n_jobs, options.scheduler):
                     for record in Parallel(n_jobs=-1, return_as="generator_unordered")(
                             delayed(_extract_chunk)(*task) for task in tasks):
                         finished(record)
         if saving is not None:
             saving.result()
         if todo or not manifest["complete"]:
-            manifest = _final_manifest(plan, pairs, collection, records, time.perf_counter() - started)
+            manifest = _final_manifest(plan, pairs, collection, records)
             store_format.write_manifest(out, manifest)
+            store_format.write_timings(out, time.perf_counter() - started)
         store_format.remove_temporary_files(out)
     return open_store(out, verify=False)

@@ -8,12 +8,18 @@ spec says). An image source runs the cached load
 and extract stages; a store source reads what ``featpipe extract`` wrote.
 """
 
+import json
+from contextlib import ExitStack
+
 import numpy as np
 
 from featpipe.cache import fingerprint
-from featpipe.datasets import Dataset, describe_source
+from featpipe.datasets import SPLITS, Dataset, DatasetError, describe_source
+from featpipe.datasets.npz import count_npz_images
+from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.pipeline import stages
 from featpipe.pipeline.augment import append_permuted_rows, augment_training_set, mirror_permutation_for
+from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import SpecError
 from featpipe.store.reader import open as open_store
 
@@ -22,21 +28,69 @@ def _stack(arrays):
     return arrays[0] if len(arrays) == 1 else np.hstack(arrays)
 
 
-class ImageSource:
-    """Features extracted from a data set of images, stage by cached stage."""
+KNOWN_IMAGE_COUNTS = {"cifar10-batches": 60_000, "cifar10-tarball": 60_000}
+"""Images of sources whose description does not count them."""
 
-    def __init__(self, spec, data, image_size, val_size, seed, strict, cache_dir,
-                 n_jobs, chunk_size, feature_params, cached, clock):
-        self.cached, self.clock = cached, clock
-        self.load_args = (data, image_size, val_size, seed, strict, cache_dir)
-        self.n_jobs, self.chunk_size = n_jobs, chunk_size
-        with clock.timed("load"):
-            self.data_key = describe_source(data, image_size=image_size, val_size=val_size,
-                                            seed=seed)["fingerprint"]
+
+def _format_version(name, params):
+    """The format version the extractor class of feature ``name`` declares (1 when it declares none)."""
+    return getattr(make_feature(name, params), "format_version", 1)
+
+
+def _check_same_parameters(path, spec, feature_params, manifest):
+    """Refuse a store whose extractors were made with other parameters than the pipeline's.
+
+    Both sides are every parameter of the extractor (defaults included), as
+    JSON, so ``hog`` with two cell sizes differs from a store of default
+    ``hog``; the message names the first difference.
+    """
+    stored = [block.get("params", {}) for block in manifest["plan"].get("features", [])]
+    for step, params, stored_params in zip(spec.features, feature_params, stored):
+        wanted = jsonable(make_feature(step.name, params).get_params(deep=False))
+        for key in sorted(set(wanted) | set(stored_params)):
+            if wanted.get(key) != stored_params.get(key):
+                raise SpecError(
+                    f"feature store {path} has {step.name} {key}={json.dumps(stored_params.get(key))}; "
+                    f"the pipeline asks for {key}={json.dumps(wanted.get(key))}: "
+                    "run on the images, or extract a store with these parameters"
+                )
+
+
+def jsonable(value):
+    """``value`` as JSON would give it back (tuples become lists), for comparing parameters."""
+    return json.loads(json.dumps(value, sort_keys=True, default=repr))
+
+
+class ImageSource:
+    """Features extracted from a data set of images, stage by cached stage.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+    data : None, str or Path
+        The data set, as for :func:`featpipe.datasets.load_dataset`.
+    options : RunOptions
+        The run's options, with ``image_size`` resolved.
+    feature_params : list of dict
+        Each feature's parameters, seeds included.
+    cached : CachedStages
+    """
+
+    def __init__(self, spec, data, options, feature_params, cached):
+        self.data, self.options, self.cached = data, options, cached
+        with cached.clock.timed("load"):
+            source = describe_source(data, options)
+        self.augment = spec.augment
+        n_images = source["n_images"] or KNOWN_IMAGE_COUNTS.get(source["kind"])
+        if source["kind"] == "npz":
+            n_images = count_npz_images(source["path"])
+        if n_images is not None:
+            budget = default_budget() if options.memory_budget is None else options.memory_budget
+            check_in_memory_load(n_images * (1 + len(self.augment)), options.image_size, budget)
+        self.data_key = fingerprint(source["fingerprint"], options.max_pixels, stages.code_version())
         self.names = [step.name for step in spec.features]
         self.params = feature_params
-        self.augment = spec.augment
-        self.feature_keys = [fingerprint(self.data_key, name, params)
+        self.feature_keys = [fingerprint(self.data_key, name, params, _format_version(name, params))
                              for name, params in zip(self.names, feature_params)]
         # Extractors are fitted on the original images; only extraction sees the augmented ones.
         self.extract_keys = [fingerprint(key, "augment", list(self.augment)) if self.augment else key
@@ -50,9 +104,13 @@ class ImageSource:
     def dataset(self):
         """The decoded data set (the load stage)."""
         if self._dataset is None:
-            with self.clock.bar("load", None) as bar:
-                self._dataset = self.clock.run("load", self.cached["load"], self.data_key,
-                                               *self.load_args, bar.update)
+            with self.cached.clock.bar("load", None) as bar:
+                dataset = self.cached.call("load", self.data_key, data=self.data, options=self.options,
+                                           progress=bar.update)
+            if self.options.strict and dataset.skipped:  # a cached load may come from a run without --strict
+                path, reason = dataset.skipped[0]
+                raise DatasetError(f"cannot read image {path}: {reason}")
+            self._dataset = dataset
         return self._dataset
 
     def training_dataset(self):
@@ -63,24 +121,20 @@ class ImageSource:
 
     def fitted_extractors(self):
         """Each feature's extractor, fitted on the original training images (cached)."""
-        fit = self.cached["fit_extractor"]
-        fitted = []
-        for name, params, key in zip(self.names, self.params, self.feature_keys):
-            if fit.check_call_in_cache(key, name, params, None, None):
-                fitted.append(self.clock.run("extract", fit, key, name, params, None, None))
-            else:
-                dataset = self.dataset()
-                fitted.append(self.clock.run("extract", fit, key, name, params,
-                                             dataset.X_train, dataset.y_train))
-        self._extractors = fitted
-        return fitted
+        def training_images():
+            dataset = self.dataset()
+            return {"images": dataset.X_train, "labels": dataset.y_train}
+
+        self._extractors = [self.cached.lazily("fit_extractor", (key, name, params), training_images)
+                            for name, params, key in zip(self.names, self.params, self.feature_keys)]
+        return self._extractors
 
     def features(self):
         """Stacked float32 features per split (the extract stage).
 
         Call :meth:`fitted_extractors` first: extraction uses its extractors.
         An extractor with a mirror permutation (see
-        :func:`featpipe.augment.mirror_permutation_for`) extracts the
+        :func:`featpipe.pipeline.augment.mirror_permutation_for`) extracts the
         original images only (cached like a run without augmentation) and
         gets its mirrored training rows by permuting columns.
         """
@@ -93,27 +147,28 @@ class ImageSource:
                     parts.append(self._extract(name, extractor, extract_key, self.training_dataset))
                 else:
                     part = self._extract(name, extractor, feature_key, self.dataset)
-                    with self.clock.timed("extract"):
+                    with self.cached.clock.timed("extract"):
                         parts.append(dict(part, train=append_permuted_rows(part["train"], permutation)))
-            self._features = {split: _stack([part[split] for part in parts]) for split in stages.SPLITS}
+            self._features = {split: _stack([part[split] for part in parts]) for split in SPLITS}
         return self._features
 
     def _extract(self, name, extractor, key, get_dataset):
         """One feature's extract stage (cached under ``key``) on the data set ``get_dataset`` returns."""
-        extract = self.cached["extract"]
-        dataset = None
-        if not extract.check_call_in_cache(key, None, None, None, None, None):
-            dataset = get_dataset()
-        total = None if dataset is None else sum(len(getattr(dataset, f"y_{split}")) for split in stages.SPLITS)
-        with self.clock.bar(f"extract {name}", total) as bar:
-            return self.clock.run("extract", extract, key, extractor, dataset, self.n_jobs, self.chunk_size,
-                                  bar.update)
+        with ExitStack() as stack:
+            def images_to_extract():
+                dataset = get_dataset()
+                total = sum(len(getattr(dataset, f"y_{split}")) for split in SPLITS)
+                bar = stack.enter_context(self.cached.clock.bar(f"extract {name}", total))
+                return {"extractor": extractor, "dataset": dataset, "options": self.options,
+                        "progress": bar.update}
+
+            return self.cached.lazily("extract", (key,), images_to_extract)
 
 
 class StoreSource:
     """Features read from a finished feature store: nothing is extracted again."""
 
-    def __init__(self, spec, path, clock):
+    def __init__(self, spec, path, clock, feature_params):
         if spec.augment:
             raise SpecError(f"feature store {path} holds features, not images, so it cannot be augmented "
                             f"({', '.join(spec.augment)}); run on the images, or drop augment")
@@ -126,6 +181,7 @@ class StoreSource:
                 f"feature store {path} holds {'+'.join(stored)} features; "
                 f"the pipeline asks for {'+'.join(wanted)}"
             )
+        _check_same_parameters(path, spec, feature_params, self.store.manifest)
         self.clock = clock
         self.image_size = int(self.store.manifest["plan"]["image_size"])
         self.key = fingerprint(self.store.manifest["shards"])
@@ -135,7 +191,7 @@ class StoreSource:
     def dataset(self):
         """Labels and class names per split; the store keeps no images."""
         if self._dataset is None:
-            labels = {split: self.store.labels[self.store.splits == split] for split in stages.SPLITS}
+            labels = {split: self.store.labels[self.store.splits == split] for split in SPLITS}
             self._dataset = Dataset(
                 name=f"store:{self.store.path}", X_train=None, y_train=labels["train"], X_val=None,
                 y_val=labels["val"], X_test=None, y_test=labels["test"], classes=self.store.classes,
@@ -156,5 +212,5 @@ class StoreSource:
         if self._features is None:
             with self.clock.timed("extract"):
                 self._features = {split: np.ascontiguousarray(self.store.split(split)[0])
-                                  for split in stages.SPLITS}
+                                  for split in SPLITS}
         return self._features

@@ -9,6 +9,8 @@ that use it.
 
 from importlib import import_module
 
+from featpipe.errors import ParameterError, UnknownNameError
+
 FEATURES = {
     "raw": ("featpipe.features.raw:RawPixels", {}),
     "color": ("featpipe.features.color:ColorHistogram", {}),
@@ -32,10 +34,6 @@ OWN_HEADS = frozenset({"svm", "svm2", "softmax"})
 """Heads trained by featpipe's own optimizers (they keep loss histories)."""
 
 
-class UnknownNameError(ValueError):
-    """A feature, head or parameter name that does not exist."""
-
-
 def _build(kind, table, name, params):
     if name not in table:
         raise UnknownNameError(f"unknown {kind} '{name}'; valid {kind}s: {', '.join(sorted(table))}")
@@ -50,7 +48,15 @@ def _build(kind, table, name, params):
             f"unknown parameter(s) {', '.join(unknown)} for {kind} '{name}'; "
             f"valid: {', '.join(sorted(valid))}"
         )
-    return estimator.set_params(**params)
+    estimator.set_params(**params)
+    if getattr(estimator, "_parameter_constraints", None):
+        # scikit-learn's own estimators check their parameters against these constraints; checking
+        # now turns a bad value in a pipeline file into a ParameterError before any data is loaded.
+        try:
+            estimator._validate_params()
+        except ValueError as error:
+            raise ParameterError(f"{kind} '{name}': {error}") from None
+    return estimator
 
 
 def make_feature(name, params=None):

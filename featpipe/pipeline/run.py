@@ -10,25 +10,25 @@ seconds whatever the data set's size.
 """
 
 import sys
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.pipeline import FeatureUnion, Pipeline
-from tqdm.auto import tqdm
 
 from featpipe.cache import fingerprint, make_memory
+from featpipe.datasets import DatasetError
+from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.pipeline import stages
+from featpipe.pipeline.cached_stages import CachedStages, StageClock
 from featpipe.pipeline.inputs import ImageSource, StoreSource
+from featpipe.pipeline.options import RunOptions, resolve_options
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
-from featpipe.pipeline.run_folder import write_run_folder
+from featpipe.pipeline.run_folder import release_run_dir, reserve_run_dir, write_run_folder
 from featpipe.pipeline.spec import SpecError
-from featpipe.pipeline.stages import STAGE_NAMES
 from featpipe.store.reader import is_store
-
-DEFAULT_IMAGE_SIZE = 32
 
 
 @dataclass
@@ -47,35 +47,6 @@ def _with_seed(estimator_params, estimator, seed):
     return params
 
 
-class _StageClock:
-    """Seconds and cache hits per stage, and tqdm bars that respect --quiet."""
-
-    def __init__(self, quiet):
-        self.quiet = quiet
-        self.seconds = dict.fromkeys(STAGE_NAMES, 0.0)
-        self.hits = dict.fromkeys(STAGE_NAMES, True)
-
-    def bar(self, description, total):
-        """A progress bar on stderr that shows only when a step takes over half a second."""
-        return tqdm(total=total, desc=description, unit="img", delay=0.5,
-                    disable=self.quiet, file=sys.stderr, leave=False)
-
-    @contextmanager
-    def timed(self, stage):
-        """Add the time spent in the ``with`` block to ``stage``."""
-        started = time.perf_counter()
-        yield
-        self.seconds[stage] += time.perf_counter() - started
-
-    def run(self, stage, cached_function, *args):
-        """Call a cached stage function, timing it and recording whether it hit."""
-        hit = cached_function.check_call_in_cache(*args)
-        with self.timed(stage):
-            output = cached_function(*args)
-        self.hits[stage] = self.hits[stage] and hit
-        return output
-
-
 def _check_image_size(extractors, image_size):
     for name, extractor in extractors:
         needed = extractor.min_image_size()
@@ -86,9 +57,7 @@ def _check_image_size(extractors, image_size):
             )
 
 
-def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use_cache=True,
-                 n_jobs=-1, chunk_size=None, seed=0, val_size=None, strict=False,
-                 search=False, quiet=False):
+def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     """Run ``spec`` end to end and write its run folder.
 
     Parameters
@@ -100,91 +69,92 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
         ``.npz`` file, or a feature store written by ``featpipe extract``
         (whose features are used as they are); ``None`` falls back to the
         spec's ``[data]`` table.
-    image_size : int or None
-        Side every image is resized to; default the spec's, else 32.
+    options : RunOptions or None
+        How to run: image size (default the spec's, else 32), validation
+        hold-out, seed, strictness, cache, worker processes, chunk size,
+        search, quiet (:class:`featpipe.pipeline.options.RunOptions`).
+        ``None`` for the defaults.
     out : path-like or None
         Run folder; default ``runs/<timestamp>-<spec name>``.
-    cache_dir : path-like or None
-        Cache root (default: the user cache directory).
-    use_cache : bool
-        ``False`` recomputes every stage and caches nothing.
-    n_jobs : int
-        Worker processes for extraction (-1: every core). Results do not
-        depend on it.
-    chunk_size : int or None
-        Images per extraction task.
-    seed : int
-        Seeds the validation split and every estimator's ``random_state``
-        that the spec leaves unset.
-    val_size : int or None
-        Validation images held out from train (default: the data set's).
-    strict : bool
-        Fail on the first unreadable image instead of skipping it.
-    search : bool
-        Search learning rate x regularization on the validation split first.
-    quiet : bool
-        No progress bars.
+    **option_values
+        Fields of :class:`RunOptions` to set on top of ``options``.
 
     Returns
     -------
     RunResult
+
+    Raises
+    ------
+    RunFolderError
+        When ``out`` exists: a run never replaces another.
+
+    Examples
+    --------
+    >>> from featpipe.pipeline import RunOptions, resolve, run_pipeline
+    >>> result = run_pipeline(resolve("hog+svm"), "builtin",
+    ...                       options=RunOptions(n_jobs=1, quiet=True))  # doctest: +SKIP
+    >>> result.metrics["accuracy"]["test"]  # doctest: +SKIP
     """
+    options = resolve_options(RunOptions, options, option_values)
     data = data if data is not None else spec.data.get("data")
-    image_size = int(image_size or spec.data.get("image_size", DEFAULT_IMAGE_SIZE))
-    memory = make_memory(cache_dir, enabled=use_cache)
-    cached = {name: memory.cache(getattr(stages, name), ignore=ignored)
-              for name, ignored in stages.IGNORED.items()}
-    clock = _StageClock(quiet)
+    options = replace(options, image_size=int(options.image_size or spec.data.get("image_size", DEFAULT_IMAGE_SIZE)))
+    clock = StageClock(options.quiet)
+    cached = CachedStages(make_memory(options.cache_dir, enabled=options.use_cache), clock)
 
     extractors = [(step.name, make_feature(step.name, step.params)) for step in spec.features]
-    _check_image_size(extractors, image_size)
-    feature_params = [_with_seed(step.params, extractor, seed)
+    _check_image_size(extractors, options.image_size)
+    feature_params = [_with_seed(step.params, extractor, options.seed)
                       for step, (_, extractor) in zip(spec.features, extractors)]
-    head_probe = make_head(spec.head.name, spec.head.params)
-    head_params = _with_seed(spec.head.params, head_probe, seed)
-    search_grid = _search_grid(spec, search)
+    head_params = _with_seed(spec.head.params, make_head(spec.head.name, spec.head.params), options.seed)
+    search_grid = _search_grid(spec, options.search)
 
     if data is not None and is_store(data):
-        source = StoreSource(spec, data, clock)
-        image_size = source.image_size
+        source = StoreSource(spec, data, clock, feature_params)
+        options = replace(options, image_size=source.image_size)
     else:
-        source = ImageSource(spec, data, image_size, val_size, seed, strict, cache_dir,
-                             n_jobs, chunk_size, feature_params, cached, clock)
-    features_key = source.key
-    model_key = fingerprint(features_key, spec.normalize, spec.head.name, head_params, search_grid)
+        source = ImageSource(spec, data, options, feature_params, cached)
+    run_dir = reserve_run_dir(out, spec.name)
+    try:
+        metrics, model, examples = _train_and_evaluate(spec, source, cached, options, head_params, search_grid)
+        write_run_folder(run_dir, metrics, model, examples)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
+    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def _train_and_evaluate(spec, source, cached, options, head_params, search_grid):
+    """(metrics, model, examples) of a run: the stages after loading, each cached."""
+    clock = cached.clock
+    model_key = fingerprint(source.key, spec.normalize, spec.head.name, head_params, search_grid,
+                            stages.code_version())
     fitted = source.fitted_extractors()
-    get_features, get_dataset = source.features, source.training_dataset
 
-    if cached["normalize"].check_call_in_cache(features_key, spec.normalize, None):
-        scaler = clock.run("normalize", cached["normalize"], features_key, spec.normalize, None)
-    else:
-        scaler = clock.run("normalize", cached["normalize"], features_key, spec.normalize,
-                           get_features()["train"])
-
+    scaler = cached.lazily("normalize", (source.key, spec.normalize),
+                           lambda: {"train_features": source.features()["train"]})
     model_features = None
 
     def get_model_features():
         nonlocal model_features
         if model_features is None:
-            features = get_features()
+            features = source.features()
             with clock.timed("normalize"):
                 model_features = {split: stages.apply_scaler(scaler, array) for split, array in features.items()}
         return model_features
 
-    train_args = (model_key, spec.head.name, head_params, search_grid)
-    if cached["train"].check_call_in_cache(*train_args, None, None, None):
-        head, search_records = clock.run("train", cached["train"], *train_args, None, None, None)
-    else:
-        with clock.bar(f"train {spec.head.name}", None):
-            head, search_records = clock.run("train", cached["train"], *train_args,
-                                             get_model_features(), get_dataset(), _search_function())
+    with ExitStack() as stack:
+        def training_data():
+            stack.enter_context(clock.bar(f"train {spec.head.name}", None))
+            return {"features": get_model_features(), "dataset": source.training_dataset()}
 
-    if cached["evaluate"].check_call_in_cache(model_key, None, None, None):
-        evaluation = clock.run("evaluate", cached["evaluate"], model_key, None, None, None)
-    else:
-        evaluation = clock.run("evaluate", cached["evaluate"], model_key,
-                               get_model_features(), head, get_dataset())
-    if not use_cache:
+        trained = cached.lazily("train", (model_key, spec.head.name, head_params, search_grid), training_data)
+    head = trained[0]
+    evaluation = cached.lazily("evaluate", (model_key,), lambda: {
+        "model_features": get_model_features(), "head": head, "dataset": source.training_dataset()})
+    if options.strict and evaluation["skipped_files"]:  # the same outcome as a fresh load with --strict
+        path, reason = evaluation["skipped_files"][0]
+        raise DatasetError(f"cannot read image {path}: {reason}")
+    if not options.use_cache:
         clock.hits = dict.fromkeys(STAGE_NAMES, False)
 
     model = Pipeline([
@@ -193,15 +163,8 @@ def run_pipeline(spec, data=None, image_size=None, out=None, cache_dir=None, use
         ("head", head),
     ])
     widths = {step.name: int(extractor.n_features_out_) for step, extractor in zip(spec.features, fitted)}
-    metrics = _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_size)
-    run_dir = write_run_folder(out, spec.name, metrics, model, evaluation["examples"])
-    return RunResult(run_dir=run_dir, metrics=metrics)
-
-
-def _search_function():
-    from featpipe.heads.search import search_hyperparameters
-
-    return search_hyperparameters
+    metrics = _metrics(spec, options, evaluation, trained, widths, clock)
+    return metrics, model, evaluation["examples"]
 
 
 def _search_grid(spec, search):
@@ -215,13 +178,15 @@ def _search_grid(spec, search):
     return {key: spec.search[key] for key in ("learning_rates", "regs", "n_samples") if key in spec.search}
 
 
-def _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_size):
+def _metrics(spec, options, evaluation, trained, widths, clock):
+    """metrics.json of a run (schema in docs/ARCHITECTURE.md); ``trained`` is (head, search records)."""
     import skimage
     import sklearn
 
     import featpipe
 
-    dataset = dict(evaluation["dataset"], image_size=image_size)
+    head, search_records = trained
+    dataset = dict(evaluation["dataset"], image_size=options.image_size)
     return {
         "spec": spec.name,
         "pipeline": spec.to_dict(),
@@ -238,7 +203,7 @@ def _metrics(spec, evaluation, widths, head, search_records, clock, seed, image_
             "val_accuracy": [float(value) for value in getattr(head, "val_accuracy_history_", [])],
         },
         "search": search_records,
-        "seed": seed,
+        "seed": options.seed,
         "versions": {
             "featpipe": featpipe.__version__,
             "numpy": np.__version__,

@@ -32,14 +32,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featpipe.errors import SpecError
 from featpipe.pipeline.augment import check_augmentations
 from featpipe.pipeline.registry import FEATURES, HEADS
 
 NORMALIZE_METHODS = ("standard", "none")
-
-
-class SpecError(ValueError):
-    """A pipeline name, spec string or pipeline file that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +165,7 @@ def load_pipeline_file(path):
         raise SpecError(f"{path}: augment must be a list, e.g. augment = [\"hflip\"]")
     try:
         augment = check_augmentations(augment)
-    except ValueError as error:
+    except SpecError as error:
         raise SpecError(f"{path}: {error}") from None
     return PipelineSpec(
         name=path.stem,

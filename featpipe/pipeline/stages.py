@@ -12,33 +12,49 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 from sklearn.preprocessing import StandardScaler
 
-from featpipe.datasets import load_dataset, round_robin_by_class
+from featpipe.datasets import SPLITS, load_dataset, round_robin_by_class
 from featpipe.parallel import DEFAULT_CHUNK_SIZE, transform_in_chunks
 from featpipe.pipeline.registry import make_feature, make_head
 
-STAGE_NAMES = ("load", "extract", "normalize", "train", "evaluate")
-SPLITS = ("train", "val", "test")
 N_EXAMPLES = 16
 SCALER_ROWS = 4096
 """Rows per block when the scaler is fitted."""
 
+STAGE_FORMATS = {"load": 2, "extract": 1, "normalize": 1, "train": 1, "evaluate": 2}
+"""Format version of each stage's output: bump a stage's number when what it
+returns changes (a decoder, a field), so outputs cached by older code are not
+served. joblib itself only notices a change in the stage function's own source."""
+
 IGNORED = {
-    "load": ["data", "image_size", "val_size", "seed", "strict", "cache_dir", "progress"],
+    "load": ["data", "options", "progress"],
     "fit_extractor": ["images", "labels"],
-    "extract": ["extractor", "dataset", "n_jobs", "chunk_size", "progress"],
+    "extract": ["extractor", "dataset", "options", "progress"],
     "normalize": ["train_features"],
-    "train": ["features", "dataset", "search_function"],
+    "train": ["features", "dataset"],
     "evaluate": ["model_features", "head", "dataset"],
 }
-"""Stage name -> arguments that carry data rather than identity."""
+"""Stage function -> arguments that carry data rather than identity (joblib does not hash them)."""
+
+TIMED_AS = {"load": "load", "fit_extractor": "extract", "extract": "extract", "normalize": "normalize",
+            "train": "train", "evaluate": "evaluate"}
+"""Stage function -> the stage of :data:`featpipe.metrics_schema.STAGE_NAMES` whose time and cache hits it counts in."""
 
 
-def load(data_key, data, image_size, val_size, seed, strict, cache_dir, progress):
-    """Load stage: decode and split the data set named by ``data_key``."""
-    return load_dataset(
-        data, image_size=image_size, val_size=val_size, seed=seed,
-        strict=strict, cache_dir=cache_dir, progress=progress,
-    )
+def code_version():
+    """featpipe's version and every stage's format version: part of every stage key."""
+    import featpipe
+
+    return {"featpipe": featpipe.__version__, "stages": STAGE_FORMATS}
+
+
+def load(data_key, data, options, progress):
+    """Load stage: decode and split the data set named by ``data_key`` (``options``: a RunOptions).
+
+    ``data_key`` must cover ``options.max_pixels`` (it decides which files
+    are skipped); ``strict`` is not in it, so the caller checks a cached
+    result's ``skipped`` list itself.
+    """
+    return load_dataset(data, options, progress=progress)
 
 
 def fit_extractor(feature_key, name, params, images, labels):
@@ -46,12 +62,12 @@ def fit_extractor(feature_key, name, params, images, labels):
     return make_feature(name, params).fit(images, labels)
 
 
-def extract(feature_key, extractor, dataset, n_jobs, chunk_size, progress):
-    """Extract stage, second half: features of every split, as float32 arrays."""
+def extract(feature_key, extractor, dataset, options, progress):
+    """Extract stage, second half: features of every split, as float32 arrays (``options``: a RunOptions)."""
     return {
         split: transform_in_chunks(
-            extractor, getattr(dataset, f"X_{split}"), n_jobs=n_jobs,
-            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, progress=progress,
+            extractor, getattr(dataset, f"X_{split}"), n_jobs=options.n_jobs,
+            chunk_size=options.chunk_size or DEFAULT_CHUNK_SIZE, progress=progress,
         )
         for split in SPLITS
     }
@@ -82,7 +98,7 @@ def apply_scaler(scaler, features):
     return features
 
 
-def train(model_key, head_name, head_params, search_grid, features, dataset, search_function):
+def train(model_key, head_name, head_params, search_grid, features, dataset):
     """Train stage: fit the head, after a validation search when asked.
 
     Returns
@@ -95,7 +111,9 @@ def train(model_key, head_name, head_params, search_grid, features, dataset, sea
     head = make_head(head_name, head_params)
     records = None
     if search_grid is not None:
-        best_params, records = search_function(
+        from featpipe.heads.search import search_hyperparameters  # only runs that search need it
+
+        best_params, records = search_hyperparameters(
             head, features["train"], dataset.y_train, features["val"], dataset.y_val, **search_grid
         )
         head.set_params(**best_params)
@@ -131,6 +149,7 @@ def evaluate(model_key, model_features, head, dataset):
     wrong_indices = np.flatnonzero(test_predictions != dataset.y_test)
     wrong = wrong_indices[round_robin_by_class(dataset.y_test[wrong_indices])][:N_EXAMPLES]
     return {
+        "skipped_files": [(str(path), str(reason)) for path, reason in dataset.skipped],
         "accuracy": accuracy,
         "per_class_accuracy": {"test": per_class},
         "confusion_matrix": {"test": matrix.tolist()},

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.report import model_pictures
-from featpipe.report.results import BEST_MARK, STAGES
+from featpipe.report.results import BEST_MARK
 
 DPI = 100
 ACCENT = "#d95f02"
@@ -59,7 +60,7 @@ def seconds_bars(entries):
     ax = figure.add_subplot()
     positions = np.arange(len(entries))[::-1]
     left = np.zeros(len(entries))
-    for stage, color in zip(STAGES, STAGE_COLORS):
+    for stage, color in zip(STAGE_NAMES, STAGE_COLORS):
         seconds = np.array([entry["seconds"].get(stage) or 0.0 for entry in entries])
         ax.barh(positions, seconds, left=left, color=color, label=stage)
         left += seconds
@@ -69,7 +70,7 @@ def seconds_bars(entries):
     ax.set_xlim(0, max(left.max(), 1e-3) * 1.25)
     ax.set_xlabel("seconds (cached stages take almost none)")
     ax.set_title("Seconds per stage")
-    figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(STAGES),
+    figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(STAGE_NAMES),
                   fontsize=8, frameon=False)
     return figure
 

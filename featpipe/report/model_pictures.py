@@ -1,45 +1,25 @@
-"""The lecture's pictures of what a pipeline learned and sees.
+"""Pictures of what a pipeline learned and sees, for the comparison report.
 
 Class templates (a raw-pixel linear classifier's weights, one image per
 class), HOG glyphs and colour histograms of example images, the visual-word
 montage of k-means pipelines, and test images a pipeline got wrong. The
-HOG, colour and word drawings come from the feature modules
-(``featpipe.features.plotting`` and the words module); a picture is drawn
-when its drawing function and its data exist, and left out otherwise.
+HOG, colour and word drawings come from :mod:`featpipe.features.plotting`;
+a picture is drawn when its data exist (a pipeline with that feature, example
+images), and left out otherwise.
 """
 
-from importlib import import_module
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from featpipe.datasets import round_robin_by_class
+from featpipe.features.plotting import plot_color_histogram, plot_hog, plot_words
 from featpipe.model_io import load_model
 
 DPI = 100
 N_MISTAKES = 8
 N_EXAMPLE_IMAGES = 4
-WORDS_MODULES = ("featpipe.features.plotting", "featpipe.features.words", "featpipe.features.plotting")
-
-
-def optional_function(module_names, function_name):
-    """The first ``module.function_name`` that exists among ``module_names``, else None.
-
-    A module that is missing is skipped; one that exists but fails to import
-    raises, so a broken module is not mistaken for an absent one.
-    """
-    for module_name in module_names:
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:
-                continue
-            raise
-        function = getattr(module, function_name, None)
-        if function is not None:
-            return function
-    return None
 
 
 class ModelLoader:
@@ -82,7 +62,7 @@ def load_examples(entry):
     path = Path(entry["run_dir"]) / "examples.npz"
     if not path.is_file():
         return None
-    with np.load(path) as examples:
+    with np.load(path, allow_pickle=False) as examples:
         arrays = {key: examples[key] for key in ("images", "y_true", "y_pred") if key in examples}
     if len(arrays) < 3 or len(arrays["images"]) == 0:
         return None
@@ -187,17 +167,12 @@ def _example_images(entries, count):
 
 def hog_and_color(results, models):
     """Example images beside their HOG glyphs and colour histograms."""
-    plot_hog = optional_function(("featpipe.features.plotting",), "plot_hog")
-    plot_color = optional_function(("featpipe.features.plotting",), "plot_color_histogram")
-    panels = []
-    if plot_hog is not None:
-        hog = models.extractor(("hog",))
-        panels.append(("HOG", lambda image, ax: plot_hog(image, hog=hog, ax=ax)))
-    if plot_color is not None:
-        color = models.extractor(("color",))
-        panels.append(("colour histogram", lambda image, ax: plot_color(image, color=color, ax=ax)))
+    hog = models.extractor(("hog",))
+    color = models.extractor(("color",))
+    panels = [("HOG", lambda image, ax: plot_hog(image, hog=hog, ax=ax)),
+              ("colour histogram", lambda image, ax: plot_color_histogram(image, color=color, ax=ax))]
     images, names = _example_images(results["pipelines"], N_EXAMPLE_IMAGES)
-    if not panels or images is None:
+    if images is None:
         return None
     figure = Figure(figsize=(2.4 * (1 + len(panels)), 2.2 * len(images)), dpi=DPI, layout="constrained")
     axes = figure.subplots(len(images), 1 + len(panels), squeeze=False)
@@ -213,9 +188,8 @@ def hog_and_color(results, models):
 
 def visual_words(model):
     """The montage of a words/bow pipeline's visual words."""
-    plot_words = optional_function(WORDS_MODULES, "plot_words")
     words = feature_extractor(model, ("words", "bow"))
-    if plot_words is None or words is None:
+    if words is None:
         return None
     figure = Figure(figsize=(7, 7), dpi=DPI, layout="constrained")
     plot_words(words, ax=figure.add_subplot())

@@ -1,6 +1,7 @@
 """Reading a finished feature store.
 
-:func:`open` keeps the shards as they are and memory-maps each one; ``features`` is a :class:`ShardedFeatures`, an (N, D) float32 view that
+:func:`open` keeps the shards as they are and memory-maps each one;
+``features`` is a :class:`ShardedFeatures`, an (N, D) float32 view that
 indexes across shards like an array and becomes one with ``np.asarray``.
 One file would need either a final copy of every shard (twice the disk for
 a million-image store) or many writers sharing one file across machines
@@ -11,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from featpipe.datasets import SPLITS
+from featpipe.digests import file_sha256
 from featpipe.store.format import (
-    FORMAT_VERSION,
     MANIFEST_NAME,
+    SHARDS_DIR,
+    STORE_FORMAT_VERSION,
     StoreError,
-    file_sha256,
     load_extractors,
     read_manifest,
 )
+from featpipe.store.manifest import check_manifest, checked_shard_path
 
 
 class ShardedFeatures:
@@ -126,7 +130,7 @@ class FeatureStore:
 
     def __str__(self):
         widths = " + ".join(f"{name} {width}" for name, width in self.feature_widths.items())
-        counts = ", ".join(f"{np.count_nonzero(self.splits == name)} {name}" for name in ("train", "val", "test"))
+        counts = ", ".join(f"{np.count_nonzero(self.splits == name)} {name}" for name in SPLITS)
         return (f"{self.path}: {len(self)} images x {self.features.shape[1]} features ({widths}); {counts}; "
                 f"{len(self.skipped)} unreadable image(s) skipped")
 
@@ -175,15 +179,18 @@ def open(path, verify=True):  # noqa: A001 - the reader API is featpipe.store.op
     manifest = read_manifest(path)
     if manifest is None:
         raise StoreError(f"{path} is not a feature store: it has no {MANIFEST_NAME}")
-    if manifest.get("format") != FORMAT_VERSION:
+    if not isinstance(manifest, dict):
+        raise StoreError(f"manifest of store {path} is invalid: not a JSON object")
+    if manifest.get("format") != STORE_FORMAT_VERSION:
         raise StoreError(f"{path} is a feature store of format {manifest.get('format')}; "
-                         f"this featpipe reads format {FORMAT_VERSION}")
+                         f"this featpipe reads format {STORE_FORMAT_VERSION}")
     if not manifest.get("complete"):
         raise StoreError(f"feature store {path} is unfinished: its job was interrupted; "
                          "run the same featpipe extract command again to finish it")
+    check_manifest(path, manifest, SHARDS_DIR, StoreError)
     shards = []
-    for shard in manifest["shards"]:
-        shard_path = path / shard["file"]
+    for index, shard in enumerate(manifest["shards"]):
+        shard_path = checked_shard_path(path, SHARDS_DIR, index, shard["file"], StoreError)
         try:
             array = np.load(shard_path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
