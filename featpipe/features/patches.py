@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from featpipe.errors import ParameterError
 from featpipe.features._soft_threshold import add_soft_threshold
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.features.patch_rows import (
@@ -178,22 +179,22 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         for name in ("n_atoms", "patch_size", "n_patches", "stride", "dictionary_iter", "patches_per_block"):
             value = getattr(self, name)
             if not is_whole_number(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+                raise ParameterError(f"{name} must be a positive integer; got {value!r}")
         if self.n_atoms % 2:
-            raise ValueError(f"n_atoms must be even (atoms and their mirrors); got {self.n_atoms}")
+            raise ParameterError(f"n_atoms must be even (atoms and their mirrors); got {self.n_atoms}")
         if self.n_threads is not None and (not is_whole_number(self.n_threads) or self.n_threads < 1):
-            raise ValueError(f"n_threads must be None or a positive integer; got {self.n_threads!r}")
+            raise ParameterError(f"n_threads must be None or a positive integer; got {self.n_threads!r}")
         if self.n_patches < self.n_atoms // 2:
-            raise ValueError(f"n_patches ({self.n_patches}) must be at least n_atoms / 2 ({self.n_atoms // 2})")
+            raise ParameterError(f"n_patches ({self.n_patches}) must be at least n_atoms / 2 ({self.n_atoms // 2})")
         if self.dictionary not in _DICTIONARIES:
-            raise ValueError(f"dictionary must be one of {_DICTIONARIES}; got {self.dictionary!r}")
+            raise ParameterError(f"dictionary must be one of {_DICTIONARIES}; got {self.dictionary!r}")
         for name, smallest in (("whiten_eps", "positive"), ("contrast_eps", "positive"), ("power", "positive"),
                                ("alpha", "non-negative")):
             value = getattr(self, name)
             valid = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and (
                 value > 0 if smallest == "positive" else value >= 0)
             if not (valid and np.isfinite(value)):
-                raise ValueError(f"{name} must be a {smallest} number; got {value!r}")
+                raise ParameterError(f"{name} must be a {smallest} number; got {value!r}")
         self._layout(image_shape)
 
     def _layout(self, image_shape):
