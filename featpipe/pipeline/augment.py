@@ -79,6 +79,8 @@ def mirror_permutation_for(extractor, names):
         when the augmented images must be extracted (also when the method
         returns ``None``).
     """
+    import numpy as np  # here, not at the top, as in augment_training_set
+
     if check_augmentations(names) != ("hflip",) or not hasattr(extractor, "mirror_permutation"):
         return None
     permutation = extractor.mirror_permutation()
@@ -91,6 +93,8 @@ def append_permuted_rows(features, permutation, rows_per_block=4096):
     The permuted half is written block of rows by block, so the only large
     allocation is the result.
     """
+    import numpy as np  # here, not at the top, as in augment_training_set
+
     n_rows = len(features)
     result = np.empty((2 * n_rows, features.shape[1]), dtype=features.dtype)
     result[:n_rows] = features
