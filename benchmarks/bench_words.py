@@ -12,6 +12,12 @@ kernels:  one thread, microseconds per patch for the triangle sums of 5
           images (3,645 patches), every implementation this CPU has (its
           compiled tiles and the numpy/BLAS block path), interleaved rounds;
           the design rows (patch extraction, normalization, whitening) beside.
+patches:  one thread, the soft-threshold encoding of SoftThresholdPatches (1,600
+          atoms, quadrants) against numpy's float32 GEMM in the same process,
+          interleaved rounds, median: the whole transform of 20 images, the
+          BLAS products of its blocks alone ((243 x 109) @ (109 x 1600), the
+          arithmetic floor of the encoding), and a 4096^2 product; flops
+          counted as images x 729 x 109 x 1600 x 2.
 accuracy: fit the words on the 49,000 training images, encode train / val /
           test, standardize, train the head of pipelines/words+svm.toml
           (one-vs-rest LinearSVM(squared=True) by L-BFGS from the
@@ -24,11 +30,13 @@ Prints one JSON line per figure. Example (full size, about 10 minutes)::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE nice -n 10 python benchmarks/bench_words.py
     python benchmarks/bench_words.py --part speed --limit 2000 --repeats 3
     python benchmarks/bench_words.py --part kernels --limit 3000
+    python benchmarks/bench_words.py --part patches --limit 3000
 """
 
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -36,6 +44,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from featpipe.datasets import load_dataset
 from featpipe.features._triangle import available_kernels
 from featpipe.features.regions import RegionLayout, pyramid_levels
+from featpipe.features.patches import SoftThresholdPatches
 from featpipe.features.words import KMeansWords
 from featpipe.heads.linear import LinearSVM
 from featpipe.parallel import transform_in_chunks
@@ -117,6 +126,45 @@ def bench_kernels(images, n_words, rounds=7):
         emit(**figure)
 
 
+def bench_patches(images, n_atoms, rounds=7, n_images=20):
+    """Seconds per patch of the soft-threshold encoding beside the GEMM of the same blocks, one thread."""
+    patches = SoftThresholdPatches(n_atoms=n_atoms, n_patches=50_000, n_threads=1, random_state=0).fit(images[:3000])
+    layout = patches._layout(images.shape[1:3])
+    operand = patches._code_operand()
+    batch = images[:n_images]
+    rows = patches._design_rows(batch, layout)
+    block = patches.patches_per_block
+    codes = np.empty((block, n_atoms), dtype=np.float32)
+
+    def block_products():
+        for image_rows in rows:
+            for first in range(0, layout.n_positions, block):
+                last = min(first + block, layout.n_positions)
+                np.matmul(image_rows[first:last], operand, out=codes[:last - first])
+
+    rng = np.random.default_rng(0)
+    square = rng.standard_normal((4096, 4096), dtype=np.float32)
+    runs = {"transform": lambda: patches.transform(batch), "block GEMMs": block_products,
+            "GEMM 4096^2": lambda: square @ square}
+    times = {name: [] for name in runs}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(rounds + 1):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    flops = {"transform": n_images * layout.n_positions * operand.shape[0] * n_atoms * 2.0,
+             "GEMM 4096^2": 2.0 * 4096 ** 3}
+    flops["block GEMMs"] = flops["transform"]
+    rates = {name: flops[name] / np.median(measured[1:]) / 1e9 for name, measured in times.items()}
+    for name, rate in rates.items():
+        emit(figure="soft_threshold_one_thread", name=name, gflops=round(rate, 1),
+             us_per_patch=round(flops[name] / rate / 1e3 / (n_images * layout.n_positions), 3)
+             if name != "GEMM 4096^2" else None,
+             ratio_to_block_gemms=round(rate / rates["block GEMMs"], 3),
+             ratio_to_square_gemm=round(rate / rates["GEMM 4096^2"], 3))
+
+
 def standardize(train, *others):
     mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
     scale = train.std(axis=0, dtype=np.float64).astype(np.float32) + np.float32(1e-3)
@@ -168,7 +216,7 @@ def bench_accuracy(dataset, n_words, n_patches, kmeans_max_iter, whiten_eps, pow
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("speed", "kernels", "accuracy", "all"), default="all")
+    parser.add_argument("--part", choices=("speed", "kernels", "patches", "accuracy", "all"), default="all")
     parser.add_argument("--limit", type=int, default=None, help="use N random training and N/5 test images")
     parser.add_argument("--n-words", type=int, default=1600)
     parser.add_argument("--n-patches", type=int, default=400_000)
@@ -180,9 +228,10 @@ def main():
     parser.add_argument("--regs", type=float, nargs="+", default=[5e-3, 1.67e-3, 5e-4],
                         help="reg = 1 / (2 C): C = 100, 300, 1000")
     parser.add_argument("--n-epochs", type=int, default=150, help="L-BFGS iterations")
+    parser.add_argument("--data", type=Path, default=None, help="the CIFAR-10 JPEG folder (default: _common.CIFAR_FOLDER)")
     args = parser.parse_args()
     start = time.perf_counter()
-    dataset = load_dataset(require_cifar(), val_size=1000, seed=0)
+    dataset = load_dataset(args.data or require_cifar(), val_size=1000, seed=0)
     if args.limit:
         rng = np.random.default_rng(0)
         for split, size in (("train", args.limit), ("test", max(args.limit // 5, 1))):
@@ -197,6 +246,8 @@ def main():
         del images
     if args.part in ("kernels", "all"):
         bench_kernels(dataset.X_train, args.n_words)
+    if args.part in ("patches", "all"):
+        bench_patches(dataset.X_train, args.n_words)
     if args.part in ("accuracy", "all"):
         bench_accuracy(dataset, args.n_words, args.n_patches, args.kmeans_max_iter, args.whiten_eps, args.power,
                        args.encodings, args.regs, args.n_epochs)

@@ -40,6 +40,7 @@ ALLOWED_TYPES = frozenset({
     "featpipe.features.color.ColorHistogram",
     "featpipe.features.hog.HOG",
     "featpipe.features.words.KMeansWords",
+    "featpipe.features.patches.SoftThresholdPatches",
     "featpipe.heads.linear.LinearSVM",
     "featpipe.heads.linear.Softmax",
     "sklearn.pipeline.Pipeline",

@@ -21,6 +21,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from featpipe.features.color import ColorHistogram
 from featpipe.features.hog import HOG
+from featpipe.features.patches import SoftThresholdPatches
 from featpipe.features.raw import RawPixels
 from featpipe.features.words import KMeansWords
 
@@ -66,6 +67,9 @@ EXTRACTORS = [
     (HOG(), IMAGE_INPUT_FAILURES),
     (HOG(pixels_per_cell=[(4, 4), (8, 8)], block_norm="none"), IMAGE_INPUT_FAILURES),
     (KMeansWords(n_words=8, n_patches=2000, random_state=0), IMAGE_INPUT_FAILURES),
+    (SoftThresholdPatches(n_atoms=8, n_patches=2000, random_state=0), IMAGE_INPUT_FAILURES),
+    (SoftThresholdPatches(n_atoms=6, n_patches=2000, dictionary="omp1", pooling=(1, 3), power=0.5, random_state=0),
+     IMAGE_INPUT_FAILURES),
 ]
 IDS = [repr(estimator) for estimator, _ in EXTRACTORS]
 IMAGES = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)

@@ -13,14 +13,13 @@ from sklearn.utils import check_random_state
 
 from featpipe.features import words as words_module
 from featpipe.features._triangle import add_triangle_activations, available_kernels
+from featpipe.features.patch_rows import normalize_patches, sample_patches
 from featpipe.features.plotting import plot_words, word_montage
 from featpipe.features.regions import RegionLayout
 from featpipe.features.words import (
     KMeansWords,
     _block_atom_sums,
-    _normalize_patches,
     _right_operand,
-    _sample_patches,
     _triangle_kernel,
     _word_panels,
 )
@@ -193,8 +192,8 @@ def test_whitened_patches_have_identity_covariance():
     images = _random_images(n=20, height=16, width=16, seed=2)
     model = KMeansWords(n_words=4, patch_size=3, n_patches=5000, whiten_eps=1e-9,
                         random_state=3).fit(images)
-    patches = _sample_patches(images, 3, 5000, check_random_state(3))
-    _normalize_patches(patches, model.contrast_eps)
+    patches = sample_patches(images, 3, 5000, check_random_state(3))
+    normalize_patches(patches, model.contrast_eps)
     whitened = (patches.astype(np.float64) - model.patch_mean_) @ model.whitening_.astype(np.float64)
     covariance = np.cov(whitened, rowvar=False)
     # Normalized patches sum to zero: whitening can only reach the identity on the other directions.

@@ -33,7 +33,7 @@ def test_parse_spec_rejects_bad_specs_with_the_valid_names(text, message):
 
 
 def test_unknown_feature_error_lists_valid_features():
-    with pytest.raises(SpecError, match="valid features: bow, color, hog, raw, words"):
+    with pytest.raises(SpecError, match="valid features: bow, color, hog, patches, raw, words"):
         parse_features("sift")
 
 

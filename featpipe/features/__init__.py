@@ -1,4 +1,4 @@
-"""Image feature extractors: raw pixels, colour histograms, HOG and k-means visual words.
+"""Image feature extractors: raw pixels, colour histograms, HOG, k-means visual words and soft-threshold patches.
 
 Every extractor is a scikit-learn transformer subclassing
 :class:`featpipe.features.base.ImageFeatureExtractor`: uint8 images (N, H, W, 3) in, float32
@@ -14,5 +14,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "ImageFeatureExtractor": "base",
     "KMeansWords": "words",
     "RawPixels": "raw",
+    "SoftThresholdPatches": "patches",
     "check_images": "base",
 })

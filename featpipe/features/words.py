@@ -13,7 +13,6 @@ patches and numpy passes over it.
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -21,6 +20,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from featpipe.errors import ParameterError
 from featpipe.features._triangle import PANEL_WORDS, add_triangle_activations, available_kernels
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
+from featpipe.features.patch_rows import image_patches, normalize_patches, sample_patches, zca_whitening
 from featpipe.features.regions import RegionLayout, pyramid_levels
 
 _ENCODINGS = ("triangle", "hard")
@@ -161,11 +161,11 @@ class KMeansWords(ImageFeatureExtractor):
     def _fit_images(self, images, y):
         self._check_params(images.shape[1:3])
         rng = check_random_state(self.random_state)
-        patches = _sample_patches(images, self.patch_size, self.n_patches, rng)
-        _normalize_patches(patches, self.contrast_eps)
+        patches = sample_patches(images, self.patch_size, self.n_patches, rng)
+        normalize_patches(patches, self.contrast_eps)
         width = patches.shape[1]
         if self.whiten:
-            self.patch_mean_, self.whitening_ = _zca(patches, self.whiten_eps)
+            self.patch_mean_, self.whitening_ = zca_whitening(patches, self.whiten_eps)
             patches -= self.patch_mean_
             patches = patches @ self.whitening_
         else:
@@ -279,8 +279,8 @@ class KMeansWords(ImageFeatureExtractor):
         them differently), and an image's features should not depend on
         its neighbours.
         """
-        patches = _image_patches(images, self.patch_size, self.stride, layout.order)
-        _normalize_patches(patches, self.contrast_eps)
+        patches = image_patches(images, self.patch_size, self.stride, layout.order)
+        normalize_patches(patches, self.contrast_eps)
         width = patches.shape[1]
         rows = np.empty((len(patches), width + 1 + with_norm), dtype=np.float32)
         whitened = rows[:, :width]
@@ -413,56 +413,6 @@ def _hard_region_counts(rows, right, layout, patches_per_block):
     counts = counts.reshape(n_images, layout.n_atoms, n_words).astype(np.float32)
     region_counts = np.matmul(layout.atom_region, counts)
     return region_counts / layout.region_sizes[:, np.newaxis]
-
-
-def _image_patches(images, patch_size, stride, order):
-    """All patches at ``stride`` as float32 rows (n * len(order), patch_size**2 * 3)."""
-    windows = sliding_window_view(images, (patch_size, patch_size), axis=(1, 2))[:, ::stride, ::stride]
-    grid_cols = windows.shape[2]
-    gathered = windows[:, order // grid_cols, order % grid_cols]
-    patches = np.empty((len(images), len(order), patch_size, patch_size, 3), dtype=np.float32)
-    np.copyto(patches, gathered.transpose(0, 1, 3, 4, 2))
-    return patches.reshape(len(images) * len(order), -1)
-
-
-def _sample_patches(images, patch_size, n_patches, rng):
-    """``n_patches`` random patches (any image, any position) as float32 rows."""
-    n_images, height, width = images.shape[:3]
-    image = rng.randint(n_images, size=n_patches)
-    row = rng.randint(height - patch_size + 1, size=n_patches)
-    col = rng.randint(width - patch_size + 1, size=n_patches)
-    windows = sliding_window_view(images, (patch_size, patch_size), axis=(1, 2))
-    patches = np.empty((n_patches, patch_size, patch_size, 3), dtype=np.float32)
-    np.copyto(patches, windows[image, row, col].transpose(0, 2, 3, 1))
-    return patches.reshape(n_patches, -1)
-
-
-def _normalize_patches(patches, contrast_eps):
-    """In place: subtract each row's mean, divide by sqrt(sample variance + eps).
-
-    The row sums come from ``einsum`` and the division is a product with
-    the reciprocals: the same values as ``mean(axis=1)`` and ``/`` to
-    float32 rounding, in a third of the time on rows of 108 values. (A BLAS
-    matrix-vector product is faster still, but rounds the last rows of a
-    matrix differently, so a patch's value would depend on the batch.)
-    """
-    width = patches.shape[1]
-    patches -= (np.einsum("ij->i", patches) * np.float32(1.0 / width))[:, np.newaxis]
-    variance = np.einsum("ij,ij->i", patches, patches) / np.float32(width - 1)
-    patches *= (1.0 / np.sqrt(variance + np.float32(contrast_eps)))[:, np.newaxis]
-
-
-def _zca(patches, eps):
-    """Mean and symmetric ZCA matrix ``U diag(1 / sqrt(lambda + eps)) U^T``."""
-    mean = patches.mean(axis=0, dtype=np.float64)
-    covariance = np.zeros((patches.shape[1],) * 2)
-    for start in range(0, len(patches), 65536):
-        centred = patches[start:start + 65536] - mean
-        covariance += centred.T @ centred
-    covariance /= len(patches) - 1
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    whitening = (eigenvectors / np.sqrt(np.maximum(eigenvalues, 0) + eps)) @ eigenvectors.T
-    return mean.astype(np.float32), whitening.astype(np.float32)
 
 
 def _blas_threads():

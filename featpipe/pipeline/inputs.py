@@ -18,7 +18,7 @@ from featpipe.datasets import SPLITS, Dataset, DatasetError, describe_source
 from featpipe.datasets.npz import count_npz_images
 from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.pipeline import stages
-from featpipe.pipeline.augment import augment_training_set
+from featpipe.pipeline.augment import append_permuted_rows, augment_training_set, mirror_permutation_for
 from featpipe.pipeline.dask_loss import DistributedBlocks
 from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import SpecError
@@ -134,21 +134,36 @@ class ImageSource:
         """Stacked float32 features per split (the extract stage).
 
         Call :meth:`fitted_extractors` first: extraction uses its extractors.
+        An extractor with a mirror permutation (see
+        :func:`featpipe.pipeline.augment.mirror_permutation_for`) extracts the
+        original images only (cached like a run without augmentation) and
+        gets its mirrored training rows by permuting columns.
         """
         if self._features is None:
             parts = []
-            for name, extractor, key in zip(self.names, self._extractors, self.extract_keys):
-                with ExitStack() as stack:
-                    def images_to_extract():
-                        dataset = self.training_dataset()
-                        total = sum(len(getattr(dataset, f"y_{split}")) for split in SPLITS)
-                        bar = stack.enter_context(self.cached.clock.bar(f"extract {name}", total))
-                        return {"extractor": extractor, "dataset": dataset, "options": self.options,
-                                "progress": bar.update}
-
-                    parts.append(self.cached.lazily("extract", (key,), images_to_extract))
+            for name, extractor, feature_key, extract_key in zip(
+                    self.names, self._extractors, self.feature_keys, self.extract_keys):
+                permutation = mirror_permutation_for(extractor, self.augment) if self.augment else None
+                if permutation is None:
+                    parts.append(self._extract(name, extractor, extract_key, self.training_dataset))
+                else:
+                    part = self._extract(name, extractor, feature_key, self.dataset)
+                    with self.cached.clock.timed("extract"):
+                        parts.append(dict(part, train=append_permuted_rows(part["train"], permutation)))
             self._features = {split: _stack([part[split] for part in parts]) for split in SPLITS}
         return self._features
+
+    def _extract(self, name, extractor, key, get_dataset):
+        """One feature's extract stage (cached under ``key``) on the data set ``get_dataset`` returns."""
+        with ExitStack() as stack:
+            def images_to_extract():
+                dataset = get_dataset()
+                total = sum(len(getattr(dataset, f"y_{split}")) for split in SPLITS)
+                bar = stack.enter_context(self.cached.clock.bar(f"extract {name}", total))
+                return {"extractor": extractor, "dataset": dataset, "options": self.options,
+                        "progress": bar.update}
+
+            return self.cached.lazily("extract", (key,), images_to_extract)
 
 
 class StoreSource:

@@ -17,6 +17,7 @@ FEATURES = {
     "hog": ("featpipe.features.hog:HOG", {}),
     "words": ("featpipe.features.words:KMeansWords", {}),
     "bow": ("featpipe.features.words:KMeansWords", {"encoding": "hard"}),
+    "patches": ("featpipe.features.patches:SoftThresholdPatches", {}),
 }
 """Feature name -> ("module:Class", default parameters)."""
 

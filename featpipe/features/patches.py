@@ -1,0 +1,334 @@
+"""Soft-threshold features over a flip-closed dictionary of whitened patches.
+
+``SoftThresholdPatches`` is the single-layer encoder of Coates & Ng (ICML
+2011): every patch of an image is contrast-normalized and ZCA-whitened,
+its dot products with a dictionary of unit-norm atoms are passed through
+the soft threshold of both polarities, and the activations are summed over
+image regions. The dictionary holds every atom's left-right mirror, and the
+whitening is fitted on mirrored patches too, so the features of a mirrored
+image are a fixed permutation of the image's own (``mirror_permutation``):
+a mirrored training set costs no second extraction.
+
+One float32 BLAS product per block of patches gives the codes (the
+whitening is folded into the atoms, so it is the only product), and one
+compiled pass (:mod:`featpipe.features._soft_threshold`) thresholds and
+pools them.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from featpipe.errors import ParameterError
+from featpipe.features._soft_threshold import add_soft_threshold
+from featpipe.features.base import ImageFeatureExtractor, is_whole_number
+from featpipe.features.patch_rows import (
+    image_patches,
+    mirrored_columns,
+    normalize_patches,
+    sample_patches,
+    zca_whitening,
+)
+from featpipe.features.regions import RegionLayout, mirrored_regions, pyramid_levels
+
+_DICTIONARIES = ("random", "omp1")
+_PATCHES_PER_STEP = 4096
+
+
+class SoftThresholdPatches(ImageFeatureExtractor):
+    """Describe images by soft-thresholded dot products with whitened patch atoms.
+
+    ``fit`` samples ``n_patches`` random patches, normalizes each one's
+    brightness and contrast (subtract its mean, divide by
+    ``sqrt(variance + contrast_eps)`` on the 0-255 scale), fits ZCA
+    whitening on them and their mirror images, and builds ``n_atoms / 2``
+    unit-norm atoms, each with its mirror image beside it:
+
+    - ``"random"``: whitened training patches drawn at random (Coates & Ng
+      2011; Thiry, Arbel, Belilovsky & Oyallon 2021);
+    - ``"omp1"``: those, refined by ``dictionary_iter`` rounds of OMP-1
+      (gain-shape vector quantization, Coates & Ng 2011) in which a patch
+      that picks an atom's mirror updates the atom with its own mirror.
+
+    ``transform`` takes every patch at ``stride``, normalizes and whitens
+    it, computes its codes ``c_k = d_k . x`` and sums
+    ``max(0, c_k - alpha)`` and ``max(0, -c_k - alpha)`` over each pooling
+    region. Regions are symmetric (see
+    :func:`featpipe.features.regions.cell_bounds`: on 27 x 27 positions
+    the quadrants share the middle row and column), so mirroring an image
+    mirrors its regions.
+
+    Parameters
+    ----------
+    n_atoms : int, default=1600
+        Dictionary size K, an even number (K / 2 atoms and their mirrors).
+        Each region gives 2 K features.
+    patch_size : int, default=6
+        Side of the square patches, in pixels.
+    n_patches : int, default=200_000
+        Random patches sampled (with replacement) to fit the whitening and
+        the dictionary.
+    stride : int, default=1
+        Step between the patches taken in ``transform``, in pixels.
+    whiten_eps : float, default=0.1
+        Added to the covariance eigenvalues before whitening.
+    contrast_eps : float, default=10.0
+        Added to each patch's variance (0-255 scale) before dividing by its
+        square root.
+    alpha : float, default=0.25
+        Soft threshold, in units of the whitened patches.
+    dictionary : {"random", "omp1"}, default="random"
+        How the atoms are chosen.
+    dictionary_iter : int, default=10
+        OMP-1 rounds (``dictionary="omp1"`` only).
+    pooling : "global", "quadrants" or tuple of int, default="quadrants"
+        Regions the activations are summed over: the whole grid of patch
+        positions, its four symmetric quarters, or a spatial pyramid given
+        by levels (level L gives L x L symmetric cells).
+    power : float, default=1.0
+        Exponent applied to every pooled sum (0.5: square roots).
+    patches_per_block : int, default=243
+        Patches per BLAS product; blocks never straddle two images, so an
+        image's features do not depend on the rest of its batch. A block's
+        codes (``patches_per_block x n_atoms`` float32) should fit in the
+        L2 cache.
+    n_threads : int or None, default=None
+        Threads that encode parts of a batch at the same time, each with a
+        single-threaded BLAS. ``None`` uses as many threads as BLAS may
+        currently use.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the patch sampling and the dictionary.
+
+    Attributes
+    ----------
+    atoms_ : ndarray of float32, shape (n_atoms, patch_size * patch_size * 3)
+        Unit-norm atoms in the whitened space; atom ``k + n_atoms / 2`` is
+        the mirror image of atom ``k``.
+    patch_mean_ : ndarray of float32, shape (patch_size * patch_size * 3,)
+        Mean normalized patch (of the patches and their mirrors).
+    whitening_ : ndarray of float32, shape (d, d)
+        The symmetric ZCA matrix, which commutes with mirroring.
+    image_shape_ : tuple of int
+        (H, W) seen in ``fit``.
+
+    References
+    ----------
+    A. Coates and A. Y. Ng, "The importance of encoding versus training with
+    sparse coding and vector quantization", ICML 2011.
+    L. Thiry, M. Arbel, E. Belilovsky and E. Oyallon, "The unreasonable
+    effectiveness of patches in deep convolutional kernels methods", ICLR 2021.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from featpipe.features.patches import SoftThresholdPatches
+    >>> images = np.random.default_rng(0).integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
+    >>> patches = SoftThresholdPatches(n_atoms=8, n_patches=2000, random_state=0).fit(images)
+    >>> features = patches.transform(images)
+    >>> features.shape
+    (20, 64)
+    >>> mirrored = patches.transform(images[:, :, ::-1])
+    >>> bool(np.allclose(mirrored, features[:, patches.mirror_permutation()], atol=1e-4))
+    True
+    """
+
+    def __init__(
+        self,
+        n_atoms=1600,
+        patch_size=6,
+        n_patches=200_000,
+        stride=1,
+        whiten_eps=0.1,
+        contrast_eps=10.0,
+        alpha=0.25,
+        dictionary="random",
+        dictionary_iter=10,
+        pooling="quadrants",
+        power=1.0,
+        patches_per_block=243,
+        n_threads=None,
+        random_state=None,
+    ):
+        self.n_atoms = n_atoms
+        self.patch_size = patch_size
+        self.n_patches = n_patches
+        self.stride = stride
+        self.whiten_eps = whiten_eps
+        self.contrast_eps = contrast_eps
+        self.alpha = alpha
+        self.dictionary = dictionary
+        self.dictionary_iter = dictionary_iter
+        self.pooling = pooling
+        self.power = power
+        self.patches_per_block = patches_per_block
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def min_image_size(self):
+        """Smallest height and width: one patch."""
+        return int(self.patch_size) if is_whole_number(self.patch_size) and self.patch_size > 0 else 1
+
+    def n_features_out(self, image_shape):
+        """``2 * n_atoms`` times the number of pooling regions."""
+        n_regions = sum(level * level for level in pyramid_levels(self.pooling))
+        return 2 * int(self.n_atoms) * n_regions
+
+    def _check_params(self, image_shape):
+        for name in ("n_atoms", "patch_size", "n_patches", "stride", "dictionary_iter", "patches_per_block"):
+            value = getattr(self, name)
+            if not is_whole_number(value) or value < 1:
+                raise ParameterError(f"{name} must be a positive integer; got {value!r}")
+        if self.n_atoms % 2:
+            raise ParameterError(f"n_atoms must be even (atoms and their mirrors); got {self.n_atoms}")
+        if self.n_threads is not None and (not is_whole_number(self.n_threads) or self.n_threads < 1):
+            raise ParameterError(f"n_threads must be None or a positive integer; got {self.n_threads!r}")
+        if self.n_patches < self.n_atoms // 2:
+            raise ParameterError(f"n_patches ({self.n_patches}) must be at least n_atoms / 2 ({self.n_atoms // 2})")
+        if self.dictionary not in _DICTIONARIES:
+            raise ParameterError(f"dictionary must be one of {_DICTIONARIES}; got {self.dictionary!r}")
+        for name, smallest in (("whiten_eps", "positive"), ("contrast_eps", "positive"), ("power", "positive"),
+                               ("alpha", "non-negative")):
+            value = getattr(self, name)
+            valid = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and (
+                value > 0 if smallest == "positive" else value >= 0)
+            if not (valid and np.isfinite(value)):
+                raise ParameterError(f"{name} must be a {smallest} number; got {value!r}")
+        self._layout(image_shape)
+
+    def _layout(self, image_shape):
+        grid_shape = tuple((side - self.patch_size) // self.stride + 1 for side in image_shape)
+        return RegionLayout(pyramid_levels(self.pooling), grid_shape, symmetric=True)
+
+    def _fit_images(self, images, y):
+        self._check_params(images.shape[1:3])
+        rng = check_random_state(self.random_state)
+        patches = sample_patches(images, self.patch_size, self.n_patches, rng)
+        normalize_patches(patches, self.contrast_eps)
+        mirror = mirrored_columns(self.patch_size)
+        mean, whitening = zca_whitening(np.vstack([patches, patches[:, mirror]]), self.whiten_eps)
+        # Exactly mirror-symmetric, so whitening a mirrored patch mirrors the whitened patch.
+        self.patch_mean_ = (mean + mean[mirror]) / np.float32(2)
+        self.whitening_ = (whitening + whitening[np.ix_(mirror, mirror)]) / np.float32(2)
+        patches -= self.patch_mean_
+        whitened = patches @ self.whitening_
+        n_pairs = self.n_atoms // 2
+        half = _unit_rows(whitened[rng.choice(len(whitened), n_pairs, replace=False)])
+        if self.dictionary == "omp1":
+            half = _omp1_mirror_pairs(whitened, half, mirror, self.dictionary_iter)
+        self.atoms_ = np.vstack([half, half[:, mirror]]).astype(np.float32)
+
+    def mirror_permutation(self):
+        """Feature permutation of a left-right mirror.
+
+        Returns
+        -------
+        permutation : ndarray of intp, shape (n_features_out_,), or None
+            ``transform(images[:, :, ::-1])`` equals
+            ``transform(images)[:, permutation]`` up to float32 rounding:
+            mirroring maps every region to its mirror region and every atom
+            to its mirror atom. ``None`` when the patch positions are not
+            their own mirror image (``stride`` does not divide
+            ``width - patch_size``), so no permutation exists.
+        """
+        if not hasattr(self, "atoms_"):
+            raise ValueError("this SoftThresholdPatches is not fitted yet: call fit first")
+        if (self.image_shape_[1] - self.patch_size) % self.stride:
+            return None
+        n_pairs = self.n_atoms // 2
+        atom = np.concatenate([np.arange(n_pairs, 2 * n_pairs), np.arange(n_pairs)])
+        region = mirrored_regions(pyramid_levels(self.pooling))
+        index = np.arange(len(region) * 2 * self.n_atoms).reshape(len(region), 2, self.n_atoms)
+        return index[region][:, :, atom].ravel()
+
+    def _transform_images(self, images):
+        layout = self._layout(images.shape[1:3])
+        features = np.empty((len(images), layout.n_regions, 2 * self.n_atoms), dtype=np.float32)
+        n_threads = self.n_threads or _blas_threads()
+        bounds = np.linspace(0, len(images), min(n_threads, len(images)) + 1).astype(int)
+        work = [(images[start:stop], features[start:stop]) for start, stop in zip(bounds[:-1], bounds[1:])]
+        operand = self._code_operand()
+        with threadpool_limits(limits=1, user_api="blas"):
+            if len(work) == 1:
+                self._encode(layout, operand, *work[0])
+            else:
+                with ThreadPoolExecutor(len(work)) as pool:
+                    list(pool.map(lambda args: self._encode(layout, operand, *args), work))
+        if self.power != 1:
+            np.power(features, np.float32(self.power), out=features)
+        return features.reshape(len(images), -1)
+
+    def _code_operand(self):
+        """``[W D^T; -m W D^T]``: rows ``[x, 1]`` of normalized patches times it give the codes.
+
+        The whitening ``W`` is symmetric, so ``d_k . (W (x - m))`` is
+        ``x . (W d_k) - m . (W d_k)``: whitening and coding are one product.
+        """
+        projected = self.whitening_.astype(np.float64) @ self.atoms_.T.astype(np.float64)
+        bias = -(self.patch_mean_.astype(np.float64) @ projected)
+        return np.vstack([projected, bias]).astype(np.float32)
+
+    def _encode(self, layout, operand, images, features):
+        """Encode ``images`` into ``features`` (n, n_regions, 2K), a few images at a time."""
+        n_positions = layout.n_positions
+        block = min(int(self.patches_per_block), n_positions)
+        codes = np.empty((block, self.n_atoms), dtype=np.float32)
+        images_per_step = max(1, _PATCHES_PER_STEP // n_positions)
+        for start in range(0, len(images), images_per_step):
+            stop = min(start + images_per_step, len(images))
+            rows = self._design_rows(images[start:stop], layout)
+            atom_sums = np.zeros((stop - start, layout.n_atoms, 2 * self.n_atoms), dtype=np.float32)
+            for image_rows, image_sums in zip(rows, atom_sums):
+                for first in range(0, n_positions, block):
+                    last = min(first + block, n_positions)
+                    np.matmul(image_rows[first:last], operand, out=codes[:last - first])
+                    add_soft_threshold(codes[:last - first], self.alpha, layout.position_atom[first:last],
+                                       image_sums)
+            features[start:stop] = np.matmul(layout.atom_region, atom_sums)
+
+    def _design_rows(self, images, layout):
+        """Normalized patches in region order with a 1 appended: (n_images, n_positions, d + 1) float32."""
+        patches = image_patches(images, self.patch_size, self.stride, layout.order)
+        normalize_patches(patches, self.contrast_eps)
+        rows = np.empty((len(patches), patches.shape[1] + 1), dtype=np.float32)
+        rows[:, :-1] = patches
+        rows[:, -1] = 1.0
+        return rows.reshape(len(images), layout.n_positions, -1)
+
+
+def _unit_rows(rows):
+    """Rows divided by their Euclidean norms (a zero row stays zero)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    return (rows / np.maximum(norms, 1e-12)[:, np.newaxis]).astype(np.float32)
+
+
+def _omp1_mirror_pairs(patches, half, mirror, n_iter, rows_per_step=16384):
+    """OMP-1 over a dictionary of atoms and their mirrors; returns the refined first halves.
+
+    Each round every patch picks the atom of largest ``|d . x|`` among the
+    atoms and their mirrors, and each atom becomes the normalized sum of
+    ``(d . x) x`` over its patches, plus ``(d . x) M x`` (the mirrored
+    patch) over the patches that picked its mirror, plus its old value (so
+    an atom no patch picks keeps its place).
+    """
+    n_pairs = len(half)
+    for _ in range(n_iter):
+        atoms = np.vstack([half, half[:, mirror]])
+        updated = half.astype(np.float64)
+        for start in range(0, len(patches), rows_per_step):
+            chunk = patches[start:start + rows_per_step]
+            codes = chunk @ atoms.T
+            best = np.argmax(np.abs(codes), axis=1)
+            value = codes[np.arange(len(chunk)), best]
+            picked_mirror = best >= n_pairs
+            contributions = np.where(picked_mirror[:, np.newaxis], chunk[:, mirror], chunk) * value[:, np.newaxis]
+            np.add.at(updated, best % n_pairs, contributions)
+        half = _unit_rows(updated.astype(np.float32))
+    return half
+
+
+def _blas_threads():
+    """Threads the BLAS in use may run now (1 if none is found)."""
+    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    return max(counts, default=1)
