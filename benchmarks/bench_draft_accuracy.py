@@ -34,17 +34,17 @@ from featpipe.datasets import read_images
 from featpipe.features.hog import HOG
 from featpipe.heads.linear import LinearSVM
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
+from _common import CIFAR_FOLDER
 MODES = {"full": 10**6, "draft2x": 2, "draft1x": 1}
 """Mode -> DRAFT_MARGIN (a huge margin never reduces: a full decode)."""
 
 
 def _subset(per_class, test_per_class):
-    classes = sorted(path.name for path in (CIFAR / "train").iterdir())
+    classes = sorted(path.name for path in (CIFAR_FOLDER / "train").iterdir())
     split_paths, labels = {"train": [], "test": []}, {"train": [], "test": []}
     for label, name in enumerate(classes):
         for split, count in (("train", per_class), ("test", test_per_class)):
-            files = sorted((CIFAR / split / name).iterdir())[:count]
+            files = sorted((CIFAR_FOLDER / split / name).iterdir())[:count]
             split_paths[split] += [str(path) for path in files]
             labels[split] += [label] * len(files)
     return split_paths, {split: np.asarray(values) for split, values in labels.items()}

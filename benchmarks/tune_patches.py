@@ -23,7 +23,6 @@ Example (a 20,000-image subset; each setting took 8-15 minutes on the shared 2-c
 
 import argparse
 import itertools
-import json
 import resource
 import time
 from pathlib import Path
@@ -36,11 +35,7 @@ from featpipe.features.patches import SoftThresholdPatches
 from featpipe.heads.losses import svm_loss
 from featpipe.heads.optim import lbfgs
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
-
-
-def emit(**figure):
-    print(json.dumps(figure), flush=True)
+from _common import CIFAR_FOLDER, emit
 
 
 def peak_memory_gib():
@@ -113,7 +108,7 @@ def main():
     parser.add_argument("--patch-size", type=int, nargs="+", default=[6])
     parser.add_argument("--regs", type=float, nargs="+", default=[1.67e-3])
     parser.add_argument("--n-epochs", type=int, default=100, help="L-BFGS iterations")
-    parser.add_argument("--data", type=Path, default=CIFAR, help="the CIFAR-10 JPEG folder")
+    parser.add_argument("--data", type=Path, default=CIFAR_FOLDER, help="the CIFAR-10 JPEG folder")
     args = parser.parse_args()
     dataset = load_dataset(args.data, val_size=args.val_size, seed=args.seed)
     dataset.X_test = dataset.y_test = None
