@@ -1,4 +1,4 @@
-"""The ``featpipe`` command: run, compare, extract, predict, pipelines, datasets, cache.
+"""The ``featpipe`` command: run, compare, extract, predict, serve, pipelines, datasets, cache.
 
 Bad input of any kind (an unknown name, a missing or empty folder, a corrupt
 image, an unwritable cache) ends with one ``featpipe: error: ...`` line on
@@ -187,6 +187,43 @@ def predict(run_dir, images):
         if probabilities is not None:
             line += f"\t{probabilities[index]:.4f}"
         click.echo(line)
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --api-key-file or --insecure.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Most images in one model call.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Longest a batch waits for more requests after its first.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False), default=None,
+              help="File of API keys, one per line; clients send Authorization: Bearer KEY.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without API keys.")
+@click.option("--max-image-bytes", default="10M", show_default=True, help="Largest encoded image (e.g. 512k, 10M).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True,
+              help="Largest width x height, read from the image header before decoding.")
+@click.option("--max-images-per-request", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--queue-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Requests admitted at once; one more is answered 503 with Retry-After.")
+@click.option("--request-timeout-ms", type=click.IntRange(min=1), default=30_000, show_default=True,
+              help="Deadline of a request from its arrival (slow bodies: 408; waiting past it: 503).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+def serve(run_dirs, host, port, max_batch, max_wait_ms, api_key_file, insecure, max_image_bytes, max_pixels,
+          max_images_per_request, queue_size, request_timeout_ms, log_level):
+    """Serve trained runs over HTTP: RUN_DIR (named by its spec) or NAME=RUN_DIR. See docs/serve.md."""
+    from featpipe.serve.limits import Limits, parse_size
+    from featpipe.serve.server import ServeOptions, run_server
+
+    limits = Limits(
+        max_image_bytes=parse_size(max_image_bytes), max_pixels=max_pixels,
+        max_images_per_request=max_images_per_request, queue_size=queue_size,
+        request_timeout_ms=request_timeout_ms, max_batch=max_batch, max_wait_ms=max_wait_ms,
+    )
+    return run_server(ServeOptions(run_dirs=tuple(run_dirs), host=host, port=port, api_key_file=api_key_file,
+                                   insecure=insecure, limits=limits, log_level=log_level))
 
 
 @cli.command()
