@@ -72,10 +72,13 @@ class Service:
         """Give a loaded model its batchers and warm it up off the event loop."""
         if self.registry.get(served.name) is not served:
             self.registry.add(served)
+        def predictions(images):
+            return served.predict_batch(images)
+
         def feature_rows(images):
             return (served.features_batch(images),)
 
-        for table, function in ((self._predictors, served.predict_batch), (self._extractors, feature_rows)):
+        for table, function in ((self._predictors, predictions), (self._extractors, feature_rows)):
             batcher = MicroBatcher(
                 function, max_batch=self.limits.max_batch, max_wait_ms=self.limits.max_wait_ms,
                 executor=self._batch_pool, n_workers=self.n_workers,
