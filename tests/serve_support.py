@@ -152,3 +152,20 @@ def model_outputs(run_dir, paths):
     model = load_model(Path(run_dir) / "model.skops")
     values = model.predict_proba(batch) if hasattr(model, "predict_proba") else model.decision_function(batch)
     return model.predict(batch), np.asarray(values), served.classes
+
+
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run")
+
+
+@contextmanager
+def chromium():
+    """Debian's headless Chromium driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()
