@@ -4,7 +4,9 @@
 :class:`RequestEnvelope` (plain ASGI, so it costs little):
 
 - takes the client's ``X-Request-ID`` (printable, at most 128 characters)
-  or makes one, and sends it back on every answer;
+  or makes one (a random prefix drawn at start and a counter: unique,
+  and cheaper than a fresh UUID per request), and sends it back on every
+  answer;
 - checks the API key (health probes excepted), answering 401 before
   anything else runs;
 - counts the request in flight (a draining server waits for these);
@@ -14,6 +16,7 @@
   request id) and observes ``featpipe_request_duration_seconds``.
 """
 
+import itertools
 import json
 import logging
 import re
@@ -98,6 +101,8 @@ class RequestEnvelope:
     def __init__(self, app, service):
         self.app = app
         self.service = service
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._id_numbers = itertools.count(1)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -108,7 +113,7 @@ class RequestEnvelope:
         state["arrived"] = started
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         offered = headers.get("x-request-id", "")
-        request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = offered if _REQUEST_ID.match(offered) else f"{self._id_prefix}-{next(self._id_numbers)}"
         outcome = {"status": 500, "started": False}
 
         async def send_with_id(message):
