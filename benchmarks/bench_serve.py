@@ -27,7 +27,6 @@ Without ``--run`` it trains the model first (a few minutes).
 
 import argparse
 import asyncio
-import base64
 import json
 import multiprocessing
 import os
@@ -44,6 +43,8 @@ import numpy as np
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
 LITSERVE_FIELD = "images"
+OPEN_LOOP_CONNECTIONS = 512
+"""Connections the overload client keeps open at most (a client pool, as real callers have)."""
 
 
 def emit(**figure):
@@ -166,7 +167,7 @@ async def _open_loop(url, bodies, rate, duration, timeout):
         except aiohttp.ClientError as error:
             statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
 
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=OPEN_LOOP_CONNECTIONS)
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = []
         begun = time.monotonic()

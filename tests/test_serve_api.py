@@ -1,5 +1,6 @@
 """featpipe serve's /v1 API in process: answers equal the run's model and `featpipe predict`, errors are JSON."""
 
+import hashlib
 import io
 import json
 import logging
@@ -222,5 +223,5 @@ def test_models_list_describes_each_run(runs):
     assert described["spec"] == "hog+color+softmax" and described["classes"] == metrics["dataset"]["classes"]
     assert described["accuracy"] == metrics["accuracy"] and described["feature_widths"] == metrics["feature_widths"]
     assert described["outputs"] == "probabilities" and listing["models"][0]["outputs"] == "scores"
-    import hashlib
-    assert described["version"] == hashlib.sha256((runs["hog+color+softmax"] / "model.skops").read_bytes()).hexdigest()[:16]
+    model_bytes = (runs["hog+color+softmax"] / "model.skops").read_bytes()
+    assert described["version"] == hashlib.sha256(model_bytes).hexdigest()[:16]

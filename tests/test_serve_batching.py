@@ -3,14 +3,18 @@
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
+from featpipe.serve.app import create_app
 from featpipe.serve.batcher import MicroBatcher
 from featpipe.serve.limits import Limits
 from featpipe.serve.problems import Problem
-from serve_support import make_service, metric_value, multipart, run_async, running_client, train_runs, write_image_files
+from serve_support import make_service, metric_value, run_async, running_client, train_runs, write_image_files
 
 PREDICT = "/v1/models/raw+svm/predict"
 
@@ -25,8 +29,8 @@ def image_files(tmp_path_factory):
     return write_image_files(tmp_path_factory.mktemp("serve-images"))
 
 
-def _raw(client, path, deadline_headers=None):
-    return client.post(PREDICT, content=path.read_bytes(), headers={"Content-Type": "image/png", **(deadline_headers or {})})
+def _raw(client, path):
+    return client.post(PREDICT, content=path.read_bytes(), headers={"Content-Type": "image/png"})
 
 
 def test_concurrent_requests_share_batches_and_the_histogram_shows_it(runs, image_files):
@@ -97,7 +101,7 @@ def test_a_failing_request_does_not_fail_its_neighbours(runs, image_files):
         service = make_service([runs["raw+svm"]], limits=Limits(max_wait_ms=300), n_workers=1)
         served = service.registry.get("raw+svm")
         original = served.predict_batch
-        poison = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(image_files[3]).convert("RGB"))
+        poison = np.asarray(Image.open(image_files[3]).convert("RGB"))
 
         def fails_on_poison(images):
             if any(np.array_equal(image, poison) for image in images):
@@ -157,9 +161,6 @@ def test_readyz_is_503_until_the_models_are_warm_and_while_draining(runs):
         release = threading.Event()
         original = served.warm_up
         served.warm_up = lambda n: (release.wait(10), original(n))
-        from featpipe.serve.app import create_app
-        import httpx
-
         app = create_app(service)
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
@@ -187,8 +188,6 @@ def test_readyz_is_503_until_the_models_are_warm_and_while_draining(runs):
 
 def test_batcher_splits_answers_and_drops_expired_requests():
     async def scenario():
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(1) as pool:
             batcher = MicroBatcher(lambda x: (x * 2, x.sum(axis=1)), max_batch=8, max_wait_ms=50, executor=pool)
             batcher.start()

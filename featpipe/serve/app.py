@@ -9,6 +9,9 @@
   answer;
 - checks the API key (health probes excepted), answering 401 before
   anything else runs;
+- answers 503 to an inference request when the queue is full or the
+  server is draining, before routing, so that rejecting stays cheap under
+  overload;
 - counts the request in flight (a draining server waits for these);
 - turns any exception that escaped the handlers into a 500 with a generic
   JSON body, logging the traceback;
@@ -128,6 +131,8 @@ class RequestEnvelope:
             if scope["path"] not in OPEN_PATHS and not self.service.key_checker.allows(
                     headers, cookie_parser(headers.get("cookie", ""))):
                 await self._refuse_key(scope, send_with_id)
+            elif scope["method"] == "POST" and scope["path"] != "/login" and self.service.overloaded():
+                await self._refuse_overload(send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         except Exception:
@@ -149,6 +154,15 @@ class RequestEnvelope:
         await send({"type": "http.response.start", "status": 401,
                     "headers": [(b"content-type", media_type), (b"www-authenticate", b"Bearer")]})
         await send({"type": "http.response.body", "body": body})
+
+    async def _refuse_overload(self, send):
+        """The 503 of a full queue or a draining server, answered before routing (the cheapest answer)."""
+        problem = self.service.overload_problem()
+        self.service.metrics.rejections.labels(problem.reason).inc()
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"retry-after", problem.headers["Retry-After"].encode())]})
+        await send({"type": "http.response.body", "body": json.dumps({"error": problem.message}).encode()})
 
     def _record(self, scope, state, status, started, request_id):
         milliseconds = (time.monotonic() - started) * 1000

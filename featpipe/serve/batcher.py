@@ -3,7 +3,8 @@
 Requests put their decoded images in one waiting line per model. A few
 worker coroutines (one per core) each take the first request waiting, add
 the requests behind it while the batch stays within ``max_batch`` images and
-the first one has waited less than ``max_wait_ms``, and run the model once,
+the first one has waited less than ``max_wait_ms`` (and only while other
+requests are on their way: a lone request does not wait), and run the model once,
 in a thread, on the stacked images. Because the extractors and BLAS release
 the GIL, two workers keep two cores busy.
 
@@ -58,15 +59,22 @@ class MicroBatcher:
         Receives ``batch_started(n_images, waits)``, ``batch_done(n_images)``,
         ``queue_depth(n_images)`` and ``dropped(reason)``; see
         :class:`featpipe.serve.metrics.ServiceMetrics`.
+    arriving : callable or None
+        Returns how many requests are on their way (admitted, not yet
+        queued). A batch waits for company only while some are: with
+        nothing on its way, waiting would only add ``max_wait_ms`` to a
+        lone request. None: always wait up to ``max_wait_ms``.
     """
 
-    def __init__(self, run_batch, *, max_batch, max_wait_ms, executor, n_workers=1, observer=None):
+    def __init__(self, run_batch, *, max_batch, max_wait_ms, executor, n_workers=1, observer=None,
+                 arriving=None):
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.executor = executor
         self.n_workers = n_workers
         self.observer = observer
+        self.arriving = arriving
         self._waiting = deque()
         self._arrived = None
         self._workers = []
@@ -140,7 +148,7 @@ class MicroBatcher:
                 count += len(batch[-1].images)
                 continue
             remaining = closes - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (self.arriving is not None and self.arriving() == 0):
                 break
             self._arrived.clear()
             try:

@@ -14,6 +14,7 @@ later work is done:
 """
 
 import asyncio
+import contextvars
 import logging
 import os
 import time
@@ -28,6 +29,9 @@ from featpipe.serve.metrics import ServiceMetrics
 from featpipe.serve.problems import Problem
 
 logger = logging.getLogger("featpipe.serve")
+
+_HANDED_TO_BATCHER = contextvars.ContextVar("handed_to_batcher", default=False)
+"""Whether the current request has reached a batcher (each request runs in its own task)."""
 
 
 INLINE_DECODE_PIXELS = 64 * 32 * 32
@@ -68,6 +72,7 @@ class Service:
         self.n_workers = n_workers or default_workers()
         self.metrics = ServiceMetrics()
         self.admitted = 0
+        self.handed = 0
         self.in_flight = 0
         self._batch_pool = None
         self._decode_pool = None
@@ -96,7 +101,7 @@ class Service:
             batcher = MicroBatcher(
                 function, max_batch=self.limits.max_batch, max_wait_ms=self.limits.max_wait_ms,
                 executor=self._batch_pool, n_workers=self.n_workers,
-                observer=self.metrics.for_model(served.name),
+                observer=self.metrics.for_model(served.name), arriving=self.arriving,
             )
             batcher.start()
             table[served.name] = batcher
@@ -123,19 +128,40 @@ class Service:
             raise Problem(404, f"no model named {name!r}; GET /v1/models lists them", reason="unknown_model")
         return served
 
+    def overloaded(self):
+        """Whether a new inference request would be refused (queue full or draining)."""
+        return self.registry.draining or self.admitted >= self.limits.queue_size
+
+    def overload_problem(self):
+        """The 503 that :meth:`overloaded` calls for."""
+        if self.registry.draining:
+            return Problem(503, "the server is shutting down", reason="draining")
+        return Problem(503, f"the queue is full ({self.limits.queue_size} requests); retry shortly",
+                       reason="queue_full")
+
     @asynccontextmanager
     async def admit(self):
         """Hold one of ``queue_size`` places for the whole request, or answer 503 at once."""
-        if self.registry.draining:
-            raise Problem(503, "the server is shutting down", reason="draining")
-        if self.admitted >= self.limits.queue_size:
-            raise Problem(503, f"the queue is full ({self.limits.queue_size} requests); retry shortly",
-                          reason="queue_full")
+        if self.overloaded():
+            raise self.overload_problem()
         self.admitted += 1
+        token = _HANDED_TO_BATCHER.set(False)
         try:
             yield
         finally:
             self.admitted -= 1
+            if _HANDED_TO_BATCHER.get():
+                self.handed -= 1
+            _HANDED_TO_BATCHER.reset(token)
+
+    def arriving(self):
+        """Requests admitted that have not reached a batcher yet (being read or decoded)."""
+        return self.admitted - self.handed
+
+    def _hand_over(self):
+        if not _HANDED_TO_BATCHER.get():
+            _HANDED_TO_BATCHER.set(True)
+            self.handed += 1
 
     async def decode(self, uploads, image_size):
         """Decode uploads; return (images of the good ones, [(index, error)] of the bad).
@@ -162,17 +188,20 @@ class Service:
         """(labels, values) for ``images`` from the model's batcher."""
         if not len(images):
             return np.empty(0, np.int64), np.empty((0, len(served.classes)), np.float32)
+        self._hand_over()
         return await self._predictors[served.name].submit(images, deadline)
 
     async def features(self, served, images, deadline):
         """The model's feature rows for ``images`` from its feature batcher."""
         if not len(images):
             return np.empty((0, served.feature_width), np.float32)
+        self._hand_over()
         (rows,) = await self._extractors[served.name].submit(images, deadline)
         return rows
 
     async def run_in_pool(self, function, *args):
         """Run a vectorized call in the batch pool (for work that has no batcher)."""
+        self._hand_over()
         return await asyncio.get_running_loop().run_in_executor(self._batch_pool, function, *args)
 
 

@@ -92,7 +92,7 @@ def _parse_form(content_type, body, limits):
 
     def on_part_begin():
         part.clear()
-        part.update(headers={}, field=b"", value=b"", data=bytearray())
+        part.update(headers={}, field=b"", value=b"", data=bytearray(), is_image=False)
 
     def on_header_field(data, start, end):
         part["field"] += data[start:end]
@@ -104,13 +104,16 @@ def _parse_form(content_type, body, limits):
         part["headers"][part["field"].lower()] = part["value"]
         part["field"], part["value"] = b"", b""
 
+    def on_headers_finished():
+        part["is_image"] = _field_name(part["headers"]) == IMAGE_FIELD
+
     def on_part_data(data, start, end):
-        if _field_name(part["headers"]) == IMAGE_FIELD:
+        if part["is_image"]:
             part["data"] += data[start:end]
             _check_image_bytes(len(part["data"]), limits)
 
     def on_part_end():
-        if _field_name(part["headers"]) != IMAGE_FIELD:
+        if not part["is_image"]:
             return
         if len(uploads) >= limits.max_images_per_request:
             raise Problem(413, f"more than {limits.max_images_per_request} images in one request",
@@ -122,6 +125,7 @@ def _parse_form(content_type, body, limits):
     parser = MultipartParser(boundary, {
         "on_part_begin": on_part_begin, "on_header_field": on_header_field,
         "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
         "on_part_data": on_part_data, "on_part_end": on_part_end,
     })
     try:
