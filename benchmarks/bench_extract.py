@@ -38,7 +38,7 @@ CIFAR = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg"
 
 _JOB = """
 import json, sys
-from featpipe.extract_job import run_extract_job
+from featpipe.pipeline.extract_job import run_extract_job
 if __name__ == "__main__":
     options = json.loads(sys.argv[1])
     store = run_extract_job(progress=False, **options)

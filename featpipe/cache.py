@@ -8,8 +8,6 @@ never take big arrays as hashed arguments: they take short fingerprints
 arrays through arguments joblib is told to ignore.
 """
 
-import hashlib
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,9 +15,8 @@ from pathlib import Path
 import joblib
 import platformdirs
 
-
-class CacheError(ValueError):
-    """A cache directory that cannot be used."""
+from featpipe.digests import KEY_CHARS, json_sha256
+from featpipe.errors import CacheError
 
 
 def default_cache_dir():
@@ -28,9 +25,8 @@ def default_cache_dir():
 
 
 def fingerprint(*parts):
-    """A short, stable hex digest of JSON-serializable ``parts``."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+    """A short, stable hex digest of JSON-serializable ``parts`` (a stage cache key)."""
+    return json_sha256(parts, KEY_CHARS)
 
 
 def make_memory(cache_dir=None, enabled=True):

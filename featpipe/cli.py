@@ -1,21 +1,38 @@
 """The ``featpipe`` command: run, compare, extract, predict, serve, pipelines, datasets, cache.
 
 Bad input of any kind (an unknown name, a missing or empty folder, a corrupt
-image, an unwritable cache) ends with one ``featpipe: error: ...`` line on
-stderr and exit status 2; an interrupted run ends with status 130. Neither
-leaves a half-written run folder behind.
+image, an unwritable cache: a :class:`featpipe.errors.FeatpipeError`, or an
+operating-system error about the user's files) ends with one ``featpipe:
+error: ...`` line on stderr and exit status 2; an interrupted run ends with
+status 130. Neither leaves a half-written run folder behind. Anything else is
+a bug: one ``featpipe: internal error: ...`` line and status 1, with the
+traceback above it when the environment sets ``FEATPIPE_DEBUG=1``. When the
+reader of the output goes away (``featpipe pipelines | head -1``) the command
+ends silently with status 1.
 """
 
+import errno
+import io
 import json
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
 import click
 
+from featpipe.errors import FeatpipeError
+
 STATUS_BAD_INPUT = 2
+STATUS_INTERNAL_ERROR = 1
 STATUS_INTERRUPTED = 130
+
+_FILE_ERRNOS = frozenset({
+    errno.ENOENT, errno.EACCES, errno.EPERM, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC,
+    errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.EMFILE,
+})
+"""errno values that describe the user's files or disk rather than a fault of featpipe."""
 
 
 _INTERRUPTED = {
@@ -24,6 +41,7 @@ _INTERRUPTED = {
     "extract": "finished shards are kept; run the same command again to resume",
 }
 """What an interrupted command leaves behind, said after "interrupted;"."""
+
 
 class _OneLineErrors(click.Group):
     """A command group that turns bad input into one line and a status code."""
@@ -49,18 +67,49 @@ class _OneLineErrors(click.Group):
             click.echo(f"featpipe: interrupted; {_INTERRUPTED.get(ctx.invoked_subcommand, 'nothing was written')}",
                        err=True)
             ctx.exit(STATUS_INTERRUPTED)
-        except (ValueError, OSError) as error:
-            message = " ".join(str(error).split())
-            click.echo(f"featpipe: error: {message}", err=True)
-            ctx.exit(STATUS_BAD_INPUT)
+        except BrokenPipeError:
+            _silence_stdout()
+            ctx.exit(STATUS_INTERNAL_ERROR)
         except Exception as error:
-            if os.environ.get("FEATPIPE_DEBUG"):
-                raise
-            click.echo(
-                f"featpipe: internal error: {type(error).__name__}: {error} "
-                "(set FEATPIPE_DEBUG=1 for the traceback)", err=True,
-            )
-            ctx.exit(1)
+            if not _is_bad_input(error):
+                _report_internal_error(error)
+                ctx.exit(STATUS_INTERNAL_ERROR)
+            click.echo(f"featpipe: error: {' '.join(str(error).split())}", err=True)
+            ctx.exit(STATUS_BAD_INPUT)
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null after its reader went away (``featpipe ... | head``).
+
+    Nothing is reported: the output was not wanted any more. Without this, flushing stdout
+    at exit would raise again (the recipe of Python's ``signal`` documentation).
+    """
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def _is_bad_input(error):
+    """Whether ``error`` is the user's (exit 2) rather than a bug in featpipe (exit 1).
+
+    A :class:`FeatpipeError` is bad input by definition. An ``OSError`` is when it
+    names a file or carries an errno about files and disks (missing, not allowed,
+    disk full, ...): a folder that cannot be read or written is the user's to fix.
+    """
+    if isinstance(error, FeatpipeError):
+        return True
+    return isinstance(error, OSError) and (error.filename is not None or error.errno in _FILE_ERRNOS)
+
+
+def _report_internal_error(error):
+    """One ``featpipe: internal error:`` line; the traceback above it when FEATPIPE_DEBUG=1."""
+    debug = os.environ.get("FEATPIPE_DEBUG", "") not in ("", "0")
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    hint = "" if debug else " (set FEATPIPE_DEBUG=1 for the traceback)"
+    click.echo(f"featpipe: internal error: {type(error).__name__}: {' '.join(str(error).split())}{hint}",
+               err=True)
 
 
 def _run_options(command):
@@ -73,7 +122,7 @@ def _run_options(command):
         click.option("--cache-dir", type=click.Path(), default=None,
                      help="Cache root (default: the user cache directory)."),
         click.option("--no-cache", is_flag=True, help="Recompute every stage; cache nothing."),
-        click.option("--jobs", type=int, default=-1, show_default=True,
+        click.option("--jobs", "n_jobs", type=int, default=-1, show_default=True,
                      help="Extraction worker processes (-1: all cores)."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=None,
                      help="Images per extraction task."),
@@ -91,18 +140,20 @@ def _run_options(command):
     return command
 
 
-def _run_one(name, out, data, image_size, cache_dir, no_cache, jobs, chunk_size, seed,
-             val_size, strict, search, quiet):
-    from featpipe.pipeline import run_pipeline
-    from featpipe.spec import resolve
+def _run_options_from(params):
+    """The RunOptions of a ``run`` or ``compare`` command's parameters."""
+    from featpipe.pipeline.options import RunOptions, options_from
 
-    result = run_pipeline(
-        resolve(name), data=data, image_size=image_size, out=out, cache_dir=cache_dir,
-        use_cache=not no_cache, n_jobs=jobs, chunk_size=chunk_size, seed=seed,
-        val_size=val_size, strict=strict, search=search, quiet=quiet,
-    )
+    return options_from(RunOptions, params, use_cache=not params["no_cache"])
+
+
+def _run_one(name, data, options, out):
+    from featpipe.pipeline.run import run_pipeline
+    from featpipe.pipeline.spec import resolve
+
+    result = run_pipeline(resolve(name), data, options=options, out=out)
     metrics = result.metrics
-    if not quiet:
+    if not options.quiet:
         stage_text = ", ".join(
             f"{stage} {seconds:.2f}s{' (cached)' if metrics['cache_hits'][stage] else ''}"
             for stage, seconds in metrics["seconds"].items()
@@ -115,7 +166,7 @@ def _run_one(name, out, data, image_size, cache_dir, no_cache, jobs, chunk_size,
 
 
 def _print_accuracies(metrics):
-    counts = {split: metrics["dataset"][f"n_{split}"] for split in ("train", "val", "test")}
+    counts = {split: metrics["dataset"][f"n_{split}"] for split in metrics["accuracy"]}
     for split, accuracy in metrics["accuracy"].items():
         if accuracy is not None:
             click.echo(f"{metrics['spec']} {split:<5} accuracy {accuracy:.4f} ({counts[split]} images)")
@@ -137,9 +188,9 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder (default runs/<timestamp>-<name>).")
 @_run_options
-def run(name, out, **options):
+def run(name, out, data, **params):
     """Run pipeline NAME: a file in pipelines/ or a spec like hog+color+svm."""
-    result = _run_one(name, out, **options)
+    result = _run_one(name, data, _run_options_from(params), out)
     _print_accuracies(result.metrics)
 
 
@@ -149,15 +200,16 @@ def run(name, out, **options):
 @click.option("--from", "from_runs", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Finished run folder to include without retraining (repeatable).")
 @_run_options
-def compare(names, out, from_runs, **options):
+def compare(names, out, from_runs, data, **params):
     """Run several pipelines and write report.html, report.md and results.json to --out."""
     from featpipe.report import write_report
 
     if not names and not from_runs:
         raise click.UsageError("name at least one pipeline, or finished runs with --from")
+    options = _run_options_from(params)
     run_dirs = [Path(path) for path in from_runs]
     for name in names:
-        result = _run_one(name, Path(out) / "runs" / name.replace("/", "_"), **options)
+        result = _run_one(name, data, options, Path(out) / "runs" / name.replace("/", "_"))
         _print_accuracies(result.metrics)
         run_dirs.append(result.run_dir)
     written = write_report(run_dirs, Path(out))
@@ -230,7 +282,7 @@ def serve(run_dirs, host, port, max_batch, max_wait_ms, api_key_file, insecure, 
 @click.argument("features")
 @click.option("--data", default=None, help="Images to extract: builtin, cifar10, a folder or a .npz file.")
 @click.option("--out", "store", type=click.Path(file_okay=False), required=True, help="Feature store folder.")
-@click.option("--jobs", type=int, default=-1, show_default=True,
+@click.option("--jobs", "n_jobs", type=int, default=-1, show_default=True,
               help="Processes extracting at once, this one included (-1: all cores).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Images per shard.")
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler, e.g. tcp://HOST:8786.")
@@ -243,24 +295,21 @@ def serve(run_dirs, host, port, max_batch, max_wait_ms, api_key_file, insecure, 
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def extract(features, data, store, jobs, chunk_size, scheduler, backend, from_run, image_size,
-            cache_dir, strict, quiet):
+def extract(features, data, store, **params):
     """Extract FEATURES (e.g. hog+color) for a whole image collection into a resumable store."""
-    from featpipe.extract_job import run_extract_job
+    from featpipe.pipeline.extract_job import run_extract_job
+    from featpipe.pipeline.options import ExtractOptions, options_from
 
-    summary = run_extract_job(
-        features, data=data, out=store, n_jobs=jobs, chunk_size=chunk_size, scheduler=scheduler,
-        backend=None if backend == "local" else backend, strict=strict, cache_dir=cache_dir,
-        from_run=from_run, image_size=image_size, progress=not quiet,
-    )
-    click.echo(summary)
+    options = options_from(ExtractOptions, params, progress=not params["quiet"],
+                           backend=None if params["backend"] == "local" else params["backend"])
+    click.echo(run_extract_job(features, data, store, options=options))
 
 
 @cli.command()
 def pipelines():
     """List the named pipelines and the feature and head names a spec can use."""
-    from featpipe.registry import FEATURES, HEADS
-    from featpipe.spec import default_pipelines_dir, list_pipelines
+    from featpipe.pipeline.registry import FEATURES, HEADS
+    from featpipe.pipeline.spec import default_pipelines_dir, list_pipelines
 
     named = list_pipelines()
     width = max((len(spec.name) for spec in named), default=0)
@@ -277,13 +326,15 @@ def pipelines():
 @click.option("--image-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
-def datasets(data, image_size, cache_dir, strict):
+def datasets(data, **params):
     """Describe data set DATA (default: the built-in one): classes and split sizes."""
-    from featpipe.datasets import load_dataset
+    from featpipe.datasets import SPLITS, LoadOptions, load_dataset
+    from featpipe.pipeline.options import options_from
 
-    dataset = load_dataset(data, image_size=image_size, strict=strict, cache_dir=cache_dir)
-    click.echo(f"{dataset.name}: {len(dataset.classes)} classes, images {image_size}x{image_size}")
-    for split in ("train", "val", "test"):
+    options = options_from(LoadOptions, params)
+    dataset = load_dataset(data, options)
+    click.echo(f"{dataset.name}: {len(dataset.classes)} classes, images {options.image_size}x{options.image_size}")
+    for split in SPLITS:
         labels = getattr(dataset, f"y_{split}")
         click.echo(f"  {split:<5} {len(labels):>7} images")
     click.echo(f"  classes: {', '.join(dataset.classes)}")

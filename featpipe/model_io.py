@@ -8,11 +8,9 @@ refused.
 
 import skops.io as sio
 
+from featpipe.errors import ModelFileError
+
 TRUSTED_PREFIXES = ("featpipe.", "sklearn.", "numpy.", "builtins.", "collections.", "scipy.")
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, damaged or asks for untrusted types."""
 
 
 def save_model(model, path):

@@ -9,18 +9,20 @@ chunks run in local worker processes; inside
 is computed from its own image only.
 """
 
-from contextlib import ExitStack, contextmanager
-
 import numpy as np
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed
+
+from featpipe.errors import ParameterError
 
 DEFAULT_CHUNK_SIZE = 2000
+"""Images per task (a run's extraction) or per shard (an extract job): about a second of HOG + colour
+work on 32x32 images."""
 
 
 def chunk_bounds(n_items, chunk_size):
     """Return the (start, stop) pairs that cut ``n_items`` into chunks."""
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1; got {chunk_size}")
+        raise ParameterError(f"chunk_size must be at least 1; got {chunk_size}")
     return [(start, min(start + chunk_size, n_items)) for start in range(0, n_items, chunk_size)]
 
 
@@ -65,46 +67,3 @@ def transform_in_chunks(extractor, images, n_jobs=None, chunk_size=DEFAULT_CHUNK
         if progress is not None:
             progress(stop - start)
     return features
-
-
-@contextmanager
-def dask_backend(n_jobs, scheduler):
-    """Run the joblib ``Parallel`` calls inside this block on Dask: on ``scheduler``, or on a new LocalCluster.
-
-    Parameters
-    ----------
-    n_jobs : int or None
-        Worker processes of the LocalCluster (None or -1: one per core);
-        ignored with ``scheduler``.
-    scheduler : str or None
-        Address of a running scheduler, ``tcp://HOST:PORT``.
-
-    Raises
-    ------
-    ValueError
-        When dask.distributed is not installed or the scheduler cannot be
-        reached.
-    """
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ValueError("the Dask backend needs dask.distributed: pip install -e \".[dask]\"") from None
-    with ExitStack() as stack:
-        if scheduler is not None:
-            try:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))
-            except (OSError, TimeoutError) as error:
-                raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
-        else:
-            import dask
-
-            n_workers = None if n_jobs in (None, -1) else n_jobs
-            stack.enter_context(dask.config.set({"distributed.worker.profile.enabled": False}))
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=":0",
-            ))
-            client = stack.enter_context(Client(cluster))
-        stack.enter_context(parallel_config(backend="dask", wait_for_workers_timeout=60))
-        client.wait_for_workers(1, timeout=60)
-        yield

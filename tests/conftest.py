@@ -1,23 +1,9 @@
-"""Shared fixtures: small data sets the tests make, and the CIFAR-10 folder's location."""
-
-import os
-from pathlib import Path
+"""Shared fixtures: small data sets and feature shards the tests make (helpers live in ``helpers.py``)."""
 
 import numpy as np
 import pytest
 
-from featpipe.store import SHARDS_DIR
-
-CIFAR_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
-
-
-def make_colour_images(n_per_class, n_classes=3, size=16, seed=0):
-    """Noisy images whose dominant channel is their class: easy, but not trivial."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(n_classes), n_per_class)
-    images = rng.integers(0, 200, size=(len(labels), size, size, 3), dtype=np.uint8)
-    images[np.arange(len(labels)), :, :, labels % 3] += 55
-    return images, labels
+from helpers import make_colour_images
 
 
 @pytest.fixture(scope="session")
@@ -31,18 +17,8 @@ def small_npz(tmp_path_factory):
     return path
 
 
-def link_cifar_folder(root, n_train, n_test, n_classes=3, corrupt=False):
-    """A small ROOT/{train,test}/<class>/ folder of CIFAR-10 JPEGs (symbolic links), optionally with a corrupt file."""
-    for split, count in (("train", n_train), ("test", n_test)):
-        for name in sorted(os.listdir(CIFAR_FOLDER / split))[:n_classes]:
-            (root / split / name).mkdir(parents=True)
-            for file_name in sorted(os.listdir(CIFAR_FOLDER / split / name))[:count]:
-                os.symlink(CIFAR_FOLDER / split / name / file_name, root / split / name / file_name)
-    if corrupt:
-        (root / "train" / sorted(os.listdir(root / "train"))[1] / "0003_bad.jpg").write_bytes(b"\xff\xd8 truncated")
-    return root
-
-
-def read_shard_bytes(store_dir):
-    """{file name: bytes} of every feature shard of a store folder."""
-    return {path.name: path.read_bytes() for path in sorted((Path(store_dir) / SHARDS_DIR).glob("*.npy"))}
+@pytest.fixture
+def arrays():
+    """Four float32 shards of 5 columns, one of them empty."""
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((rows, 5)).astype(np.float32) for rows in (4, 0, 7, 3)]

@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from featpipe import extract_job, run_folder, stages
 from featpipe.cli import cli
+from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.model_io import load_model
+from featpipe.pipeline import extract_job, run_folder, stages
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_second_run_reports_every_stage_cached(tmp_path, invoke, small_npz):
     args = ("run", "raw+softmax", "--data", small_npz, "--cache-dir", tmp_path / "cache", "--jobs", 1)
     invoke(*args, "--out", tmp_path / "first")
     second = invoke(*args, "--out", tmp_path / "second")
-    assert second.stderr.count("(cached)") == len(stages.STAGE_NAMES)
+    assert second.stderr.count("(cached)") == len(STAGE_NAMES)
 
 
 def test_pipelines_lists_the_shipped_files(invoke):
@@ -80,7 +81,7 @@ def test_cache_info_and_clear(tmp_path, invoke, small_npz):
            "--jobs", 1)
     info = invoke("cache", "info", "--cache-dir", tmp_path / "cache")
     n_entries = int(info.stdout.split("\n")[1].split()[0])
-    assert n_entries >= len(stages.STAGE_NAMES)
+    assert n_entries >= len(STAGE_NAMES)
     cleared = invoke("cache", "clear", "--cache-dir", tmp_path / "cache")
     assert cleared.exit_code == 0 and not (tmp_path / "cache").exists()
 
@@ -163,6 +164,66 @@ def test_full_disk_while_writing_leaves_no_half_written_run(tmp_path, invoke, mo
     result = invoke("run", "raw+softmax", "--data", small_npz, "--out", tmp_path / "run", "--no-cache", "--jobs", 1)
     assert result.exit_code == 2 and "No space left on device" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_bad_parameter_values_in_a_pipeline_file_are_bad_input(tmp_path, invoke, small_npz):
+    for name, table in (("hog", "[[features]]\nname = \"hog\"\norientations = 0\n[head]\nname = \"svm\"\n"),
+                        ("logreg", "[[features]]\nname = \"raw\"\n[head]\nname = \"logreg\"\nC = -1.0\n")):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(table)
+        result = invoke("run", path, "--data", small_npz, "--out", tmp_path / name, "--cache-dir", tmp_path / "cache",
+                        "--jobs", 1)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("featpipe: error:") and result.stderr.count("\n") == 1
+        assert not (tmp_path / name).exists()
+
+
+def _a_bug(*args, **kwargs):
+    return np.zeros(3) @ np.zeros(2)  # numpy's ValueError: what a real bug in featpipe raises
+
+
+@pytest.mark.parametrize("debug", [None, "1"])
+def test_a_bug_is_an_internal_error_with_the_traceback_on_request(tmp_path, invoke, monkeypatch, small_npz, debug):
+    monkeypatch.setattr(stages, "evaluate", _a_bug)
+    if debug:
+        monkeypatch.setenv("FEATPIPE_DEBUG", debug)
+    else:
+        monkeypatch.delenv("FEATPIPE_DEBUG", raising=False)
+    result = invoke("run", "raw+softmax", "--data", small_npz, "--out", tmp_path / "run", "--no-cache", "--jobs", 1)
+    assert result.exit_code == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("featpipe: internal error: ValueError: matmul")
+    if debug:
+        assert "Traceback (most recent call last)" in result.stderr and "_a_bug" in result.stderr
+    else:
+        assert result.stderr.count("\n") == 1 and "FEATPIPE_DEBUG=1" in last_line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("error, status", [
+    (FileNotFoundError(2, "No such file or directory", "/nowhere/model.skops"), 2),
+    (PermissionError(13, "Permission denied"), 2),
+    (ConnectionResetError(104, "Connection reset by peer"), 1),
+    (RuntimeError("broken invariant"), 1),
+])
+def test_os_errors_about_files_are_bad_input_and_others_internal(tmp_path, invoke, monkeypatch, small_npz,
+                                                                  error, status):
+    def raising(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(stages, "evaluate", raising)
+    result = invoke("run", "raw+softmax", "--data", small_npz, "--out", tmp_path / "run", "--no-cache", "--jobs", 1)
+    assert result.exit_code == status
+    assert result.stderr.startswith("featpipe: error:" if status == 2 else "featpipe: internal error:")
+
+
+def test_a_reader_that_goes_away_ends_the_command_silently():
+    process = subprocess.Popen([sys.executable, "-m", "featpipe.cli", "pipelines"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert stderr == ""
 
 
 def test_console_script_runs_as_a_real_process(tmp_path):

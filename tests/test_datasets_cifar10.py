@@ -12,8 +12,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from featpipe.datasets import DatasetError, describe_source, load_dataset
-from featpipe.datasets import cifar10
+from featpipe.datasets import DatasetError, cifar10, describe_source, load_dataset
 
 CLASSES = [f"class{index}" for index in range(10)]
 PER_BATCH = 12

@@ -32,6 +32,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import builtin_report
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -220,8 +222,6 @@ def find_chromium():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from test_report import builtin_report
-
     out = builtin_report(tmp_path_factory)
     return json.loads((out / "results.json").read_text()), out / "report.html"
 

@@ -27,8 +27,9 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import pooch
+
+from featpipe.cache import default_cache_dir
 
 from .core import DatasetError
 
@@ -55,11 +56,6 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("_codecs", "encode"): codecs.encode,
 }
-
-
-def default_cache_dir():
-    """featpipe's user cache folder, e.g. ``~/.cache/featpipe`` on Linux."""
-    return platformdirs.user_cache_path("featpipe")
 
 
 class _ArrayUnpickler(pickle.Unpickler):

@@ -1,21 +1,17 @@
 """What every data-set loader returns, how it fails, and how it is fingerprinted."""
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
-FORMAT_VERSION = 1
-"""Bumped whenever decoding or splitting changes, so cached loads are not reused."""
+from featpipe.digests import DATASET_CHARS, json_sha256
+from featpipe.errors import DatasetError
 
+DECODING_VERSION = 1
+"""Bumped whenever decoding or splitting changes, so data set fingerprints (and cached loads) change."""
 
-class DatasetError(ValueError):
-    """A data set cannot be found, read or split.
-
-    The message is one line that says what was wrong and what is needed; the
-    command line prints it and exits with status 2.
-    """
+SPLITS = ("train", "val", "test")
+"""The splits of every data set, in the order stores and reports list them."""
 
 
 class UnreadableImageWarning(UserWarning):
@@ -61,14 +57,6 @@ class Dataset:
         """Height (= width) of every image."""
         return int(self.X_train.shape[1])
 
-    def summary(self):
-        """One line: name, classes, split sizes, image size and skipped files."""
-        return (
-            f"{self.name}: {len(self.classes)} classes, {len(self.y_train)} train / "
-            f"{len(self.y_val)} val / {len(self.y_test)} test images of "
-            f"{self.image_size}x{self.image_size}, {len(self.skipped)} unreadable file(s) skipped"
-        )
-
 
 def check_image_size(image_size):
     """Return ``image_size`` as an int, or raise DatasetError unless it is an integer >= 1."""
@@ -98,12 +86,12 @@ def fingerprint_of(kind, content_digest, image_size, val_size, seed):
         32 hex digits.
     """
     key = {
-        "format": FORMAT_VERSION,
+        "format": DECODING_VERSION,
         "kind": kind,
         "content": content_digest,
         "image_size": image_size,
         "val_size": val_size,
         "seed": seed,
     }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return json_sha256(key, DATASET_CHARS)
 

@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 
 from ..features.base import check_images
-from .core import DatasetError
+from .core import SPLITS, DatasetError
 
 REQUIRED_KEYS = ("X_train", "y_train", "X_test", "y_test")
 
@@ -89,7 +89,7 @@ def read_npz(path):
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         reason = " ".join(str(error).split())
         raise DatasetError(f"cannot read {path} as an .npz of arrays: {reason}") from None
-    names = [name for name in ("train", "val", "test") if f"X_{name}" in arrays]
+    names = [name for name in SPLITS if f"X_{name}" in arrays]
     images = {name: _images(arrays, f"X_{name}", path) for name in names}
     shapes = {batch.shape[1:] for batch in images.values()}
     if len(shapes) > 1:

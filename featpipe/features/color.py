@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 from skimage.color import rgb2hsv
 
+from featpipe.errors import ParameterError
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 
 _HSV = "hsv"
@@ -177,12 +178,12 @@ class ColorHistogram(ImageFeatureExtractor):
         if not isinstance(channels, str) or not channels or any(
             channel not in _HSV for channel in channels
         ) or len(set(channels)) != len(channels):
-            raise ValueError(f"channels must be distinct letters of 'hsv', e.g. 'h' or 'hsv'; got {channels!r}")
+            raise ParameterError(f"channels must be distinct letters of 'hsv', e.g. 'h' or 'hsv'; got {channels!r}")
         bins = [self.bins] * len(channels) if np.isscalar(self.bins) else list(self.bins)
         if len(bins) != len(channels) or not all(
             is_whole_number(count) and count >= 1 for count in bins
         ):
-            raise ValueError(
+            raise ParameterError(
                 f"bins must be a positive int or one positive int per channel ({len(channels)}); "
                 f"got {self.bins!r}"
             )
@@ -190,7 +191,7 @@ class ColorHistogram(ImageFeatureExtractor):
         if len(grid) != 2 or not all(
             is_whole_number(side) and side >= 1 for side in grid
         ):
-            raise ValueError(f"grid must be a positive int or a (rows, cols) pair; got {self.grid!r}")
+            raise ParameterError(f"grid must be a positive int or a (rows, cols) pair; got {self.grid!r}")
         return channels, [int(count) for count in bins], grid
 
     def min_image_size(self):
@@ -206,7 +207,7 @@ class ColorHistogram(ImageFeatureExtractor):
         """Width: grid cells times the bins of one cell."""
         _, _, grid = self._checked_params()
         if image_shape[0] < grid[0] or image_shape[1] < grid[1]:
-            raise ValueError(
+            raise ParameterError(
                 f"images of {image_shape[0]}x{image_shape[1]} pixels are too small for a "
                 f"{grid[0]}x{grid[1]} grid; need at least one pixel per cell"
             )

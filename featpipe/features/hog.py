@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 from skimage.color import rgb2gray
 
+from featpipe.errors import ParameterError
 from featpipe.features._hog_cells import max_channel_cell_sums
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 
@@ -237,12 +238,12 @@ class HOG(ImageFeatureExtractor):
     def _checked_params(self):
         """Validated (orientations, cell sizes, cells per block, block norm)."""
         if not _is_positive_int(self.orientations):
-            raise ValueError(f"orientations must be a positive int; got {self.orientations!r}")
+            raise ParameterError(f"orientations must be a positive int; got {self.orientations!r}")
         try:
             cells = _cell_sizes(self.pixels_per_cell)
             blocks = tuple(self.cells_per_block)
         except TypeError as error:
-            raise ValueError(
+            raise ParameterError(
                 "pixels_per_cell must be an int, a (rows, cols) pair or a list of them, and "
                 f"cells_per_block a (rows, cols) pair; got {self.pixels_per_cell!r}, "
                 f"{self.cells_per_block!r}"
@@ -251,15 +252,15 @@ class HOG(ImageFeatureExtractor):
         if not cells or any(len(cell) != 2 for cell in cells) or len(blocks) != 2 or not all(
             _is_positive_int(side) for side in sides
         ):
-            raise ValueError(
+            raise ParameterError(
                 "pixels_per_cell and cells_per_block need positive int (rows, cols) pairs; "
                 f"got {self.pixels_per_cell!r} and {self.cells_per_block!r}"
             )
         block_norm = "none" if self.block_norm is None else self.block_norm
         if block_norm not in _BLOCK_NORMS:
-            raise ValueError(f"block_norm must be one of {_BLOCK_NORMS} or None; got {self.block_norm!r}")
+            raise ParameterError(f"block_norm must be one of {_BLOCK_NORMS} or None; got {self.block_norm!r}")
         if self.channel not in _CHANNELS:
-            raise ValueError(f"channel must be one of {_CHANNELS}; got {self.channel!r}")
+            raise ParameterError(f"channel must be one of {_CHANNELS}; got {self.channel!r}")
         if block_norm == "none":
             blocks = (1, 1)
         return int(self.orientations), cells, blocks, block_norm
@@ -276,7 +277,7 @@ class HOG(ImageFeatureExtractor):
         for cell in cells:
             n_blocks = [image_shape[axis] // cell[axis] - blocks[axis] + 1 for axis in (0, 1)]
             if min(n_blocks) < 1:
-                raise ValueError(
+                raise ParameterError(
                     f"images of {image_shape[0]}x{image_shape[1]} pixels are too small for "
                     f"{cell} pixel cells in {blocks} cell blocks; need at least "
                     f"{cell[0] * blocks[0]}x{cell[1] * blocks[1]}"

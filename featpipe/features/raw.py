@@ -3,6 +3,7 @@
 import numpy as np
 from skimage.transform import resize
 
+from featpipe.errors import ParameterError
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 
 
@@ -44,7 +45,9 @@ class RawPixels(ImageFeatureExtractor):
         if len(size) != 2 or not all(
             is_whole_number(side) and side >= 1 for side in size
         ):
-            raise ValueError(f"image_size must be None, a positive int or a (rows, cols) pair; got {self.image_size!r}")
+            raise ParameterError(
+                f"image_size must be None, a positive int or a (rows, cols) pair; got {self.image_size!r}"
+            )
         return size
 
     def n_features_out(self, image_shape):

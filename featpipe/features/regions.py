@@ -9,6 +9,7 @@ is a sum of atom sums.
 
 import numpy as np
 
+from featpipe.errors import ParameterError
 from featpipe.features.base import is_whole_number
 
 
@@ -19,13 +20,13 @@ def pyramid_levels(pooling):
             return (1,)
         if pooling == "quadrants":
             return (2,)
-        raise ValueError(f'pooling must be "global", "quadrants" or a tuple of levels; got {pooling!r}')
+        raise ParameterError(f'pooling must be "global", "quadrants" or a tuple of levels; got {pooling!r}')
     try:
         levels = tuple(pooling)
     except TypeError:
-        raise ValueError(f'pooling must be "global", "quadrants" or a tuple of levels; got {pooling!r}') from None
+        raise ParameterError(f'pooling must be "global", "quadrants" or a tuple of levels; got {pooling!r}') from None
     if not levels or not all(is_whole_number(level) and level >= 1 for level in levels):
-        raise ValueError(f"pyramid levels must be a non-empty tuple of positive integers; got {pooling!r}")
+        raise ParameterError(f"pyramid levels must be a non-empty tuple of positive integers; got {pooling!r}")
     return levels
 
 
@@ -47,7 +48,7 @@ class RegionLayout:
     def __init__(self, levels, grid_shape):
         grid_rows, grid_cols = grid_shape
         if max(levels) > min(grid_rows, grid_cols):
-            raise ValueError(
+            raise ParameterError(
                 f"pyramid level {max(levels)} needs at least {max(levels)}x{max(levels)} patch "
                 f"positions; these images give {grid_rows}x{grid_cols}"
             )

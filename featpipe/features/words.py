@@ -18,6 +18,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from featpipe.errors import ParameterError
 from featpipe.features._triangle import PANEL_WORDS, add_triangle_activations, available_kernels
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.features.regions import RegionLayout, pyramid_levels
@@ -187,20 +188,20 @@ class KMeansWords(ImageFeatureExtractor):
         ):
             value = getattr(self, name)
             if not is_whole_number(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+                raise ParameterError(f"{name} must be a positive integer; got {value!r}")
         if self.n_threads is not None and (not is_whole_number(self.n_threads) or self.n_threads < 1):
-            raise ValueError(f"n_threads must be None or a positive integer; got {self.n_threads!r}")
+            raise ParameterError(f"n_threads must be None or a positive integer; got {self.n_threads!r}")
         if self.n_patches < self.n_words:
-            raise ValueError(
+            raise ParameterError(
                 f"n_patches ({self.n_patches}) must be at least n_words ({self.n_words}) "
                 "so that k-means has a patch for every word"
             )
         if self.encoding not in _ENCODINGS:
-            raise ValueError(f"encoding must be one of {_ENCODINGS}; got {self.encoding!r}")
+            raise ParameterError(f"encoding must be one of {_ENCODINGS}; got {self.encoding!r}")
         for name in ("whiten_eps", "contrast_eps", "power"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or not value > 0:
-                raise ValueError(f"{name} must be a positive number; got {value!r}")
+                raise ParameterError(f"{name} must be a positive number; got {value!r}")
         RegionLayout(pyramid_levels(self.pooling), self._grid_shape(image_shape))
 
     def _grid_shape(self, image_shape):

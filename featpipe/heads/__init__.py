@@ -5,7 +5,10 @@ losses of :mod:`featpipe.heads.losses`; ``gradient_check`` compares any analytic
 gradient with centred finite differences.
 """
 
-from featpipe.heads.linear import LinearSVM, Softmax
-from featpipe.heads.losses import gradient_check
+from featpipe._lazy import attach
 
-__all__ = ["LinearSVM", "Softmax", "gradient_check"]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "LinearSVM": "linear",
+    "Softmax": "linear",
+    "gradient_check": "losses",
+})

@@ -16,9 +16,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
+from featpipe.errors import ParameterError
 from featpipe.heads.losses import MULTI_CLASS, PENALTIES, softmax_loss, softmax_probabilities, svm_loss
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
-from featpipe.heads.start import (
+from featpipe.heads.starting_point import (
     largest_eigenvalue,
     least_squares_weights,
     mean_squared_norm,
@@ -56,29 +57,29 @@ class _LinearHead(ClassifierMixin, BaseEstimator):
         if not (self.learning_rate == "auto" or (np.isscalar(self.learning_rate)
                                                  and np.isfinite(self.learning_rate)
                                                  and self.learning_rate > 0)):
-            raise ValueError(f"learning_rate must be 'auto' or a positive number; got {self.learning_rate!r}")
+            raise ParameterError(f"learning_rate must be 'auto' or a positive number; got {self.learning_rate!r}")
         if not (np.isfinite(self.reg) and self.reg >= 0):
-            raise ValueError(f"reg must be a non-negative number; got {self.reg!r}")
+            raise ParameterError(f"reg must be a non-negative number; got {self.reg!r}")
         if self.penalty not in PENALTIES:
-            raise ValueError(f"penalty must be one of {PENALTIES}; got {self.penalty!r}")
+            raise ParameterError(f"penalty must be one of {PENALTIES}; got {self.penalty!r}")
         if not 0.0 <= self.l1_ratio <= 1.0:
-            raise ValueError(f"l1_ratio must lie in [0, 1]; got {self.l1_ratio!r}")
+            raise ParameterError(f"l1_ratio must lie in [0, 1]; got {self.l1_ratio!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+            raise ParameterError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
         if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}; got {self.init!r}")
+            raise ParameterError(f"init must be one of {INITS}; got {self.init!r}")
         if self.optimizer == "lbfgs" and self.penalty != "l2":
-            raise ValueError(
+            raise ParameterError(
                 f'optimizer="lbfgs" needs a differentiable penalty ("l2"); got penalty={self.penalty!r}'
             )
         for name in ("batch_size", "n_epochs", "n_iter_no_change"):
             value = getattr(self, name)
             if not (isinstance(value, (int, np.integer)) and value >= 1):
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+                raise ParameterError(f"{name} must be a positive integer; got {value!r}")
         if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1); got {self.momentum!r}")
+            raise ParameterError(f"momentum must lie in [0, 1); got {self.momentum!r}")
         if not 0.0 < self.lr_decay <= 1.0:
-            raise ValueError(f"lr_decay must lie in (0, 1]; got {self.lr_decay!r}")
+            raise ParameterError(f"lr_decay must lie in (0, 1]; got {self.lr_decay!r}")
 
     def _validate_training_data(self, X, y, X_val, y_val):
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], order="C")
@@ -350,9 +351,9 @@ class LinearSVM(_LinearHead):
     def _check_params(self):
         super()._check_params()
         if not (np.isfinite(self.delta) and self.delta > 0):
-            raise ValueError(f"delta must be a positive number; got {self.delta!r}")
+            raise ParameterError(f"delta must be a positive number; got {self.delta!r}")
         if self.multi_class not in MULTI_CLASS:
-            raise ValueError(f"multi_class must be one of {MULTI_CLASS}; got {self.multi_class!r}")
+            raise ParameterError(f"multi_class must be one of {MULTI_CLASS}; got {self.multi_class!r}")
 
     def _loss(self, W, X, y, reg=None):
         return svm_loss(W, X, y, reg=self.reg if reg is None else reg, delta=self.delta,

@@ -18,10 +18,12 @@ stopping and record validation accuracy).
 import numpy as np
 from scipy.optimize import minimize
 
+from featpipe.errors import ParameterError
+
 
 def _check_positive(name, value):
     if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number; got {value!r}")
+        raise ParameterError(f"{name} must be a positive number; got {value!r}")
 
 
 def _batches(X, y, rows, batch_size, rng):
@@ -87,9 +89,9 @@ def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
     """
     _check_positive("learning_rate", learning_rate)
     if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must lie in [0, 1); got {momentum!r}")
+        raise ParameterError(f"momentum must lie in [0, 1); got {momentum!r}")
     if not 0.0 < lr_decay <= 1.0:
-        raise ValueError(f"lr_decay must lie in (0, 1]; got {lr_decay!r}")
+        raise ParameterError(f"lr_decay must lie in (0, 1]; got {lr_decay!r}")
     rng = np.random.default_rng(rng)
     n_samples = X.shape[0] if rows is None else len(rows)
     batch_size = int(min(batch_size, n_samples))

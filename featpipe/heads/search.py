@@ -12,7 +12,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_array
 
-from featpipe.heads.start import largest_eigenvalue, mean_feature_norm
+from featpipe.errors import ParameterError
+from featpipe.heads.starting_point import largest_eigenvalue, mean_feature_norm
 
 _LEARNING_RATE_FACTORS = (0.3, 1.0, 3.0)
 _REG_FACTORS = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -46,7 +47,7 @@ def default_grid(X_train, step=1.0):
 def _positive_list(name, values):
     values = [float(v) for v in np.atleast_1d(values)]
     if not values or not all(np.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"{name} must be a non-empty list of positive numbers; got {values!r}")
+        raise ParameterError(f"{name} must be a non-empty list of positive numbers; got {values!r}")
     return values
 
 
@@ -101,7 +102,7 @@ def search_hyperparameters(head, X_train, y_train, X_val, y_val, learning_rates=
         pairs = [(rate, reg) for rate in learning_rates for reg in regs]
     else:
         if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-            raise ValueError(f"n_samples must be a positive integer or None; got {n_samples!r}")
+            raise ParameterError(f"n_samples must be a positive integer or None; got {n_samples!r}")
         rng = np.random.default_rng(random_state)
         log_rates = rng.uniform(np.log(min(learning_rates)), np.log(max(learning_rates)), n_samples)
         log_regs = rng.uniform(np.log(min(regs)), np.log(max(regs)), n_samples)

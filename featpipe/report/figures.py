@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from featpipe.report import lecture
-from featpipe.report.results import BEST_MARK, STAGES
+from featpipe.metrics_schema import STAGE_NAMES
+from featpipe.report import model_pictures
+from featpipe.report.results import BEST_MARK
 
 DPI = 100
 ACCENT = "#d95f02"
@@ -59,7 +60,7 @@ def seconds_bars(entries):
     ax = figure.add_subplot()
     positions = np.arange(len(entries))[::-1]
     left = np.zeros(len(entries))
-    for stage, color in zip(STAGES, STAGE_COLORS):
+    for stage, color in zip(STAGE_NAMES, STAGE_COLORS):
         seconds = np.array([entry["seconds"].get(stage) or 0.0 for entry in entries])
         ax.barh(positions, seconds, left=left, color=color, label=stage)
         left += seconds
@@ -69,7 +70,7 @@ def seconds_bars(entries):
     ax.set_xlim(0, max(left.max(), 1e-3) * 1.25)
     ax.set_xlabel("seconds (cached stages take almost none)")
     ax.set_title("Seconds per stage")
-    figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(STAGES),
+    figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(STAGE_NAMES),
                   fontsize=8, frameon=False)
     return figure
 
@@ -176,21 +177,21 @@ def _planned_figures(results, models):
     for index, entry in enumerate(entries):
         yield (f"templates-{index}-{_slug(entry['name'])}", SECTIONS[2], f"{entry['name']}: class templates",
                "The linear classifier's weights on raw pixels, one image per class (bright = positive).",
-               entry["name"], lambda index=index, entry=entry: lecture.class_templates(entry, models.get(index)))
+               entry["name"], lambda index=index, entry=entry: model_pictures.class_templates(entry, models.get(index)))
     yield ("hog-color", SECTIONS[2], "HOG and colour histograms",
            "A few test images, their HOG glyphs (dominant gradient orientation per cell) and hue histograms.",
-           None, lambda: lecture.hog_and_color(results, models))
+           None, lambda: model_pictures.hog_and_color(results, models))
     for index, entry in enumerate(entries):
         yield (f"words-{index}-{_slug(entry['name'])}", SECTIONS[2], f"{entry['name']}: visual words",
                "The k-means visual words (cluster centres of image patches) the pipeline learned.",
-               entry["name"], lambda index=index: lecture.visual_words(models.get(index)))
+               entry["name"], lambda index=index: model_pictures.visual_words(models.get(index)))
     for index, entry in enumerate(entries):
         yield (f"confusion-{index}-{_slug(entry['name'])}", SECTIONS[3], f"{entry['name']}: confusion matrix",
                "Rows are true classes, columns predictions; colour is the share of the true class.",
                entry["name"], lambda entry=entry: confusion_matrix(entry))
         yield (f"mistakes-{index}-{_slug(entry['name'])}", SECTIONS[3], f"{entry['name']}: mistakes",
                "Test images this pipeline got wrong: what it predicted, and the true class.",
-               entry["name"], lambda entry=entry: lecture.mistakes(entry))
+               entry["name"], lambda entry=entry: model_pictures.mistakes(entry))
 
 
 def draw_figures(results, out_dir):
@@ -213,7 +214,7 @@ def draw_figures(results, out_dir):
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.png"):
         stale.unlink()
-    models = lecture.ModelLoader(results["pipelines"])
+    models = model_pictures.ModelLoader(results["pipelines"])
     figures = []
     for figure_id, section, title, caption, pipeline, draw in _planned_figures(results, models):
         figure = draw()

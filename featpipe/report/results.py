@@ -11,11 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import featpipe
-
-STAGES = ("load", "extract", "normalize", "train", "evaluate")
-"""Pipeline stages, in the order they run."""
-
-SPLITS = ("train", "val", "test")
+from featpipe.datasets import SPLITS
+from featpipe.errors import ReportError
+from featpipe.metrics_schema import STAGE_NAMES
 
 REQUIRED_KEYS = (
     "spec", "pipeline", "dataset", "feature_width", "feature_widths", "accuracy",
@@ -27,13 +25,9 @@ RESULTS_COLUMNS = (
     "Pipeline", "Feature width", "Train acc", "Val acc", "Test acc",
     "Extract s", "Train s", "Total s", "Cache hits",
 )
-SECONDS_COLUMNS = ("Pipeline",) + tuple(f"{stage} s" for stage in STAGES) + ("Total s",)
+SECONDS_COLUMNS = ("Pipeline",) + tuple(f"{stage} s" for stage in STAGE_NAMES) + ("Total s",)
 
 BEST_MARK = "★"
-
-
-class ReportError(ValueError):
-    """A run folder that cannot be reported on."""
 
 
 def read_metrics(run_dir):
@@ -134,7 +128,7 @@ def collect_results(run_dirs, title=None):
     runs = [(run_dir, read_metrics(run_dir)) for run_dir in run_dirs]
     entries = []
     for name, (run_dir, metrics) in zip(_display_names(runs), runs):
-        seconds_total = sum(float(metrics["seconds"].get(stage) or 0.0) for stage in STAGES)
+        seconds_total = sum(float(metrics["seconds"].get(stage) or 0.0) for stage in STAGE_NAMES)
         entries.append(dict(metrics, name=name, run_dir=str(run_dir.resolve()),
                             seconds_total=round(seconds_total, 4), best=False))
     best = _best_index(entries)
@@ -164,8 +158,8 @@ def format_seconds(value):
 
 
 def _cache_hits(entry):
-    hits = [stage for stage in STAGES if entry["cache_hits"].get(stage)]
-    return f"{len(hits)}/{len(STAGES)}" + (f" ({', '.join(hits)})" if hits else "")
+    hits = [stage for stage in STAGE_NAMES if entry["cache_hits"].get(stage)]
+    return f"{len(hits)}/{len(STAGE_NAMES)}" + (f" ({', '.join(hits)})" if hits else "")
 
 
 def pipeline_label(entry):
@@ -192,7 +186,7 @@ def results_rows(results):
 def seconds_rows(results):
     """Display strings of the seconds-per-stage table (columns: SECONDS_COLUMNS)."""
     return [
-        [entry["name"], *(format_seconds(entry["seconds"].get(stage)) for stage in STAGES),
+        [entry["name"], *(format_seconds(entry["seconds"].get(stage)) for stage in STAGE_NAMES),
          format_seconds(entry["seconds_total"])]
         for entry in results["pipelines"]
     ]

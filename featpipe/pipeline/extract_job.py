@@ -1,0 +1,349 @@
+"""Batch feature extraction into a feature store: resumable, bounded in memory, local or on Dask.
+
+:func:`run_extract_job` is what ``featpipe extract`` runs. The unit of work
+is a chunk of the input list: a worker reads the chunk's images (decoding
+only those), extracts their features and writes one shard of the store
+(:mod:`featpipe.store`). The driver holds only the file list, never the
+images, so a million-image folder needs a few GiB at most. The same chunk
+function runs here and in local worker processes sharing one task queue
+(:mod:`featpipe.pipeline.workers`), or on a ``dask.distributed`` cluster
+(joblib's ``dask`` backend); every shard's bytes
+depend only on its images and the fitted extractors, so a resumed, a
+parallel and a cluster run all write the same store.
+"""
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+import featpipe
+from featpipe.datasets import SPLITS, assign_splits, describe_source, load_dataset, read_images, scan_image_folder
+from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
+from featpipe.errors import ParameterError, SpecError
+from featpipe.features.base import ImageFeatureExtractor, is_whole_number
+from featpipe.parallel import DEFAULT_CHUNK_SIZE, chunk_bounds
+from featpipe.pipeline.dask_backend import dask_backend
+from featpipe.pipeline.options import ExtractOptions, resolve_options
+from featpipe.pipeline.registry import make_feature
+from featpipe.pipeline.spec import Step, parse_features
+from featpipe.pipeline.workers import SharedWorkPool, WorkerDied
+from featpipe.store import format as store_format
+from featpipe.store.format import StoreError
+from featpipe.store.lock import StoreLock
+from featpipe.store.reader import open as open_store
+
+
+def _feature_pairs(features, from_run):
+    """[(name, extractor)] and whether they are already fitted."""
+    steps = parse_features(features) if isinstance(features, str) else tuple(features)
+    if all(isinstance(step, Step) for step in steps):
+        names = [step.name for step in steps]
+    elif all(isinstance(pair, tuple) and isinstance(pair[1], ImageFeatureExtractor) for pair in steps):
+        names = [str(name) for name, _ in steps]
+    else:
+        raise SpecError("features must be a spec such as 'hog+color', Steps, or (name, extractor) pairs")
+    if from_run is not None:
+        from featpipe.model_io import load_model  # skops is slow to import; workers never need it
+
+        fitted = list(load_model(Path(from_run) / "model.skops").named_steps["features"].transformer_list)
+        if [name for name, _ in fitted] != names:
+            raise StoreError(f"run {from_run} extracts {'+'.join(name for name, _ in fitted)}, "
+                             f"not {'+'.join(names)}")
+        return fitted, True
+    if isinstance(steps[0], Step):
+        return [(step.name, make_feature(step.name, step.params)) for step in steps], False
+    return [(name, extractor) for name, (_, extractor) in zip(names, steps)], False
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, sort_keys=True, default=repr))
+
+
+class _Collection:
+    """The job's inputs: file paths read lazily, or an in-memory image array."""
+
+    def __init__(self, data, options):
+        self.source = describe_source(data, options)
+        self.images = None
+        self.skipped_at_load = []
+        if self.source["kind"] == "folder":
+            self.paths, self.labels, self.classes, scanned = scan_image_folder(self.source["path"])
+            self.splits = assign_splits(self.labels, scanned, options.val_size, options.seed)
+            return
+        dataset = load_dataset(data, options)
+        self.images = np.concatenate([getattr(dataset, f"X_{split}") for split in SPLITS])
+        self.labels = np.concatenate([getattr(dataset, f"y_{split}") for split in SPLITS])
+        sizes = [len(getattr(dataset, f"y_{split}")) for split in SPLITS]
+        self.splits = np.repeat(np.asarray(SPLITS), sizes)
+        self.paths = [f"{split}/{index}" for split, size in zip(SPLITS, sizes) for index in range(size)]
+        self.classes = list(dataset.classes)
+        self.skipped_at_load = [{"path": path, "reason": reason} for path, reason in dataset.skipped]
+
+    def __len__(self):
+        return len(self.paths)
+
+    def digest(self):
+        """sha256 of the input list: paths, labels and splits, in order."""
+        digest = hashlib.sha256("\n".join(self.paths).encode("utf-8"))
+        digest.update(self.labels.astype("<i8").tobytes())
+        digest.update("\n".join(self.splits.tolist()).encode("utf-8"))
+        return digest.hexdigest()
+
+    def chunk(self, start, stop):
+        """What a worker needs for inputs ``start:stop``: their paths, or their images."""
+        return self.paths[start:stop] if self.images is None else self.images[start:stop]
+
+    def read(self, indices, options):
+        """Images and labels of the readable inputs among ``indices``."""
+        if self.images is not None:
+            return self.images[indices], self.labels[indices]
+        batch = read_images([self.paths[index] for index in indices], options.image_size, strict=options.strict,
+                            n_jobs=-1)
+        return batch.images, self.labels[indices][batch.ok]
+
+
+def _learns_from_data(extractor):
+    return type(extractor)._fit_images is not ImageFeatureExtractor._fit_images
+
+
+def _fit(pairs, collection, options):
+    """Fit every extractor on a seeded sample of at most ``options.fit_samples`` training images.
+
+    Extractors that learn nothing (the base class's ``_fit_images``) only
+    need the image size, so a few images fit them.
+    """
+    train = np.flatnonzero(collection.splits == "train")
+    if not any(_learns_from_data(extractor) for _, extractor in pairs):
+        train = train[:64]
+    elif len(train) > options.fit_samples:
+        train = np.sort(np.random.default_rng(options.seed).choice(train, options.fit_samples, replace=False))
+    images, labels = collection.read(train, options)
+    if len(images) == 0:
+        raise StoreError("none of the training images sampled to fit the extractors can be read")
+    return [(name, extractor.fit(images, labels)) for name, extractor in pairs]
+
+
+def _extract_chunk(store_dir, index, start, inputs, extractors, options):
+    """Read one chunk, extract its features and write its shard; return the shard's record.
+
+    ``inputs`` are file paths (decoded here; corrupt files are skipped
+    unless ``options.strict``, missing ones stop the job) or a uint8 image array.
+    """
+    if isinstance(inputs, np.ndarray):
+        images, skipped = inputs, []
+    else:
+        batch = read_images(inputs, options.image_size, strict=options.strict)
+        missing = [path for path, reason in batch.skipped if reason.startswith("FileNotFoundError")]
+        if missing:
+            raise StoreError(f"{missing[0]} was listed when the job started but cannot be found now; on a "
+                             "cluster, every worker must see the data at the same path")
+        images = batch.images
+        skipped = [(int(position), path, reason)
+                   for position, (path, reason) in zip(np.flatnonzero(~batch.ok), batch.skipped)]
+    widths = [extractor.n_features_out_ for extractor in extractors]
+    features = np.empty((len(images), sum(widths)), dtype=np.float32)
+    if len(images):
+        edges = np.cumsum([0] + widths)
+        for extractor, left, right in zip(extractors, edges[:-1], edges[1:]):
+            features[:, left:right] = extractor.transform(images)
+    return store_format.write_shard(store_dir, index, features, (start, start + len(inputs)), skipped)
+
+
+def _plan(pairs, fitted, collection, options):
+    """Everything the bytes of the store depend on; a resumed job must match it."""
+    return {
+        "features": [{"name": name, "params": _jsonable(extractor.get_params(deep=False))}
+                     for name, extractor in pairs],
+        "fitted_on": {"run": str(Path(options.from_run).resolve())} if fitted else
+                     {"fit_samples": int(options.fit_samples), "seed": int(options.seed)},
+        "source": {key: collection.source[key] for key in ("kind", "name", "fingerprint")},
+        "inputs": {"n": len(collection), "sha256": collection.digest()},
+        "image_size": int(options.image_size),
+        "chunk_size": int(options.chunk_size),
+    }
+
+
+def _open_store(out, plan):
+    """Create or reopen the store folder and return its manifest; refuse one made with another plan."""
+    manifest = store_format.read_manifest(out)
+    if manifest is None:
+        foreign = sorted(path.name for path in out.iterdir() if path.name != store_format.LOCK_NAME)
+        if foreign:
+            raise StoreError(f"{out} is not a feature store and not empty ({', '.join(foreign[:3])}...); "
+                             "give a new or empty folder")
+        manifest = {"format": store_format.STORE_FORMAT_VERSION, "complete": False,
+                    "featpipe_version": featpipe.__version__, "plan": plan}
+        store_format.write_manifest(out, manifest)
+    elif manifest.get("plan") != plan:
+        changed = sorted(key for key in plan if manifest.get("plan", {}).get(key) != plan[key])
+        raise StoreError(f"store {out} was made with other {', '.join(changed) or 'settings'}; "
+                         "give a new folder, or delete this one to rebuild it")
+    (out / store_format.SHARDS_DIR).mkdir(exist_ok=True)
+    return manifest
+
+
+def _fitted_extractors(out, pairs, fitted, collection, options, saver):
+    """The store's fitted extractors and the future of their saving (``None`` when already saved).
+
+    Extractors saved by an earlier run of this job are loaded. Otherwise
+    they are fitted and saved in ``saver``'s thread while the chunks are
+    extracted (importing skops takes seconds); shards left by a run that
+    died before saving its extractors are deleted, since they cannot be
+    told apart from shards of a different fit.
+    """
+    saved = store_format.load_extractors(out)
+    if saved is not None:
+        return saved, None
+    store_format.remove_shards(out)
+    if not fitted:
+        pairs = _fit(pairs, collection, options)
+    return pairs, saver.submit(store_format.save_extractors, out, pairs)
+
+
+def _final_manifest(plan, pairs, collection, records, seconds):
+    rows = []
+    skipped = list(collection.skipped_at_load)
+    for record in records:
+        start, stop = record["inputs"]
+        bad = {position for position, _, _ in record["skipped"]}
+        rows.extend(start + position for position in range(stop - start) if position not in bad)
+        skipped.extend({"path": path, "reason": reason} for _, path, reason in record["skipped"])
+    rows = np.asarray(rows, dtype=np.int64)
+    widths = [extractor.n_features_out_ for _, extractor in pairs]
+    edges = np.cumsum([0] + widths).tolist()
+    offsets = np.cumsum([0] + [record["n_rows"] for record in records]).tolist()
+    return {
+        "format": store_format.STORE_FORMAT_VERSION,
+        "complete": True,
+        "featpipe_version": featpipe.__version__,
+        "plan": plan,
+        "features": [{"name": name, "params": block["params"], "width": width, "columns": [left, right]}
+                     for (name, _), block, width, left, right
+                     in zip(pairs, plan["features"], widths, edges[:-1], edges[1:])],
+        "n_features": int(edges[-1]),
+        "n_rows": len(rows),
+        "classes": list(collection.classes),
+        "extractors": store_format.EXTRACTORS_NAME,
+        "shards": [{"file": record["file"], "rows": [first, last], "inputs": record["inputs"],
+                    "n_rows": record["n_rows"], "sha256": record["sha256"]}
+                   for record, first, last in zip(records, offsets[:-1], offsets[1:])],
+        "paths": [collection.paths[row] for row in rows],
+        "labels": collection.labels[rows].tolist(),
+        "splits": collection.splits[rows].tolist(),
+        "skipped": skipped,
+        "seconds": round(seconds, 3),
+    }
+
+
+def run_extract_job(features, data, out, *, options=None, **option_values):
+    """Extract features of a whole image collection into a feature store, resumably.
+
+    Parameters
+    ----------
+    features : str, sequence of Step, or sequence of (name, extractor)
+        The feature half of a spec, e.g. ``"hog+color"``.
+    data : None, str or Path
+        As for :func:`featpipe.datasets.load_dataset`. An image folder is
+        read lazily, chunk by chunk; other sources are loaded in memory.
+    out : path-like
+        The store folder; it must be reachable by every worker.
+    options : ExtractOptions or None
+        Worker processes, shard size, Dask scheduler or backend, the run
+        to take fitted extractors from, image size (default the run's, else
+        32), splits, seed, fit sample, strictness, progress bar
+        (:class:`featpipe.pipeline.options.ExtractOptions`); ``None`` for
+        the defaults.
+    **option_values
+        Fields of :class:`ExtractOptions` to set on top of ``options``,
+        e.g. ``run_extract_job("hog", "images", "store", n_jobs=2)``.
+
+    Returns
+    -------
+    store : featpipe.store.FeatureStore
+
+    Raises
+    ------
+    StoreError
+        When the store is locked by another job, was made with other
+        settings, or the disk is full. ``DatasetError`` for bad data and,
+        with ``strict``, the first unreadable image.
+
+    Examples
+    --------
+    >>> store = run_extract_job("hog+color", "cifar10-jpg", "cifar-hog", n_jobs=2)  # doctest: +SKIP
+    >>> store.features.shape  # doctest: +SKIP
+    (60000, 334)
+    """
+    started = time.perf_counter()
+    options = resolve_options(ExtractOptions, options, option_values)
+    chunk_size = DEFAULT_CHUNK_SIZE if options.chunk_size is None else options.chunk_size
+    if not is_whole_number(chunk_size) or chunk_size < 1:
+        raise ParameterError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
+    if options.backend not in (None, "local", "dask"):
+        raise ParameterError(f"backend must be 'local' (this machine's processes) or 'dask'; "
+                             f"got {options.backend!r}")
+    pairs, fitted = _feature_pairs(features, options.from_run)
+    on_dask = options.scheduler is not None or options.backend == "dask"
+    with ExitStack() as stack:
+        # The local workers start now: their imports overlap listing the images and fitting.
+        pool = stack.enter_context(SharedWorkPool(1 if on_dask else options.n_jobs, preload=__name__))
+        fitted_size = pairs[0][1].image_shape_[0] if fitted else None
+        if fitted and options.image_size not in (None, fitted_size):
+            raise StoreError(f"the extractors of run {options.from_run} were fitted on {fitted_size}-pixel "
+                             f"images, not {options.image_size}")
+        options = replace(options, chunk_size=chunk_size,
+                          image_size=options.image_size or fitted_size or DEFAULT_IMAGE_SIZE)
+        collection = _Collection(data, options)
+        plan = _plan(pairs, fitted, collection, options)
+        out = Path(out).expanduser().resolve()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create store folder {out}: {error.strerror or error}") from None
+        stack.enter_context(StoreLock(out))
+        store_format.remove_temporary_files(out)
+        manifest = _open_store(out, plan)
+        saver = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        pairs, saving = _fitted_extractors(out, pairs, fitted, collection, options, saver)
+        extractors = [extractor for _, extractor in pairs]
+        bounds = chunk_bounds(len(collection), chunk_size)
+        records = [store_format.read_shard_record(out, index) for index in range(len(bounds))]
+        todo = [index for index, record in enumerate(records)
+                if record is None or not store_format.shard_is_intact(out, record)]
+        done_images = len(collection) - sum(bounds[index][1] - bounds[index][0] for index in todo)
+        bar = tqdm(total=len(collection), initial=done_images, unit="img", desc="extract",
+                   disable=not options.progress, smoothing=0.1)
+        tasks = [(str(out), index, bounds[index][0], collection.chunk(*bounds[index]), extractors, options)
+                 for index in todo]
+
+        def finished(record):
+            records[record["index"]] = record
+            bar.update(record["inputs"][1] - record["inputs"][0])
+
+        with bar:
+            if not on_dask:
+                try:
+                    pool.run(_extract_chunk, tasks, finished)
+                except WorkerDied as error:
+                    raise StoreError(f"{error}; finished shards are kept: run the same command again "
+                                     "to resume") from None
+            else:
+                with dask_backend(options.n_jobs, options.scheduler):
+                    for record in Parallel(n_jobs=-1, return_as="generator_unordered")(
+                            delayed(_extract_chunk)(*task) for task in tasks):
+                        finished(record)
+        if saving is not None:
+            saving.result()
+        if todo or not manifest["complete"]:
+            manifest = _final_manifest(plan, pairs, collection, records, time.perf_counter() - started)
+            store_format.write_manifest(out, manifest)
+        store_format.remove_temporary_files(out)
+    return open_store(out, verify=False)

@@ -1,0 +1,106 @@
+"""Helpers the tests share: small data sets, a CIFAR-10 folder of links, a hand-made feature store.
+
+A plain module, imported as ``from helpers import ...``; pytest fixtures stay in ``conftest.py``.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from featpipe.cli import cli
+from featpipe.store import format as store_format
+
+CIFAR_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
+"""The shared CIFAR-10 JPEG copy; tests that read it carry ``@pytest.mark.cifar``."""
+
+
+def make_colour_images(n_per_class, n_classes=3, size=16, seed=0):
+    """Noisy images whose dominant channel is their class: easy, but not trivial."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    images = rng.integers(0, 200, size=(len(labels), size, size, 3), dtype=np.uint8)
+    images[np.arange(len(labels)), :, :, labels % 3] += 55
+    return images, labels
+
+
+def link_cifar_folder(root, n_train, n_test, n_classes=3, corrupt=False):
+    """A small ROOT/{train,test}/<class>/ folder of CIFAR-10 JPEGs (symbolic links), optionally with a corrupt file."""
+    for split, count in (("train", n_train), ("test", n_test)):
+        for name in sorted(os.listdir(CIFAR_FOLDER / split))[:n_classes]:
+            (root / split / name).mkdir(parents=True)
+            for file_name in sorted(os.listdir(CIFAR_FOLDER / split / name))[:count]:
+                os.symlink(CIFAR_FOLDER / split / name / file_name, root / split / name / file_name)
+    if corrupt:
+        (root / "train" / sorted(os.listdir(root / "train"))[1] / "0003_bad.jpg").write_bytes(b"\xff\xd8 truncated")
+    return root
+
+
+def read_shard_bytes(store_dir):
+    """{file name: bytes} of every feature shard of a store folder."""
+    return {path.name: path.read_bytes()
+            for path in sorted((Path(store_dir) / store_format.SHARDS_DIR).glob("*.npy"))}
+
+
+def write_small_store(folder, arrays, complete=True):
+    """A store of the given shards with a minimal manifest, as the extract job writes it."""
+    (folder / store_format.SHARDS_DIR).mkdir(parents=True)
+    records = [store_format.write_shard(folder, index, array, (10 * index, 10 * index + len(array)), [])
+               for index, array in enumerate(arrays)]
+    offsets = np.cumsum([0] + [len(array) for array in arrays]).tolist()
+    n_rows = offsets[-1]
+    store_format.write_manifest(folder, {
+        "format": store_format.STORE_FORMAT_VERSION, "complete": complete, "n_features": arrays[0].shape[1],
+        "shards": [{"file": record["file"], "rows": [first, last], "n_rows": record["n_rows"],
+                    "sha256": record["sha256"]}
+                   for record, first, last in zip(records, offsets[:-1], offsets[1:])],
+        "features": [{"name": "a", "width": 2}, {"name": "b", "width": arrays[0].shape[1] - 2}],
+        "labels": list(range(n_rows)), "splits": ["train"] * (n_rows - 1) + ["test"],
+        "classes": ["x", "y"], "paths": [f"p{row}" for row in range(n_rows)], "skipped": [],
+    })
+    return records
+
+
+RAW_PIPELINE = """description = "raw pixels at 16x16, a small search grid"
+[[features]]
+name = "raw"
+image_size = 16
+[head]
+name = "svm"
+n_epochs = 5
+[search]
+learning_rates = [1e-4, 3e-4]
+regs = [1e-4, 1e-2]
+"""
+
+WORDS_PIPELINE = """description = "8 k-means words, small enough for a test"
+[[features]]
+name = "words"
+n_words = 8
+n_patches = 2000
+stride = 2
+[head]
+name = "svm"
+"""
+
+
+def run_featpipe(*args):
+    """Run the featpipe command in-process; fail the test unless it exits with 0."""
+    result = CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def builtin_report(tmp_path_factory):
+    """Run the pipelines and write the report once per test session; return the report folder."""
+    root = tmp_path_factory.getbasetemp() / "builtin-report"
+    if not (root / "report" / "results.json").is_file():
+        root.mkdir(exist_ok=True)
+        (root / "raw+svm.toml").write_text(RAW_PIPELINE)
+        (root / "words+svm.toml").write_text(WORDS_PIPELINE)
+        common = ["--data", "builtin", "--cache-dir", root / "cache", "--jobs", "1", "--quiet"]
+        run_featpipe("run", root / "raw+svm.toml", "--search", "--out", root / "raw-run", *common)
+        run_featpipe("compare", "hog+color+svm", root / "words+svm.toml", "--from", root / "raw-run",
+                  "--out", root / "report", *common)
+    return root / "report"

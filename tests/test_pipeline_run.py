@@ -1,0 +1,156 @@
+"""Staged pipeline runs: outputs, caching, laziness and parallel equality."""
+
+import json
+
+import numpy as np
+import pytest
+
+from featpipe.features.raw import RawPixels
+from featpipe.metrics_schema import STAGE_NAMES
+from featpipe.model_io import load_model
+from featpipe.pipeline.run import run_pipeline
+from featpipe.pipeline.spec import SpecError, parse_spec
+
+
+def _run(tmp_path, spec_text, out_name, **options):
+    options.setdefault("cache_dir", tmp_path / "cache")
+    return run_pipeline(parse_spec(spec_text), out=tmp_path / out_name, quiet=True, n_jobs=1, **options)
+
+
+def test_default_run_on_the_builtin_data_set_writes_a_complete_run_folder(tmp_path):
+    result = _run(tmp_path, "raw+softmax", "run")
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert metrics["dataset"]["name"] == "builtin"
+    n_classes = len(metrics["dataset"]["classes"])
+    assert metrics["feature_width"] == 32 * 32 * 3
+    assert 1.0 / n_classes + 0.2 < metrics["accuracy"]["test"] <= 1.0
+    assert len(metrics["history"]["loss"]) == len(metrics["history"]["val_accuracy"]) > 0
+    matrix = np.array(metrics["confusion_matrix"]["test"])
+    assert matrix.shape == (n_classes, n_classes) and matrix.sum() == metrics["dataset"]["n_test"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["accuracy"]["test"])
+    assert set(metrics["seconds"]) == set(STAGE_NAMES)
+    assert not any(metrics["cache_hits"].values())
+    examples = np.load(result.run_dir / "examples.npz")
+    assert examples["images"].dtype == np.uint8 and examples["images"].shape[1:] == (32, 32, 3)
+    assert np.all(examples["y_true"] != examples["y_pred"])
+    model = load_model(result.run_dir / "model.skops")
+    assert model.named_steps["head"].coef_.shape == (n_classes, 32 * 32 * 3)
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_second_identical_run_hits_every_stage_and_agrees(tmp_path, small_npz):
+    first = _run(tmp_path, "raw+color+logreg", "first", data=str(small_npz))
+    second = _run(tmp_path, "raw+color+logreg", "second", data=str(small_npz))
+    assert 0.8 < first.metrics["accuracy"]["test"] <= 1.0
+    assert first.metrics["dataset"]["classes"] == ["red", "green", "blue"]
+    assert all(second.metrics["cache_hits"].values())
+    assert second.metrics["accuracy"] == first.metrics["accuracy"]
+    assert second.metrics["confusion_matrix"] == first.metrics["confusion_matrix"]
+    first_model = load_model(first.run_dir / "model.skops")
+    second_model = load_model(second.run_dir / "model.skops")
+    np.testing.assert_array_equal(first_model.named_steps["head"].coef_, second_model.named_steps["head"].coef_)
+
+
+def test_changing_one_feature_recomputes_only_that_feature(tmp_path, monkeypatch, small_npz):
+    _run(tmp_path, "raw+color+logreg", "first", data=str(small_npz))
+    raw_calls = []
+    original = RawPixels._transform_images
+
+    def counting(self, images):
+        raw_calls.append(len(images))
+        return original(self, images)
+
+    monkeypatch.setattr(RawPixels, "_transform_images", counting)
+    spec = parse_spec("raw+color+logreg")
+    changed = spec.features[1].__class__("color", {"bins": 12})
+    spec = spec.__class__(name=spec.name, features=(spec.features[0], changed), head=spec.head)
+    result = run_pipeline(spec, data=str(small_npz), out=tmp_path / "second", quiet=True, n_jobs=1,
+                          cache_dir=tmp_path / "cache")
+    assert raw_calls == []
+    assert result.metrics["cache_hits"]["load"]
+    assert not result.metrics["cache_hits"]["extract"]
+    assert not result.metrics["cache_hits"]["train"]
+
+
+def test_no_cache_recomputes_and_writes_no_cache(tmp_path, small_npz):
+    result = _run(tmp_path, "raw+logreg", "run", use_cache=False, data=str(small_npz))
+    assert not any(result.metrics["cache_hits"].values())
+    assert not (tmp_path / "cache").exists()
+
+
+def test_image_size_smaller_than_a_feature_needs_fails_before_loading(tmp_path):
+    with pytest.raises(SpecError, match="too small for feature 'hog'"):
+        _run(tmp_path, "hog+svm", "run", image_size=4)
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_on_a_feature_store_equals_the_run_on_its_images(tmp_path, small_npz):
+    from featpipe.pipeline.extract_job import run_extract_job
+
+    store = tmp_path / "store"
+    run_extract_job("raw+color", data=str(small_npz), out=store, n_jobs=1, progress=False)
+    direct = _run(tmp_path, "raw+color+softmax", "direct", data=str(small_npz))
+    stored = _run(tmp_path, "raw+color+softmax", "stored", data=str(store))
+    assert stored.metrics["dataset"]["n_test"] == direct.metrics["dataset"]["n_test"]
+    assert stored.metrics["feature_width"] == direct.metrics["feature_width"]
+    assert stored.metrics["accuracy"] == direct.metrics["accuracy"]
+    assert not (stored.run_dir / "examples.npz").exists()
+    with pytest.raises(SpecError, match="holds raw[+]color features; the pipeline asks for hog"):
+        _run(tmp_path, "hog+softmax", "wrong", data=str(store))
+
+
+def test_hflip_augmentation_trains_on_the_mirrored_images_too(tmp_path, small_npz):
+    from dataclasses import replace
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from featpipe.datasets import load_dataset
+    from featpipe.features.hog import HOG
+
+    spec = replace(parse_spec("hog+logreg"), augment=("hflip",))
+    result = run_pipeline(spec, data=str(small_npz), out=tmp_path / "run", cache_dir=tmp_path / "cache",
+                          quiet=True, n_jobs=1)
+    dataset = load_dataset(str(small_npz))
+    assert result.metrics["dataset"]["n_train"] == 2 * len(dataset.y_train)
+    assert result.metrics["dataset"]["n_test"] == len(dataset.y_test)
+    hog = HOG().fit(dataset.X_train)
+    features = np.vstack([hog.transform(dataset.X_train), hog.transform(dataset.X_train[:, :, ::-1])])
+    assert not np.allclose(features[: len(dataset.y_train)], features[len(dataset.y_train):])
+    scaler = StandardScaler().fit(features)
+    reference = LogisticRegression(random_state=0).fit(scaler.transform(features),
+                                                       np.concatenate([dataset.y_train] * 2))
+    model = load_model(result.run_dir / "model.skops")
+    np.testing.assert_allclose(model.named_steps["head"].coef_, reference.coef_, rtol=1e-4, atol=1e-5)
+    assert result.metrics["pipeline"]["augment"] == ["hflip"]
+
+
+def test_augmentation_of_a_feature_store_is_refused(tmp_path, small_npz):
+    from dataclasses import replace
+
+    from featpipe.pipeline.extract_job import run_extract_job
+
+    store = tmp_path / "store"
+    run_extract_job("raw", data=str(small_npz), out=store, n_jobs=1, progress=False)
+    with pytest.raises(SpecError, match="cannot be augmented"):
+        run_pipeline(replace(parse_spec("raw+logreg"), augment=("hflip",)), data=str(store),
+                     out=tmp_path / "run", cache_dir=tmp_path / "cache", quiet=True)
+
+
+def test_normalize_stage_equals_standard_scaler_without_copying_the_matrix():
+    import tracemalloc
+
+    from sklearn.preprocessing import StandardScaler
+
+    from featpipe.pipeline import stages
+
+    features = np.random.default_rng(0).normal(3.0, 2.0, (20_000, 200)).astype(np.float32)
+    tracemalloc.start()
+    scaler = stages.normalize("key", "standard", features)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    reference = StandardScaler().fit(features)
+    np.testing.assert_allclose(scaler.mean_, reference.mean_, rtol=1e-12)
+    np.testing.assert_allclose(scaler.scale_, reference.scale_, rtol=1e-12)
+    assert peak < features.nbytes / 2  # StandardScaler.fit itself needs a float64 copy: 2x nbytes
