@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from featpipe.cli import cli
-from featpipe.registry import make_feature
+from featpipe.pipeline.registry import make_feature
 from featpipe.serve.limits import Limits
 from serve_support import (
     make_service, metric_value, model_outputs, multipart, run_async, running_client, train_runs,

@@ -16,6 +16,8 @@ import hmac
 import ipaddress
 from pathlib import Path
 
+from featpipe.errors import FeatpipeError
+
 KEY_COOKIE = "featpipe_key"
 """Name of the cookie the page's sign-in sets."""
 
@@ -23,7 +25,7 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/re
 """Paths answered without a key: health probes and the page's sign-in."""
 
 
-class KeyFileError(ValueError):
+class KeyFileError(FeatpipeError):
     """An API key file that cannot be used."""
 
 

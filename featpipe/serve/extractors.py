@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.pipeline import FeatureUnion
 
 from featpipe.features.base import ImageFeatureExtractor
-from featpipe.registry import make_feature
+from featpipe.pipeline.registry import make_feature
 from featpipe.serve.problems import Problem
-from featpipe.spec import SpecError, parse_features
+from featpipe.pipeline.spec import SpecError, parse_features
 
 MAX_CACHED = 32
 """Fitted (spec, image size) extractors kept."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from featpipe.datasets.images import decode_image
+from featpipe.errors import FeatpipeError
 from featpipe.serve.problems import Problem
 
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*$")
@@ -36,20 +37,24 @@ MULTIPART_OVERHEAD_BYTES = 4096
 """Allowance per image for multipart boundaries and part headers."""
 
 
+class LimitError(FeatpipeError):
+    """A limit given on the command line that cannot be used."""
+
+
 def parse_size(text):
     """Read a byte count such as ``10M``, ``512k``, ``1G`` or ``2048`` (binary units).
 
     Raises
     ------
-    ValueError
+    LimitError
         For anything else, or a size below one byte.
     """
     match = _SIZE_PATTERN.match(str(text))
     if not match:
-        raise ValueError(f"not a size: {text!r} (use a number of bytes, or e.g. 512k, 10M, 1G)")
+        raise LimitError(f"not a size: {text!r} (use a number of bytes, or e.g. 512k, 10M, 1G)")
     size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
     if size < 1:
-        raise ValueError(f"a size must be at least one byte; got {text!r}")
+        raise LimitError(f"a size must be at least one byte; got {text!r}")
     return size
 
 
@@ -87,9 +92,9 @@ class Limits:
         for name in ("max_image_bytes", "max_pixels", "max_images_per_request", "queue_size",
                      "request_timeout_ms", "max_batch"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
+                raise LimitError(f"{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
         if self.max_wait_ms < 0:
-            raise ValueError(f"max-wait-ms must be 0 or more; got {self.max_wait_ms}")
+            raise LimitError(f"max-wait-ms must be 0 or more; got {self.max_wait_ms}")
 
     @property
     def max_body_bytes(self):

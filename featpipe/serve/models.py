@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from featpipe.errors import FeatpipeError
 from featpipe.model_io import load_model
 
 VERSION_HEX_DIGITS = 16
 """Characters of the model file's sha256 kept as its version."""
 
 
-class ModelSourceError(ValueError):
+class ModelSourceError(FeatpipeError):
     """A run folder that cannot be served (missing files, a clashing name)."""
 
 
