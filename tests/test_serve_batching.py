@@ -205,3 +205,18 @@ def test_batcher_splits_answers_and_drops_expired_requests():
     np.testing.assert_array_equal(first[0], np.arange(6).reshape(3, 2) * 2)
     np.testing.assert_array_equal(second[1], (np.arange(4).reshape(2, 2) + 100).sum(axis=1))
     assert expired.status == 503
+
+
+def test_a_lone_request_does_not_wait_for_company(runs, image_files):
+    async def scenario():
+        service = make_service([runs["raw+svm"]], limits=Limits(max_wait_ms=3000))
+        async with running_client(service) as client:
+            started = time.monotonic()
+            answers = [await _raw(client, image_files[1]) for _ in range(3)]
+            seconds = time.monotonic() - started
+        return answers, seconds, service.arriving()
+
+    answers, seconds, arriving = run_async(scenario)
+    assert [a.status_code for a in answers] == [200] * 3
+    assert seconds < 3, f"three lone requests took {seconds:.1f} s: each waited for a batch that could not fill"
+    assert arriving == 0

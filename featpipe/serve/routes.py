@@ -115,7 +115,7 @@ async def spec_features(spec: str, request: Request, image_size: int = Query(32,
     union = request.app.state.extractors.get(spec, image_size)
     async with service.admit():
         uploads, images, failures = await _receive_images(request, image_size, all_or_nothing=_wants_npy(request))
-        rows = await service.run_in_pool(union.transform, images) if len(images) else np.empty((0, 0), np.float32)
+        rows = await service.transform(union, images) if len(images) else np.empty((0, 0), np.float32)
     return _features_answer(request, spec, image_size, uploads, failures, np.asarray(rows, dtype=np.float32))
 
 

@@ -199,9 +199,13 @@ class Service:
         (rows,) = await self._extractors[served.name].submit(images, deadline)
         return rows
 
-    async def run_in_pool(self, function, *args):
-        """Run a vectorized call in the batch pool (for work that has no batcher)."""
+    async def transform(self, extractors, images):
+        """Rows of fitted ``extractors`` for ``images``, one call in the batch pool (no batcher)."""
         self._hand_over()
+        return await self.run_in_pool(extractors.transform, images)
+
+    async def run_in_pool(self, function, *args):
+        """Run a call in the batch pool."""
         return await asyncio.get_running_loop().run_in_executor(self._batch_pool, function, *args)
 
 
