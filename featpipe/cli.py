@@ -263,19 +263,11 @@ def predict(run_dir, images):
               help="Deadline of a request from its arrival (slow bodies: 408; waiting past it: 503).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def serve(run_dirs, host, port, max_batch, max_wait_ms, api_key_file, insecure, max_image_bytes, max_pixels,
-          max_images_per_request, queue_size, request_timeout_ms, log_level):
+def serve(run_dirs, **params):
     """Serve trained runs over HTTP: RUN_DIR (named by its spec) or NAME=RUN_DIR. See docs/serve.md."""
-    from featpipe.serve.limits import Limits, parse_size
-    from featpipe.serve.server import ServeOptions, run_server
+    from featpipe.serve.server import run_server, serve_options_from
 
-    limits = Limits(
-        max_image_bytes=parse_size(max_image_bytes), max_pixels=max_pixels,
-        max_images_per_request=max_images_per_request, queue_size=queue_size,
-        request_timeout_ms=request_timeout_ms, max_batch=max_batch, max_wait_ms=max_wait_ms,
-    )
-    return run_server(ServeOptions(run_dirs=tuple(run_dirs), host=host, port=port, api_key_file=api_key_file,
-                                   insecure=insecure, limits=limits, log_level=log_level))
+    return run_server(serve_options_from(run_dirs, params))
 
 
 @cli.command()
