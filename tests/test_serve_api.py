@@ -170,7 +170,8 @@ def test_model_features_equal_the_pipelines_extractors_as_json_and_npy(runs, ima
 
     run = runs["hog+color+softmax"]
     model = load_model(run / "model.skops")
-    expected = model.named_steps["features"].transform(read_images([str(p) for p in image_files], 32, strict=True).images)
+    images = read_images([str(p) for p in image_files], 32, strict=True).images
+    expected = model.named_steps["features"].transform(images)
 
     async def scenario():
         async with running_client(make_service([run])) as client:
@@ -201,7 +202,8 @@ def test_spec_features_need_no_run_and_resize_as_the_cli_does(runs, image_files)
                                      headers={"Accept": "application/x-npy"})
             learned = await client.post("/v1/features/words", files=multipart(image_files[:1]))
             unknown = await client.post("/v1/features/sift", files=multipart(image_files[:1]))
-            too_big = await client.post("/v1/features/hog", params={"image_size": 4096}, files=multipart(image_files[:1]))
+            too_big = await client.post("/v1/features/hog", params={"image_size": 4096},
+                                        files=multipart(image_files[:1]))
             return good, learned, unknown, too_big
 
     good, learned, unknown, too_big = run_async(scenario)

@@ -35,12 +35,14 @@ def test_json_infer_with_base64_images_equals_the_model(runs, tmp_path):
             version = service.registry.get("hog+color+softmax").version
             versioned = await client.post(f"/v2/models/hog+color+softmax/versions/{version}/infer",
                                           json=_json_request(images[:1], outputs=[{"name": "label"}]))
-            wrong_version = await client.post("/v2/models/hog+color+softmax/versions/0/infer", json=_json_request(images))
+            wrong_version = await client.post("/v2/models/hog+color+softmax/versions/0/infer",
+                                              json=_json_request(images))
             too_many = await client.post(path, json={"inputs": [{"name": "image", "shape": [5], "datatype": "BYTES",
                                                                  "data": ["AA=="] * 5}]})
             bad_image = await client.post(path, json={"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
                                                                   "data": [base64.b64encode(b"nope").decode()]}]})
-            no_input = await client.post(path, json={"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]})
+            no_input = await client.post(path, json={"inputs": [{"name": "x", "shape": [1], "datatype": "FP32",
+                                                                  "data": [1]}]})
             not_json = await client.post(path, content=b"{", headers={"Content-Type": "application/json"})
             metadata = (await client.get("/v2/models/hog+color+softmax")).json()
             server = (await client.get("/v2")).json()

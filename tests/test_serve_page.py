@@ -47,7 +47,8 @@ def test_the_page_classifies_dropped_and_chosen_images_as_the_api_does(runs, tmp
             const transfer = new DataTransfer();
             transfer.items.add(new File([bytes], name, {type: "image/jpeg"}));
             document.getElementById("results").replaceChildren();
-            document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+            const drop = new DragEvent("drop", {dataTransfer: transfer, bubbles: true});
+            document.getElementById("drop").dispatchEvent(drop);
         }""", [images[1].name, encoded])
         page.wait_for_selector(".result .label")
         assert page.inner_text(".result .label") == api[1]["predictions"][0]["label"]
