@@ -118,7 +118,7 @@ def test_limits_answer_before_work(runs, image_files, tmp_path):
     assert declared.status_code == 413 and "over the limit of 2000 bytes" in declared.json()["error"]
     assert many.status_code == 413 and "more than 2 images" in many.json()["error"]
     assert large_part.status_code == 413
-    assert too_wide.status_code == 422 and "10000 pixels" in too_wide.json()["error"]
+    assert too_wide.status_code == 422 and "--max-pixels 4,096" in too_wide.json()["error"]
     assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
     assert wrong_type.status_code == 415
     assert bombed.status_code == 422 and "pixels" in bombed.json()["error"]

@@ -9,7 +9,8 @@ client can do is known in advance (see docs/serve.md, "Limits and memory"):
   streamed body passes it.
 - ``max_images_per_request``: more images than this in one request is 413.
 - ``max_pixels``: width x height read from the image header, before the
-  pixels are decoded; over it is 422 (a decompression bomb never expands).
+  pixels are decoded (by featpipe's decoder, :func:`decode_upload`); over
+  it is 422 (a decompression bomb never expands).
 - ``queue_size``: requests admitted at once (reading, decoding, waiting or
   being predicted); one more is 503 with ``Retry-After``.
 - ``request_timeout_ms``: the deadline of a request from its arrival; a body
@@ -19,19 +20,16 @@ client can do is known in advance (see docs/serve.md, "Limits and memory"):
 
 import asyncio
 import io
-import re
 import time
 import warnings
 from dataclasses import dataclass
 
 from PIL import Image
 
-from featpipe.datasets.images import decode_image
+from featpipe.datasets.images import ImageTooLargeError, decode_image
+from featpipe.datasets.options import DEFAULT_MAX_PIXELS
 from featpipe.errors import FeatpipeError
 from featpipe.serve.problems import Problem
-
-_SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*$")
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 MULTIPART_OVERHEAD_BYTES = 4096
 """Allowance per image for multipart boundaries and part headers."""
@@ -39,23 +37,6 @@ MULTIPART_OVERHEAD_BYTES = 4096
 
 class LimitError(FeatpipeError):
     """A limit given on the command line that cannot be used."""
-
-
-def parse_size(text):
-    """Read a byte count such as ``10M``, ``512k``, ``1G`` or ``2048`` (binary units).
-
-    Raises
-    ------
-    LimitError
-        For anything else, or a size below one byte.
-    """
-    match = _SIZE_PATTERN.match(str(text))
-    if not match:
-        raise LimitError(f"not a size: {text!r} (use a number of bytes, or e.g. 512k, 10M, 1G)")
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-    if size < 1:
-        raise LimitError(f"a size must be at least one byte; got {text!r}")
-    return size
 
 
 @dataclass(frozen=True)
@@ -81,7 +62,7 @@ class Limits:
     """
 
     max_image_bytes: int = 10 * 1024**2
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_images_per_request: int = 64
     queue_size: int = 256
     request_timeout_ms: int = 30_000
@@ -148,7 +129,7 @@ async def read_body(request, limit, deadline):
 
 
 def image_pixels(data):
-    """Width x height of an encoded image, read from its header only."""
+    """Width x height of an encoded image, read from its header only (to size the work, not to refuse it)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(data)) as image:
@@ -157,7 +138,12 @@ def image_pixels(data):
 
 
 def decode_upload(data, image_size, max_pixels):
-    """Decode one uploaded image as ``featpipe predict`` decodes a file, after a header-first pixel check.
+    """Decode one uploaded image exactly as ``featpipe predict`` decodes a file.
+
+    The decoder is :func:`featpipe.datasets.images.decode_image`, so its
+    hardening applies: the pixel count is read from the header (after the
+    JPEG draft scale) and checked against ``max_pixels`` before any pixel is
+    decoded, and Pillow's decompression-bomb warning is an error.
 
     Parameters
     ----------
@@ -166,7 +152,7 @@ def decode_upload(data, image_size, max_pixels):
     image_size : int
         Side of the decoded square image.
     max_pixels : int
-        Largest width x height accepted.
+        Largest width x height decoded.
 
     Returns
     -------
@@ -181,18 +167,14 @@ def decode_upload(data, image_size, max_pixels):
     if not data:
         raise ValueError("empty image")
     try:
-        pixels = image_pixels(data)
+        return decode_image(io.BytesIO(data), image_size, max_pixels)
+    except ImageTooLargeError as error:
+        raise ValueError(str(error)) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ValueError(f"image has more pixels than the limit of {max_pixels}") from None
+        raise ValueError("image has more pixels than Pillow decodes safely; not decoded") from None
     except Image.UnidentifiedImageError:
         raise ValueError("not an image file (no format Pillow reads)") from None
-    except Exception as error:  # Pillow's plugins raise many types on malformed headers
-        raise ValueError(f"not a readable image ({_one_line(error)})") from None
-    if pixels > max_pixels:
-        raise ValueError(f"image of {pixels} pixels is over the limit of {max_pixels} pixels")
-    try:
-        return decode_image(io.BytesIO(data), image_size)
-    except Exception as error:  # truncated or corrupt pixel data
+    except Exception as error:  # Pillow's plugins raise many types on malformed or truncated files
         raise ValueError(f"cannot decode image ({_one_line(error)})") from None
 
 

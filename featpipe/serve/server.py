@@ -20,7 +20,7 @@ import uvicorn
 
 from featpipe.serve.app import create_app
 from featpipe.serve.auth import KeyChecker, check_binding, read_api_keys
-from featpipe.serve.limits import Limits, parse_size
+from featpipe.serve.limits import Limits
 from featpipe.serve.models import ModelRegistry, load_served_model, parse_model_sources
 from featpipe.serve.service import Service
 
@@ -60,7 +60,7 @@ class ServeOptions:
 def serve_options_from(run_dirs, params):
     """The ServeOptions of ``featpipe serve``'s arguments and options (a dict of click's parameters)."""
     limits = Limits(
-        max_image_bytes=parse_size(params["max_image_bytes"]), max_pixels=params["max_pixels"],
+        max_image_bytes=params["max_image_bytes"], max_pixels=params["max_pixels"],
         max_images_per_request=params["max_images_per_request"], queue_size=params["queue_size"],
         request_timeout_ms=params["request_timeout_ms"], max_batch=params["max_batch"],
         max_wait_ms=params["max_wait_ms"],
