@@ -150,7 +150,8 @@ class RequestEnvelope:
         if scope["path"] == "/" and scope["method"] == "GET":
             body, media_type = page.SIGN_IN_PAGE.encode(), b"text/html; charset=utf-8"
         else:
-            body, media_type = json.dumps({"error": "missing or wrong API key (send Authorization: Bearer KEY)"}).encode(), b"application/json"
+            body = json.dumps({"error": "missing or wrong API key (send Authorization: Bearer KEY)"}).encode()
+            media_type = b"application/json"
         await send({"type": "http.response.start", "status": 401,
                     "headers": [(b"content-type", media_type), (b"www-authenticate", b"Bearer")]})
         await send({"type": "http.response.body", "body": body})

@@ -164,7 +164,7 @@ class ServedModel:
         return labels, np.asarray(values, dtype=np.float32).reshape(len(images), -1)
 
     def features_batch(self, images):
-        """The extractors' float32 rows for a uint8 batch (before normalization, as ``featpipe extract`` stores them)."""
+        """The extractors' float32 rows for a uint8 batch (before normalization, as ``featpipe extract`` stores)."""
         return np.asarray(self.model.named_steps["features"].transform(images), dtype=np.float32)
 
     def warm_up(self, n_images):

@@ -98,7 +98,8 @@ async def model_features(name: str, request: Request):
     service = request.app.state.service
     served = service.model(name)
     async with service.admit():
-        uploads, images, failures = await _receive_images(request, served.image_size, all_or_nothing=_wants_npy(request))
+        uploads, images, failures = await _receive_images(request, served.image_size,
+                                                          all_or_nothing=_wants_npy(request))
         rows = await service.features(served, images, request_deadline(request, service.limits))
     spec = "+".join(name for name, _ in served.model.named_steps["features"].transformer_list)
     return _features_answer(request, spec, served.image_size, uploads, failures, rows)
@@ -106,7 +107,8 @@ async def model_features(name: str, request: Request):
 
 @router.post("/v1/features/{spec}", tags=["features"], openapi_extra=IMAGES_REQUEST_BODY,
              responses={200: {"model": FeaturesAnswer, "content": {NPY_MEDIA_TYPE: {}}}, **ERROR_RESPONSES})
-async def spec_features(spec: str, request: Request, image_size: int = Query(32, description="Side images are resized to.")):
+async def spec_features(spec: str, request: Request,
+                        image_size: int = Query(32, description="Side images are resized to.")):
     """Features of extractors that learn nothing from data (e.g. ``hog+color``), images resized to ``image_size``.
 
     Each request is one vectorized call (these have no batcher).

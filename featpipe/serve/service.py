@@ -35,7 +35,7 @@ _HANDED_TO_BATCHER = contextvars.ContextVar("handed_to_batcher", default=False)
 
 
 INLINE_DECODE_PIXELS = 64 * 32 * 32
-"""Pixels (from the headers) up to which a request's images are decoded on the event loop: 64 CIFAR-sized images, under a millisecond."""
+"""Pixels (from the headers) up to which a request's images are decoded on the event loop: 64 CIFAR-sized images."""
 
 
 def _total_pixels(uploads):

@@ -64,7 +64,8 @@ def parse_infer_request(body, header_length, max_images):
     for tensor in request["inputs"]:
         if not isinstance(tensor, dict):
             raise Problem(400, "every input must be an object")
-        size = (tensor.get("parameters") or {}).get("binary_data_size") if isinstance(tensor.get("parameters"), dict) else None
+        parameters = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
+        size = parameters.get("binary_data_size")
         if size is not None and (not isinstance(size, int) or size < 0 or offset + size > len(binary)):
             raise Problem(400, f"input {tensor.get('name')!r}: binary_data_size runs past the body")
         raw = binary[offset:offset + size] if size is not None else None
