@@ -43,6 +43,8 @@ import numpy as np
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
 LITSERVE_FIELD = "images"
+CLIENT_RESULT_TIMEOUT_S = 600
+"""Longest wait for a load client's figures (a client that dies must not hang the benchmark)."""
 OPEN_LOOP_CONNECTIONS = 512
 """Connections the overload client keeps open at most (a client pool, as real callers have)."""
 
@@ -132,9 +134,13 @@ async def _closed_loop(url, bodies, concurrency, duration, form):
             else:
                 kwargs = {"data": batch[0], "headers": {"Content-Type": "image/jpeg"}}
             started = time.monotonic()
-            async with session.post(url, **kwargs) as response:
-                await response.read()
-                statuses[response.status] = statuses.get(response.status, 0) + 1
+            try:
+                async with session.post(url, **kwargs) as response:
+                    await response.read()
+                    statuses[response.status] = statuses.get(response.status, 0) + 1
+            except (asyncio.TimeoutError, aiohttp.ClientError) as error:
+                statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
+                continue
             latencies.append(time.monotonic() - started)
             if response.status == 200:
                 images_done[0] += len(batch)
@@ -193,7 +199,7 @@ def run_client(kind, *arguments):
     results = context.Queue()
     process = context.Process(target=_client_process, args=(kind, arguments, results))
     process.start()
-    answer = results.get()
+    answer = results.get(timeout=CLIENT_RESULT_TIMEOUT_S)
     process.join()
     return answer
 
