@@ -97,9 +97,12 @@ def test_run_job_trains_on_the_store_and_answers_its_metrics(running, roots):
     ({"kind": "run", "pipeline": "/tmp/evil.toml", "data": "small.npz"}, "not a file"),
     ({"kind": "run", "pipeline": "hog+magic", "data": "small.npz"}, "unknown head 'magic'"),
     ({"kind": "run", "pipeline": "hog+svm", "data": "small.npz", "name": "a/b"}, "name may hold only"),
+    ({"kind": "run", "pipeline": "\ud800+svm", "data": "small.npz"}, "not a file"),
+    (extract(data="\ud800"), "is not valid text"),
+    (extract(store="x" * 5000), "File name too long"),
 ])
 def test_bad_submissions_are_400_with_one_line_and_write_nothing(idle, roots, body, message):
-    answer = idle.post("/v1/jobs", json=body)
+    answer = idle.post("/v1/jobs", content=json.dumps(body), headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and message in answer.json()["error"]
     assert list(answer.json()) == ["error"] and "\n" not in answer.json()["error"]
     assert list(roots.stores.iterdir()) == [] and list(roots.runs.iterdir()) == []

@@ -96,12 +96,19 @@ def confine(root, relative, what):
     """
     if not isinstance(relative, str) or not relative.strip() or "\x00" in relative:
         raise PathRefused(f"{what} must be a non-empty path relative to its root")
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PathRefused(f"{what} path {relative!r} is not valid text") from None
     parts = PurePosixPath(relative).parts
     if PurePosixPath(relative).is_absolute() or relative.startswith("~"):
         raise PathRefused(f"{what} path {relative!r} must be relative to its root, not absolute")
     if ".." in parts:
         raise PathRefused(f"{what} path {relative!r} must not contain '..'")
-    resolved = (root / relative).resolve()
+    try:
+        resolved = (root / relative).resolve()
+    except (OSError, RuntimeError) as error:  # a name too long, a link loop
+        raise PathRefused(f"{what} path {relative!r} cannot be used: {getattr(error, 'strerror', None) or error}") from None
     if resolved != root and root not in resolved.parents:
         raise PathRefused(f"{what} path {relative!r} leads outside its root through a symbolic link")
     return resolved

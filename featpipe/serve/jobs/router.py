@@ -127,6 +127,8 @@ def submit_job(request: Request,
         job, created = runner.store.submit(body.kind, identity, target, fields)
     except FeatpipeError as error:
         return error_answer(400, error)
+    except OSError as error:  # the disk refused a check (a name too long, no permission)
+        return error_answer(400, f"cannot check the request's paths: {error.strerror or error}")
     runner.wake()
     return JSONResponse(Job.model_validate(_view(job)).model_dump(), status_code=202 if created else 200,
                         headers={"Location": f"/v1/jobs/{job['id']}"})

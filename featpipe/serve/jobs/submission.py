@@ -21,7 +21,8 @@ from featpipe.serve.jobs.paths import check_links_inside, confine
 from featpipe.store import format as store_format
 from featpipe.store.lock import StoreLock
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9._+-]{1,100}$")
+_NAME = re.compile(r"^[A-Za-z0-9._+-]{1,100}$")
+"""What a pipeline spec or name and a served model's name may hold (they appear in URL paths)."""
 
 
 class SubmissionError(FeatpipeError):
@@ -108,13 +109,13 @@ def _prepare_extract(request, roots):
 def _prepare_run(request, roots):
     if (request.store is None) == (request.data is None):
         raise SubmissionError("a run job trains on either 'store' or 'data', exactly one of them")
-    if "/" in request.pipeline or request.pipeline.endswith(".toml"):
+    if not _NAME.match(request.pipeline) or request.pipeline.endswith(".toml"):
         raise SubmissionError("pipeline must be a spec such as 'hog+color+svm' or a named pipeline, not a file")
     try:
         spec = resolve(request.pipeline)
     except SpecError as error:
         raise SubmissionError(str(error)) from None
-    if request.name is not None and not _MODEL_NAME.match(request.name):
+    if request.name is not None and not _NAME.match(request.name):
         raise SubmissionError("name may hold only letters, digits, '.', '_', '+' and '-' (at most 100)")
     fields = request.model_dump(exclude_none=True)
     if request.store is not None:
