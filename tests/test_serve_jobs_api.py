@@ -189,3 +189,18 @@ def test_cancelled_running_job_keeps_its_shards_and_a_new_job_resumes(roots, tmp
     assert final == read_shard_bytes(reference.path)
     assert all(final[name] == data for name, data in kept.items())
     assert np.load(roots.stores / "small-hog" / store_format.SHARDS_DIR / next(iter(kept))).dtype == np.float32
+
+
+def test_a_model_name_is_refused_when_served_or_trained_by_another_active_job(roots):
+    runner = JobRunner(roots, served_names=lambda: {"taken"})
+    client = TestClient(jobs_app(runner))
+    train = {"kind": "run", "pipeline": "hog+svm", "data": "small.npz"}
+    served = client.post("/v1/jobs", json={**train, "name": "taken"})
+    assert served.status_code == 400 and "a model named 'taken' is served already" in served.json()["error"]
+    first = client.post("/v1/jobs", json={**train, "run": "one"})
+    assert first.status_code == 202 and first.json()["request"]["name"] == "hog+svm"
+    assert client.post("/v1/jobs", json={**train, "run": "one"}).json()["id"] == first.json()["id"]
+    second = client.post("/v1/jobs", json={**train, "run": "two"})
+    assert second.status_code == 400
+    assert f"job {first.json()['id']} (queued) trains a model named 'hog+svm' already" in second.json()["error"]
+    assert client.post("/v1/jobs", json={**train, "run": "two", "name": "hog-2"}).status_code == 202

@@ -124,6 +124,8 @@ def submit_job(request: Request,
         return error_answer(404, NOT_ENABLED)
     try:
         identity, target, fields = prepare(body, runner.roots)
+        if body.kind == "run":
+            runner.check_model_name(fields["name"], identity)
         job, created = runner.store.submit(body.kind, identity, target, fields)
     except FeatpipeError as error:
         return error_answer(400, error)

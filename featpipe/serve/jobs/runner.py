@@ -24,7 +24,8 @@ import sys
 import threading
 from pathlib import Path
 
-from featpipe.serve.jobs.job_store import JobStore
+from featpipe.serve.jobs.job_store import ACTIVE_STATES, JobStore
+from featpipe.serve.jobs.submission import SubmissionError
 from featpipe.serve.jobs.worker import JOB_ID_VARIABLE
 
 POLL_SECONDS = 0.2
@@ -78,14 +79,19 @@ class JobRunner:
         A Dask scheduler address extract jobs run their chunks on.
     on_run_done : callable or None, default=None
         Called (in the runner's thread) with the job record of every
-        ``run`` job that finished, e.g. to serve its model.
+        ``run`` job that finished, and at start with those that finished
+        before, newest first: how the server serves their models.
+    served_names : callable or None, default=None
+        Returns the names of the models served now; a run job may not be
+        submitted under one of them.
     """
 
-    def __init__(self, roots, max_running=1, scheduler=None, on_run_done=None):
+    def __init__(self, roots, max_running=1, scheduler=None, on_run_done=None, served_names=None):
         self.roots = roots
         self.max_running = max(1, int(max_running))
         self.scheduler = scheduler
         self.on_run_done = on_run_done
+        self.served_names = served_names or set
         self.store = JobStore(roots.database)
         self._workers = {}  # job id -> Popen
         self._signalled = set()
@@ -100,8 +106,28 @@ class JobRunner:
             _kill_leftovers(job_id)
             self.store.requeue(job_id)
             logger.info("job %s: back in the queue after the previous server stopped", job_id)
+        if self.on_run_done is not None:
+            for job in self.store.list("done", limit=-1):
+                if job["kind"] == "run":
+                    self.on_run_done(job)
         self._thread = threading.Thread(target=self._loop, name="featpipe-jobs", daemon=True)
         self._thread.start()
+
+    def check_model_name(self, name, identity):
+        """Refuse a run job's model name that is served, or that another active run job will serve.
+
+        Raises
+        ------
+        SubmissionError
+        """
+        if name in self.served_names():
+            raise SubmissionError(f"a model named {name!r} is served already; give the job another 'name'")
+        identity_text = json.dumps(identity, sort_keys=True)
+        for state in ACTIVE_STATES:
+            for job in self.store.list(state, limit=-1):
+                if job["kind"] == "run" and job["request"]["name"] == name and job["identity"] != identity_text:
+                    raise SubmissionError(f"job {job['id']} ({state}) trains a model named {name!r} already; "
+                                          "give the job another 'name'")
 
     def wake(self):
         """Look at the queue and the cancellations now rather than at the next poll."""

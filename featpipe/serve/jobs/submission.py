@@ -133,7 +133,7 @@ def _prepare_run(request, roots):
         raise SubmissionError(f"run folder {fields['run']!r} exists and is not a run folder")
     fields["name"] = request.name or spec.name
     identity = {"kind": "run", "pipeline": request.pipeline.strip(), "source": source,
-                "search": request.search, "name": fields["name"]}
+                "search": request.search, "name": fields["name"], "run": str(run_dir)}
     return identity, str(run_dir), fields
 
 
