@@ -4,7 +4,7 @@ Every measurement runs the job in a fresh Python process, as the command line
 does (worker start-up included), into a new store, and samples the resident
 memory of that process and all its children (workers included) every 50 ms.
 It prints one JSON line per figure: images per second (images / seconds the
-job took, from the store's manifest), the process's wall time, peak memory
+job took, from the store's timings.json), the process's wall time, peak memory
 of the process tree, CPU seconds of the whole tree (workers included: on a
 busy machine this shows the work done, which wall time does not), and the
 speed-up of each configuration over 1 job. The bar: 2 jobs at least 1.7x
@@ -42,7 +42,8 @@ from featpipe.pipeline.extract_job import run_extract_job
 if __name__ == "__main__":
     options = json.loads(sys.argv[1])
     store = run_extract_job(progress=False, **options)
-    print(json.dumps({"seconds": store.manifest["seconds"], "n_rows": len(store)}))
+    seconds = json.loads((store.path / "timings.json").read_text())["seconds"]
+    print(json.dumps({"seconds": seconds, "n_rows": len(store)}))
 """
 
 CONFIGURATIONS = {

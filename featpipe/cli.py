@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from featpipe.datasets.options import DEFAULT_MAX_PIXELS
 from featpipe.errors import FeatpipeError
 
 STATUS_BAD_INPUT = 2
@@ -112,6 +113,32 @@ def _report_internal_error(error):
                err=True)
 
 
+class _MemorySize(click.ParamType):
+    """A size written like 256M or 4G, in bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        from featpipe.memory_budget import MemoryBudgetError, parse_size
+
+        try:
+            return value if isinstance(value, int) else parse_size(value)
+        except MemoryBudgetError as error:
+            self.fail(str(error), param, ctx)
+
+
+def _max_pixels_option():
+    return click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+                        help="Skip image files whose header announces more pixels, before decoding.")
+
+
+def _check_jobs(jobs):
+    """Refuse 0 or fewer than -1 processes in our words, before joblib says it in its own."""
+    if jobs is not None and (jobs == 0 or jobs < -1):
+        raise click.BadParameter(f"{jobs} is not a number of processes: give -1 (every core) or 1 or more",
+                                 param_hint="'--jobs'")
+
+
 def _run_options(command):
     """Options shared by ``run`` and ``compare``."""
     options = [
@@ -129,8 +156,12 @@ def _run_options(command):
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed of the validation split and of every estimator."),
         click.option("--val-size", type=click.IntRange(min=0), default=None,
-                     help="Validation images held out from train (default 1,000, or 10%% when smaller)."),
+                     help="Validation images held out from train (default 1,000, or 10% when smaller)."),
         click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
+        _max_pixels_option(),
+        click.option("--memory-budget", type=_MemorySize(), default=None, metavar="SIZE",
+                     help="Memory the in-memory image load may hold, e.g. 256M or 4G "
+                          "(default: half the machine's memory); a larger load is refused."),
         click.option("--search", is_flag=True,
                      help="Search learning rate x regularization on the validation split first."),
         click.option("--quiet", is_flag=True, help="No progress bars or stage summary."),
@@ -144,14 +175,14 @@ def _run_options_from(params):
     """The RunOptions of a ``run`` or ``compare`` command's parameters."""
     from featpipe.pipeline.options import RunOptions, options_from
 
+    _check_jobs(params["n_jobs"])
     return options_from(RunOptions, params, use_cache=not params["no_cache"])
 
 
-def _run_one(name, data, options, out):
+def _run_one(spec, data, options, out):
     from featpipe.pipeline.run import run_pipeline
-    from featpipe.pipeline.spec import resolve
 
-    result = run_pipeline(resolve(name), data, options=options, out=out)
+    result = run_pipeline(spec, data, options=options, out=out)
     metrics = result.metrics
     if not options.quiet:
         stage_text = ", ".join(
@@ -190,7 +221,10 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 @_run_options
 def run(name, out, data, **params):
     """Run pipeline NAME: a file in pipelines/ or a spec like hog+color+svm."""
-    result = _run_one(name, data, _run_options_from(params), out)
+    from featpipe.pipeline.spec import resolve
+
+    spec = resolve(name)
+    result = _run_one(spec, data, _run_options_from(params), out)
     _print_accuracies(result.metrics)
 
 
@@ -202,14 +236,20 @@ def run(name, out, data, **params):
 @_run_options
 def compare(names, out, from_runs, data, **params):
     """Run several pipelines and write report.html, report.md and results.json to --out."""
-    from featpipe.report import write_report
+    from featpipe.pipeline.spec import resolve
 
     if not names and not from_runs:
         raise click.UsageError("name at least one pipeline, or finished runs with --from")
+    specs = [resolve(name) for name in names]  # every spec is checked before any is run
+    if Path(out).exists():
+        raise click.BadParameter(f"{out} exists; a report never replaces another: choose a new folder",
+                                 param_hint="'--out'")
+    from featpipe.report import write_report
+
     options = _run_options_from(params)
     run_dirs = [Path(path) for path in from_runs]
-    for name in names:
-        result = _run_one(name, data, options, Path(out) / "runs" / name.replace("/", "_"))
+    for name, spec in zip(names, specs):
+        result = _run_one(spec, data, options, Path(out) / "runs" / name.replace("/", "_"))
         _print_accuracies(result.metrics)
         run_dirs.append(result.run_dir)
     written = write_report(run_dirs, Path(out))
@@ -220,7 +260,8 @@ def compare(names, out, from_runs, data, **params):
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-def predict(run_dir, images):
+@_max_pixels_option()
+def predict(run_dir, images, max_pixels):
     """Print the predicted class (and probability, when the head has one) of each image."""
     from featpipe.datasets import read_images
     from featpipe.model_io import load_model
@@ -230,7 +271,8 @@ def predict(run_dir, images):
         raise click.BadParameter(f"{run_dir} is not a run folder (no metrics.json)", param_hint="RUN_DIR")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     model = load_model(Path(run_dir) / "model.skops")
-    batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True).images
+    batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True,
+                        max_pixels=max_pixels).images
     classes = metrics["dataset"]["classes"]
     labels = model.predict(batch)
     probabilities = model.predict_proba(batch).max(axis=1) if hasattr(model, "predict_proba") else None
@@ -257,12 +299,17 @@ def predict(run_dir, images):
               help="Side in pixels images are resized to (default: the --from run's, else 32).")
 @click.option("--cache-dir", type=click.Path(), default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
+@_max_pixels_option()
+@click.option("--memory-budget", type=_MemorySize(), default=None, metavar="SIZE",
+              help="Decoded images this machine may hold at once (chunks in flight, fit sample), "
+                   "e.g. 4G (default: half the machine's memory).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(features, data, store, **params):
     """Extract FEATURES (e.g. hog+color) for a whole image collection into a resumable store."""
     from featpipe.pipeline.extract_job import run_extract_job
     from featpipe.pipeline.options import ExtractOptions, options_from
 
+    _check_jobs(params["n_jobs"])
     options = options_from(ExtractOptions, params, progress=not params["quiet"],
                            backend=None if params["backend"] == "local" else params["backend"])
     click.echo(run_extract_job(features, data, store, options=options))
@@ -320,12 +367,14 @@ def cache_info_command(cache_dir):
     click.echo(f"cache: {info['path']}")
     click.echo(f"  {info['n_entries']} cached stage outputs, {info['n_files']} files, "
                f"{info['n_bytes'] / 1e6:.1f} MB")
+    if info["exists"]:
+        click.echo("  private to you (created 0700): it holds pickles, and whoever can write it can run code as you")
 
 
 @cache.command("clear")
 @click.option("--cache-dir", type=click.Path(), default=None)
 def cache_clear_command(cache_dir):
-    """Delete everything in the cache."""
+    """Delete what featpipe cached (only in a featpipe cache folder; anything else is refused)."""
     from featpipe.cache import clear_cache
 
     freed = clear_cache(cache_dir)

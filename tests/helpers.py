@@ -12,8 +12,10 @@ from click.testing import CliRunner
 from featpipe.cli import cli
 from featpipe.store import format as store_format
 
-CIFAR_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
-"""The shared CIFAR-10 JPEG copy; tests that read it carry ``@pytest.mark.cifar``."""
+CIFAR_FOLDER = Path(os.environ.get("FEATPIPE_CIFAR_FOLDER")
+                    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg")
+"""The shared CIFAR-10 JPEG copy beside the checkout (FEATPIPE_CIFAR_FOLDER overrides it, e.g. in a git
+worktree); tests that read it carry ``@pytest.mark.cifar``."""
 
 
 def make_colour_images(n_per_class, n_classes=3, size=16, seed=0):
@@ -57,7 +59,8 @@ def write_small_store(folder, arrays, complete=True):
                    for record, first, last in zip(records, offsets[:-1], offsets[1:])],
         "features": [{"name": "a", "width": 2}, {"name": "b", "width": arrays[0].shape[1] - 2}],
         "labels": list(range(n_rows)), "splits": ["train"] * (n_rows - 1) + ["test"],
-        "classes": ["x", "y"], "paths": [f"p{row}" for row in range(n_rows)], "skipped": [],
+        "classes": [f"class{row}" for row in range(n_rows)], "paths": [f"p{row}" for row in range(n_rows)],
+        "skipped": [], "plan": {"image_size": 32},
     })
     return records
 

@@ -83,7 +83,21 @@ def test_cache_info_and_clear(tmp_path, invoke, small_npz):
     n_entries = int(info.stdout.split("\n")[1].split()[0])
     assert n_entries >= len(STAGE_NAMES)
     cleared = invoke("cache", "clear", "--cache-dir", tmp_path / "cache")
-    assert cleared.exit_code == 0 and not (tmp_path / "cache").exists()
+    assert cleared.exit_code == 0 and not (tmp_path / "cache" / "stages").exists()
+    assert (tmp_path / "cache" / "CACHEDIR.TAG").is_file()
+
+
+def test_cache_clear_and_info_refuse_a_foreign_folder_in_one_line(tmp_path, invoke):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "thesis.tex").write_text("precious")
+    (tmp_path / "file").write_text("a file")
+    for command, target in (("clear", "home"), ("info", "home"), ("info", "file"), ("clear", "file")):
+        result = invoke("cache", command, "--cache-dir", tmp_path / target)
+        assert result.exit_code == 2
+        assert result.stderr.startswith("featpipe: error: ") and result.stderr.count("\n") == 1
+        assert "not a featpipe cache" in result.stderr
+    assert (tmp_path / "home" / "thesis.tex").read_text() == "precious"
+    assert sorted(path.name for path in (tmp_path / "home").iterdir()) == ["thesis.tex"]
 
 
 def test_datasets_describes_a_folder(tmp_path, invoke):
@@ -112,7 +126,7 @@ def _bad_inputs(tmp_path):
         "unknown head": (["run", "raw+forest"], "unknown head 'forest'"),
         "malformed file": (["run", malformed], "not valid TOML"),
         "image too small": (["run", "hog+svm", "--image-size", 4], "too small"),
-        "unwritable cache": (["run", "raw+softmax", "--cache-dir", blocker], "cannot be written"),
+        "unwritable cache": (["run", "raw+softmax", "--cache-dir", blocker], "is a file, not a featpipe cache"),
     }
 
 

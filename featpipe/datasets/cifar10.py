@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pooch
 
-from featpipe.cache import default_cache_dir
+from featpipe.cache import default_cache_dir, prepare_cache_dir
 
 from .core import DatasetError
 
@@ -174,7 +174,7 @@ def fetch_cifar10(cache_dir=None):
         If the download fails, the folder cannot be written, or the md5 of
         what arrived differs from :data:`CIFAR10_MD5`.
     """
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = prepare_cache_dir(Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir())
     try:
         path = pooch.retrieve(
             CIFAR10_URL,

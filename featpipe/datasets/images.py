@@ -18,12 +18,26 @@ Conversion rules (Pillow):
 - Every image is resized to ``image_size`` x ``image_size`` with
   ``Image.Resampling.BICUBIC`` (antialiased when shrinking), ignoring the
   aspect ratio; JPEGs are first decoded at a reduced DCT scale
-  (``Image.draft``) that is still at least ``image_size`` on both sides.
+  (``Image.draft``: 1/2, 1/4 or 1/8) that still keeps at least twice
+  ``image_size`` on both sides, so the antialiased resize has real pixels
+  to average and the result stays within half a grey level on average of a
+  full decode (benchmarks/RESULTS.md), while memory and time shrink with the
+  square of the scale.
 - EXIF orientation is applied, so photographs stand upright.
 - Multi-frame files (GIF, TIFF) give their first frame.
+
+Memory per image is bounded before anything is decoded: the header gives
+the size, and a file that would decode to more than ``max_pixels`` pixels
+(:data:`DEFAULT_MAX_PIXELS`; counted after the JPEG draft scale, whatever
+the bit depth or palette) is skipped with the reason, like any unreadable
+file. Pillow's own decompression-bomb warning is turned into such a skip
+too, so it names its file instead of printing a bare ``warnings.warn``.
+Dangling symbolic links and link loops are skipped and counted the same way.
 """
 
+import errno
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +47,7 @@ from PIL import Image
 
 from ..parallel import chunk_bounds
 from .core import DatasetError, check_image_size
+from .options import DEFAULT_MAX_PIXELS
 
 IMAGE_EXTENSIONS = frozenset(
     {".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".pnm", ".ppm", ".tif", ".tiff", ".webp"}
@@ -44,6 +59,24 @@ RESAMPLING = Image.Resampling.BICUBIC
 
 READ_CHUNK_SIZE = 500
 """Files per decoding task: a fraction of a second of work for 32x32 JPEGs."""
+
+
+DRAFT_MARGIN = 2
+"""A JPEG is decoded at a reduced scale only while it keeps at least this many
+times ``image_size`` pixels on each side."""
+
+
+def _refuse_bomb_warnings():
+    """Make Pillow's decompression-bomb warning an error, so the file is skipped and named.
+
+    Installed on every decode rather than once at import: test runners and
+    callers that reset the warning filters would otherwise drop it.
+    """
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+class ImageTooLargeError(ValueError):
+    """An image whose header announces more pixels than ``max_pixels``."""
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -195,13 +228,35 @@ def _to_rgb(image):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def decode_image(path, image_size):
+def decode_image(path, image_size, max_pixels=DEFAULT_MAX_PIXELS):
     """Decode one image file to uint8 RGB of shape (image_size, image_size, 3).
 
-    Raises whatever Pillow raises on a missing, unreadable or corrupt file.
+    Parameters
+    ----------
+    path : str or Path
+        The image file.
+    image_size : int
+        Side of the output.
+    max_pixels : int or None
+        Refuse, before decoding, an image that would decode to more pixels
+        (``None``: no limit of featpipe's own; Pillow's still holds).
+
+    Raises
+    ------
+    ImageTooLargeError
+        When the header announces more than ``max_pixels`` pixels.
+    Exception
+        Whatever Pillow raises on a missing, unreadable or corrupt file.
     """
+    _refuse_bomb_warnings()
     with Image.open(path) as image:
-        image.draft("RGB", (image_size, image_size))
+        image.draft("RGB", (DRAFT_MARGIN * image_size, DRAFT_MARGIN * image_size))
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"{width}x{height} image ({width * height:,} pixels) is larger than "
+                f"--max-pixels {max_pixels:,}; not decoded"
+            )
         image.load()
         orientation = 1
         if "exif" in image.info or image.format == "TIFF":  # skip the EXIF parser when there is none
@@ -219,21 +274,39 @@ def _describe_failure(error):
     return f"{type(error).__name__}: {message}"
 
 
-def _decode_chunk(paths, image_size):
+def _describe_broken_link(path):
+    """Why a symbolic link cannot be read, or ``None`` when ``path`` is not a broken link."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return f"dangling symbolic link to {os.readlink(path)}"
+    return None
+
+
+def _decode_chunk(paths, image_size, max_pixels=DEFAULT_MAX_PIXELS):
     """Decode ``paths``; return (images, ok mask, [(position, reason)] of failures)."""
     images = np.zeros((len(paths), image_size, image_size, 3), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     failures = []
     for position, path in enumerate(paths):
+        broken_link = _describe_broken_link(path)
+        if broken_link is not None:
+            failures.append((position, broken_link))
+            continue
         try:
-            images[position] = decode_image(path, image_size)
+            images[position] = decode_image(path, image_size, max_pixels)
             ok[position] = True
         except Exception as error:  # Pillow's plugins raise many types on malformed files
             failures.append((position, _describe_failure(error)))
     return images, ok, failures
 
 
-def read_images(paths, image_size=32, strict=False, n_jobs=None, progress=None):
+def read_images(paths, image_size=32, strict=False, n_jobs=None, progress=None,
+                max_pixels=DEFAULT_MAX_PIXELS):
     """Decode image files into one RGB uint8 batch, chunk by chunk, in parallel threads.
 
     Parameters
@@ -254,6 +327,9 @@ def read_images(paths, image_size=32, strict=False, n_jobs=None, progress=None):
     progress : callable or None
         Called with the number of files done after each chunk of
         :data:`READ_CHUNK_SIZE` files.
+    max_pixels : int or None, default=DEFAULT_MAX_PIXELS
+        Skip (or, with ``strict``, refuse) a file whose header announces a
+        larger image, before decoding it.
 
     Returns
     -------
@@ -275,10 +351,11 @@ def read_images(paths, image_size=32, strict=False, n_jobs=None, progress=None):
     paths = [os.fspath(path) for path in paths]
     bounds = chunk_bounds(len(paths), READ_CHUNK_SIZE)
     if n_jobs in (None, 1) or len(bounds) <= 1:
-        chunks = (_decode_chunk(paths[start:stop], image_size) for start, stop in bounds)
+        chunks = (_decode_chunk(paths[start:stop], image_size, max_pixels) for start, stop in bounds)
     else:
         parallel = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")
-        chunks = parallel(delayed(_decode_chunk)(paths[start:stop], image_size) for start, stop in bounds)
+        chunks = parallel(delayed(_decode_chunk)(paths[start:stop], image_size, max_pixels)
+                          for start, stop in bounds)
     images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     skipped = []

@@ -66,7 +66,10 @@ def _listing_digest(root, paths):
     digest = hashlib.sha256()
     prefix_length = len(os.path.join(os.fspath(root), ""))
     for path in map(os.fspath, paths):
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError:  # a dangling link or a link loop: read_images skips it and says why
+            stat = os.lstat(path)
         digest.update(f"{path[prefix_length:]}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
@@ -155,7 +158,7 @@ def _describe(data, options):
 def _load_folder(root, scan, options, n_jobs, progress):
     paths, labels, _, scanned_splits = scan
     images, ok, skipped = read_images(paths, options.image_size, strict=options.strict, n_jobs=n_jobs,
-                                      progress=progress)
+                                      progress=progress, max_pixels=options.max_pixels)
     if not ok.any():
         first_path, reason = skipped[0]
         raise DatasetError(

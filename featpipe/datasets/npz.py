@@ -59,6 +59,27 @@ def _encode(labels, key, classes, path):
     return indices.astype(np.int64)
 
 
+def count_npz_images(path):
+    """Images in an ``.npz`` data set, read from its label arrays' headers; ``None`` when unreadable.
+
+    Used to check a load against the memory budget before anything is read.
+    """
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in ("y_train.npy", "y_val.npy", "y_test.npy"):
+                if name in archive.namelist():
+                    with archive.open(name) as member:
+                        major, _ = np.lib.format.read_magic(member)
+                        read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                                       else np.lib.format.read_array_header_2_0)
+                        shape, _, _ = read_header(member)
+                    total += int(np.prod(shape[:1]))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+    return total
+
+
 def read_npz(path):
     """Read an ``.npz`` data set.
 

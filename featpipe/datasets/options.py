@@ -11,6 +11,11 @@ from pathlib import Path
 DEFAULT_IMAGE_SIZE = 32
 """Side in pixels images are resized to when nothing else says."""
 
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Largest decoded image, in pixels (``--max-pixels``): about 160 MB as 8-bit
+RGBA, well under Pillow's own limit of 89,478,485 (which warns) and twice
+that (which raises)."""
+
 
 @dataclass(frozen=True)
 class LoadOptions:
@@ -33,6 +38,14 @@ class LoadOptions:
     cache_dir : str, Path or None, default=None
         Where ``"cifar10"`` is downloaded (and, for a run, where stage
         outputs are cached); ``None`` for the user cache folder.
+    max_pixels : int or None, default=DEFAULT_MAX_PIXELS
+        Image files whose header announces more pixels are skipped (or,
+        with ``strict``, refused) before they are decoded; ``None``: no
+        limit of featpipe's own (Pillow's bomb limit still holds).
+    memory_budget : int or None, default=None
+        Bytes of decoded images a command may hold at once; ``None`` for
+        half the machine's memory (:mod:`featpipe.memory_budget`). A load
+        that would need more is refused before anything is decoded.
     """
 
     image_size: int | None = None
@@ -40,3 +53,5 @@ class LoadOptions:
     seed: int = 0
     strict: bool = False
     cache_dir: str | Path | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    memory_budget: int | None = None

@@ -9,8 +9,6 @@ Extractors are fitted on the original training images only.
 
 import dataclasses
 
-import numpy as np
-
 from featpipe.errors import SpecError
 
 AUGMENTATIONS = ("hflip",)
@@ -44,6 +42,8 @@ def augment_training_set(dataset, names):
         hold the original images first, then each augmentation's copies in
         the order of ``names``.
     """
+    import numpy as np  # here, not at the top: a spec check imports this module and must stay light
+
     names = check_augmentations(names)
     if not names:
         return dataset

@@ -13,7 +13,6 @@ parallel and a cluster run all write the same store.
 """
 
 import hashlib
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -26,11 +25,14 @@ from tqdm.auto import tqdm
 
 import featpipe
 from featpipe.datasets import SPLITS, assign_splits, describe_source, load_dataset, read_images, scan_image_folder
+from featpipe.datasets.npz import count_npz_images
 from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
 from featpipe.errors import ParameterError, SpecError
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
+from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.parallel import DEFAULT_CHUNK_SIZE, chunk_bounds
 from featpipe.pipeline.dask_backend import dask_backend
+from featpipe.pipeline.inputs import KNOWN_IMAGE_COUNTS, jsonable
 from featpipe.pipeline.options import ExtractOptions, resolve_options
 from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import Step, parse_features
@@ -63,8 +65,9 @@ def _feature_pairs(features, from_run):
     return [(name, extractor) for name, (_, extractor) in zip(names, steps)], False
 
 
-def _jsonable(value):
-    return json.loads(json.dumps(value, sort_keys=True, default=repr))
+def _budget(options):
+    """Bytes of decoded images the job may hold at once (``options.memory_budget`` or the default)."""
+    return default_budget() if options.memory_budget is None else options.memory_budget
 
 
 class _Collection:
@@ -78,6 +81,12 @@ class _Collection:
             self.paths, self.labels, self.classes, scanned = scan_image_folder(self.source["path"])
             self.splits = assign_splits(self.labels, scanned, options.val_size, options.seed)
             return
+        n_images = self.source["n_images"] or (count_npz_images(self.source["path"]) if self.source["kind"] == "npz"
+                                               else KNOWN_IMAGE_COUNTS.get(self.source["kind"]))
+        if n_images is not None:  # data that is not a folder of files is loaded whole, then cut into chunks
+            check_in_memory_load(n_images, options.image_size, _budget(options),
+                                 what=f"load of {self.source['name']}",
+                                 advice="lower --image-size, or extract from a folder of image files, which streams")
         dataset = load_dataset(data, options)
         self.images = np.concatenate([getattr(dataset, f"X_{split}") for split in SPLITS])
         self.labels = np.concatenate([getattr(dataset, f"y_{split}") for split in SPLITS])
@@ -106,7 +115,7 @@ class _Collection:
         if self.images is not None:
             return self.images[indices], self.labels[indices]
         batch = read_images([self.paths[index] for index in indices], options.image_size, strict=options.strict,
-                            n_jobs=-1)
+                            n_jobs=-1, max_pixels=options.max_pixels)
         return batch.images, self.labels[indices][batch.ok]
 
 
@@ -125,6 +134,8 @@ def _fit(pairs, collection, options):
         train = train[:64]
     elif len(train) > options.fit_samples:
         train = np.sort(np.random.default_rng(options.seed).choice(train, options.fit_samples, replace=False))
+    check_in_memory_load(len(train), options.image_size, _budget(options), what="fit sample of the extractors",
+                         advice="lower --image-size or raise --memory-budget")
     images, labels = collection.read(train, options)
     if len(images) == 0:
         raise StoreError("none of the training images sampled to fit the extractors can be read")
@@ -140,7 +151,7 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, options):
     if isinstance(inputs, np.ndarray):
         images, skipped = inputs, []
     else:
-        batch = read_images(inputs, options.image_size, strict=options.strict)
+        batch = read_images(inputs, options.image_size, strict=options.strict, max_pixels=options.max_pixels)
         missing = [path for path, reason in batch.skipped if reason.startswith("FileNotFoundError")]
         if missing:
             raise StoreError(f"{missing[0]} was listed when the job started but cannot be found now; on a "
@@ -160,7 +171,7 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, options):
 def _plan(pairs, fitted, collection, options):
     """Everything the bytes of the store depend on; a resumed job must match it."""
     return {
-        "features": [{"name": name, "params": _jsonable(extractor.get_params(deep=False))}
+        "features": [{"name": name, "params": jsonable(extractor.get_params(deep=False))}
                      for name, extractor in pairs],
         "fitted_on": {"run": str(Path(options.from_run).resolve())} if fitted else
                      {"fit_samples": int(options.fit_samples), "seed": int(options.seed)},
@@ -168,6 +179,7 @@ def _plan(pairs, fitted, collection, options):
         "inputs": {"n": len(collection), "sha256": collection.digest()},
         "image_size": int(options.image_size),
         "chunk_size": int(options.chunk_size),
+        "max_pixels": options.max_pixels,
     }
 
 
@@ -208,7 +220,7 @@ def _fitted_extractors(out, pairs, fitted, collection, options, saver):
     return pairs, saver.submit(store_format.save_extractors, out, pairs)
 
 
-def _final_manifest(plan, pairs, collection, records, seconds):
+def _final_manifest(plan, pairs, collection, records):
     rows = []
     skipped = list(collection.skipped_at_load)
     for record in records:
@@ -239,7 +251,6 @@ def _final_manifest(plan, pairs, collection, records, seconds):
         "labels": collection.labels[rows].tolist(),
         "splits": collection.splits[rows].tolist(),
         "skipped": skipped,
-        "seconds": round(seconds, 3),
     }
 
 
@@ -298,6 +309,10 @@ def run_extract_job(features, data, out, *, options=None, on_progress=None, **op
         raise ParameterError(f"backend must be 'local' (this machine's processes) or 'dask'; "
                              f"got {options.backend!r}")
     pairs, fitted = _feature_pairs(features, options.from_run)
+    if not fitted:  # as `featpipe run` does: two jobs with the same plan write the same bytes
+        for _, extractor in pairs:
+            if extractor.get_params(deep=False).get("random_state", 0) is None:
+                extractor.set_params(random_state=options.seed)
     on_dask = options.scheduler is not None or options.backend == "dask"
     with ExitStack() as stack:
         # The local workers start now: their imports overlap listing the images and fitting.
@@ -309,6 +324,11 @@ def run_extract_job(features, data, out, *, options=None, on_progress=None, **op
         options = replace(options, chunk_size=chunk_size,
                           image_size=options.image_size or fitted_size or DEFAULT_IMAGE_SIZE)
         collection = _Collection(data, options)
+        processes = 1 if on_dask else pool.n_workers + 1
+        in_flight = min(chunk_size, len(collection))
+        check_in_memory_load(in_flight * processes, options.image_size, _budget(options),
+                             what=f"extraction ({processes} process(es) x {in_flight:,} images a chunk)",
+                             advice="lower --chunk-size or --jobs, or raise --memory-budget")
         plan = _plan(pairs, fitted, collection, options)
         out = Path(out).expanduser().resolve()
         try:
@@ -364,7 +384,8 @@ def run_extract_job(features, data, out, *, options=None, on_progress=None, **op
         if saving is not None:
             saving.result()
         if todo or not manifest["complete"]:
-            manifest = _final_manifest(plan, pairs, collection, records, time.perf_counter() - started)
+            manifest = _final_manifest(plan, pairs, collection, records)
             store_format.write_manifest(out, manifest)
+            store_format.write_timings(out, time.perf_counter() - started)
         store_format.remove_temporary_files(out)
     return open_store(out, verify=False)

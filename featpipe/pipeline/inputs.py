@@ -8,19 +8,57 @@ spec says). An image source runs the cached load
 and extract stages; a store source reads what ``featpipe extract`` wrote.
 """
 
+import json
 from contextlib import ExitStack
 
 import numpy as np
 
 from featpipe.cache import fingerprint
-from featpipe.datasets import SPLITS, Dataset, describe_source
+from featpipe.datasets import SPLITS, Dataset, DatasetError, describe_source
+from featpipe.datasets.npz import count_npz_images
+from featpipe.memory_budget import check_in_memory_load, default_budget
+from featpipe.pipeline import stages
 from featpipe.pipeline.augment import augment_training_set
+from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import SpecError
 from featpipe.store.reader import open as open_store
 
 
 def _stack(arrays):
     return arrays[0] if len(arrays) == 1 else np.hstack(arrays)
+
+
+KNOWN_IMAGE_COUNTS = {"cifar10-batches": 60_000, "cifar10-tarball": 60_000}
+"""Images of sources whose description does not count them."""
+
+
+def _format_version(name, params):
+    """The format version the extractor class of feature ``name`` declares (1 when it declares none)."""
+    return getattr(make_feature(name, params), "format_version", 1)
+
+
+def _check_same_parameters(path, spec, feature_params, manifest):
+    """Refuse a store whose extractors were made with other parameters than the pipeline's.
+
+    Both sides are every parameter of the extractor (defaults included), as
+    JSON, so ``hog`` with two cell sizes differs from a store of default
+    ``hog``; the message names the first difference.
+    """
+    stored = [block.get("params", {}) for block in manifest["plan"].get("features", [])]
+    for step, params, stored_params in zip(spec.features, feature_params, stored):
+        wanted = jsonable(make_feature(step.name, params).get_params(deep=False))
+        for key in sorted(set(wanted) | set(stored_params)):
+            if wanted.get(key) != stored_params.get(key):
+                raise SpecError(
+                    f"feature store {path} has {step.name} {key}={json.dumps(stored_params.get(key))}; "
+                    f"the pipeline asks for {key}={json.dumps(wanted.get(key))}: "
+                    "run on the images, or extract a store with these parameters"
+                )
+
+
+def jsonable(value):
+    """``value`` as JSON would give it back (tuples become lists), for comparing parameters."""
+    return json.loads(json.dumps(value, sort_keys=True, default=repr))
 
 
 class ImageSource:
@@ -41,11 +79,18 @@ class ImageSource:
     def __init__(self, spec, data, options, feature_params, cached):
         self.data, self.options, self.cached = data, options, cached
         with cached.clock.timed("load"):
-            self.data_key = describe_source(data, options)["fingerprint"]
+            source = describe_source(data, options)
+        self.augment = spec.augment
+        n_images = source["n_images"] or KNOWN_IMAGE_COUNTS.get(source["kind"])
+        if source["kind"] == "npz":
+            n_images = count_npz_images(source["path"])
+        if n_images is not None:
+            budget = default_budget() if options.memory_budget is None else options.memory_budget
+            check_in_memory_load(n_images * (1 + len(self.augment)), options.image_size, budget)
+        self.data_key = fingerprint(source["fingerprint"], options.max_pixels, stages.code_version())
         self.names = [step.name for step in spec.features]
         self.params = feature_params
-        self.augment = spec.augment
-        self.feature_keys = [fingerprint(self.data_key, name, params)
+        self.feature_keys = [fingerprint(self.data_key, name, params, _format_version(name, params))
                              for name, params in zip(self.names, feature_params)]
         # Extractors are fitted on the original images; only extraction sees the augmented ones.
         self.extract_keys = [fingerprint(key, "augment", list(self.augment)) if self.augment else key
@@ -60,8 +105,12 @@ class ImageSource:
         """The decoded data set (the load stage)."""
         if self._dataset is None:
             with self.cached.clock.bar("load", None) as bar:
-                self._dataset = self.cached.call("load", self.data_key, data=self.data, options=self.options,
-                                                 progress=bar.update)
+                dataset = self.cached.call("load", self.data_key, data=self.data, options=self.options,
+                                           progress=bar.update)
+            if self.options.strict and dataset.skipped:  # a cached load may come from a run without --strict
+                path, reason = dataset.skipped[0]
+                raise DatasetError(f"cannot read image {path}: {reason}")
+            self._dataset = dataset
         return self._dataset
 
     def training_dataset(self):
@@ -104,7 +153,7 @@ class ImageSource:
 class StoreSource:
     """Features read from a finished feature store: nothing is extracted again."""
 
-    def __init__(self, spec, path, clock):
+    def __init__(self, spec, path, clock, feature_params):
         if spec.augment:
             raise SpecError(f"feature store {path} holds features, not images, so it cannot be augmented "
                             f"({', '.join(spec.augment)}); run on the images, or drop augment")
@@ -117,6 +166,7 @@ class StoreSource:
                 f"feature store {path} holds {'+'.join(stored)} features; "
                 f"the pipeline asks for {'+'.join(wanted)}"
             )
+        _check_same_parameters(path, spec, feature_params, self.store.manifest)
         self.clock = clock
         self.image_size = int(self.store.manifest["plan"]["image_size"])
         self.key = fingerprint(self.store.manifest["shards"])

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from featpipe.cache import fingerprint, make_memory
+from featpipe.datasets import DatasetError
 from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
 from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.pipeline import stages
@@ -25,7 +26,7 @@ from featpipe.pipeline.cached_stages import CachedStages, StageClock
 from featpipe.pipeline.inputs import ImageSource, StoreSource
 from featpipe.pipeline.options import RunOptions, resolve_options
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
-from featpipe.pipeline.run_folder import write_run_folder
+from featpipe.pipeline.run_folder import release_run_dir, reserve_run_dir, write_run_folder
 from featpipe.pipeline.spec import SpecError
 from featpipe.store.reader import is_store
 
@@ -82,6 +83,11 @@ def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     -------
     RunResult
 
+    Raises
+    ------
+    RunFolderError
+        When ``out`` exists: a run never replaces another.
+
     Examples
     --------
     >>> from featpipe.pipeline import RunOptions, resolve, run_pipeline
@@ -103,11 +109,25 @@ def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     search_grid = _search_grid(spec, options.search)
 
     if data is not None and is_store(data):
-        source = StoreSource(spec, data, clock)
+        source = StoreSource(spec, data, clock, feature_params)
         options = replace(options, image_size=source.image_size)
     else:
         source = ImageSource(spec, data, options, feature_params, cached)
-    model_key = fingerprint(source.key, spec.normalize, spec.head.name, head_params, search_grid)
+    run_dir = reserve_run_dir(out, spec.name)
+    try:
+        metrics, model, examples = _train_and_evaluate(spec, source, cached, options, head_params, search_grid)
+        write_run_folder(run_dir, metrics, model, examples)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
+    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def _train_and_evaluate(spec, source, cached, options, head_params, search_grid):
+    """(metrics, model, examples) of a run: the stages after loading, each cached."""
+    clock = cached.clock
+    model_key = fingerprint(source.key, spec.normalize, spec.head.name, head_params, search_grid,
+                            stages.code_version())
     fitted = source.fitted_extractors()
 
     scaler = cached.lazily("normalize", (source.key, spec.normalize),
@@ -131,6 +151,9 @@ def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     head = trained[0]
     evaluation = cached.lazily("evaluate", (model_key,), lambda: {
         "model_features": get_model_features(), "head": head, "dataset": source.training_dataset()})
+    if options.strict and evaluation["skipped_files"]:  # the same outcome as a fresh load with --strict
+        path, reason = evaluation["skipped_files"][0]
+        raise DatasetError(f"cannot read image {path}: {reason}")
     if not options.use_cache:
         clock.hits = dict.fromkeys(STAGE_NAMES, False)
 
@@ -141,8 +164,7 @@ def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     ])
     widths = {step.name: int(extractor.n_features_out_) for step, extractor in zip(spec.features, fitted)}
     metrics = _metrics(spec, options, evaluation, trained, widths, clock)
-    run_dir = write_run_folder(out, spec.name, metrics, model, evaluation["examples"])
-    return RunResult(run_dir=run_dir, metrics=metrics)
+    return metrics, model, evaluation["examples"]
 
 
 def _search_grid(spec, search):

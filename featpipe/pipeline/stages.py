@@ -20,6 +20,11 @@ N_EXAMPLES = 16
 SCALER_ROWS = 4096
 """Rows per block when the scaler is fitted."""
 
+STAGE_FORMATS = {"load": 2, "extract": 1, "normalize": 1, "train": 1, "evaluate": 2}
+"""Format version of each stage's output: bump a stage's number when what it
+returns changes (a decoder, a field), so outputs cached by older code are not
+served. joblib itself only notices a change in the stage function's own source."""
+
 IGNORED = {
     "load": ["data", "options", "progress"],
     "fit_extractor": ["images", "labels"],
@@ -35,8 +40,20 @@ TIMED_AS = {"load": "load", "fit_extractor": "extract", "extract": "extract", "n
 """Stage function -> the stage of :data:`featpipe.metrics_schema.STAGE_NAMES` whose time and cache hits it counts in."""
 
 
+def code_version():
+    """featpipe's version and every stage's format version: part of every stage key."""
+    import featpipe
+
+    return {"featpipe": featpipe.__version__, "stages": STAGE_FORMATS}
+
+
 def load(data_key, data, options, progress):
-    """Load stage: decode and split the data set named by ``data_key`` (``options``: a RunOptions)."""
+    """Load stage: decode and split the data set named by ``data_key`` (``options``: a RunOptions).
+
+    ``data_key`` must cover ``options.max_pixels`` (it decides which files
+    are skipped); ``strict`` is not in it, so the caller checks a cached
+    result's ``skipped`` list itself.
+    """
     return load_dataset(data, options, progress=progress)
 
 
@@ -132,6 +149,7 @@ def evaluate(model_key, model_features, head, dataset):
     wrong_indices = np.flatnonzero(test_predictions != dataset.y_test)
     wrong = wrong_indices[round_robin_by_class(dataset.y_test[wrong_indices])][:N_EXAMPLES]
     return {
+        "skipped_files": [(str(path), str(reason)) for path, reason in dataset.skipped],
         "accuracy": accuracy,
         "per_class_accuracy": {"test": per_class},
         "confusion_matrix": {"test": matrix.tolist()},

@@ -20,6 +20,7 @@ import queue
 import signal
 import threading
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -41,6 +42,25 @@ def _init_worker(preload):
     for module in preload:
         importlib.import_module(module)
     _worker_limits = threadpool_limits(limits=1, user_api="blas")
+
+
+@contextmanager
+def _sigint_ignored():
+    """Ignore Ctrl-C in this process while workers are spawned, so they start with it ignored.
+
+    A spawned worker spends a second or two importing before its
+    initializer runs; a Ctrl-C then would kill it with a traceback of its
+    own. An ignored SIGINT survives ``exec``, and Python leaves it ignored,
+    so the workers never see it; this process gets its handler back at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _ready():
@@ -76,8 +96,9 @@ class SharedWorkPool:
             self._executor = ProcessPoolExecutor(
                 self.n_workers, mp_context=get_context("spawn"), initializer=_init_worker,
                 initargs=(() if preload is None else (preload,),))
-            for _ in range(self.n_workers):
-                self._executor.submit(_ready)
+            with _sigint_ignored():
+                for _ in range(self.n_workers):
+                    self._executor.submit(_ready)
 
     def __enter__(self):
         return self

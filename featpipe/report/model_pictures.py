@@ -62,7 +62,7 @@ def load_examples(entry):
     path = Path(entry["run_dir"]) / "examples.npz"
     if not path.is_file():
         return None
-    with np.load(path) as examples:
+    with np.load(path, allow_pickle=False) as examples:
         arrays = {key: examples[key] for key in ("images", "y_true", "y_pred") if key in examples}
     if len(arrays) < 3 or len(arrays["images"]) == 0:
         return None

@@ -8,13 +8,16 @@ A store is a folder::
         shards/shard-000000.npy   float32 (n_rows, D) features of input chunk 0
         shards/shard-000000.json  its commit record: input rows, sha256, skipped images
         .lock                     present while a job writes the store (featpipe.store.lock)
+        timings.json              seconds the last job took (kept apart: the other files are
+                                  byte for byte the same for a resumed and an uninterrupted job)
 
 Every file is written under a temporary name and renamed into place, so a
 reader never sees half a shard: a shard counts as finished once its commit
 record (written after the ``.npy``) exists. A job killed at any moment
 leaves only finished shards and temporary files, which the next run deletes.
 
-The reader is :mod:`featpipe.store.reader`.
+The reader is :mod:`featpipe.store.reader`; what a manifest or shard record
+must satisfy before any file it names is opened is :mod:`featpipe.store.manifest`.
 """
 
 import errno
@@ -29,11 +32,13 @@ import numpy as np
 
 from featpipe.digests import file_sha256
 from featpipe.errors import StoreError
+from featpipe.store.manifest import checked_shard_path
 
 MANIFEST_NAME = "manifest.json"
 EXTRACTORS_NAME = "extractors.skops"
 SHARDS_DIR = "shards"
 LOCK_NAME = ".lock"
+TIMINGS_NAME = "timings.json"
 STORE_FORMAT_VERSION = 1
 """Version of the store layout and manifest; a reader refuses stores of another version."""
 _TEMPORARY_MARK = ".tmp-"
@@ -137,9 +142,18 @@ def read_shard_record(store_dir, index):
 
 
 def shard_is_intact(store_dir, record):
-    """Whether the shard file of ``record`` exists and matches its sha256."""
-    path = Path(store_dir) / record["file"]
-    return path.is_file() and file_sha256(path) == record["sha256"]
+    """Whether the shard file of ``record`` exists and matches its sha256.
+
+    Raises
+    ------
+    StoreError
+        When the record names a file other than the writer's name for its
+        index, or the shard is a symbolic link (:mod:`featpipe.store.manifest`).
+    """
+    if not isinstance(record, dict):
+        raise StoreError(f"a shard record of store {store_dir} is not a JSON object")
+    path = checked_shard_path(store_dir, SHARDS_DIR, record.get("index"), record.get("file"), StoreError)
+    return path.is_file() and file_sha256(path) == record.get("sha256")
 
 
 def save_extractors(store_dir, pairs):
@@ -191,3 +205,8 @@ def read_manifest(store_dir):
 def write_manifest(store_dir, manifest):
     """Write ``manifest.json`` atomically."""
     _write_json(Path(store_dir) / MANIFEST_NAME, manifest)
+
+
+def write_timings(store_dir, seconds):
+    """Write ``timings.json``: how long the job that finished the store took."""
+    _write_json(Path(store_dir) / TIMINGS_NAME, {"seconds": round(float(seconds), 3)})

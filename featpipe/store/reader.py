@@ -16,11 +16,13 @@ from featpipe.datasets import SPLITS
 from featpipe.digests import file_sha256
 from featpipe.store.format import (
     MANIFEST_NAME,
+    SHARDS_DIR,
     STORE_FORMAT_VERSION,
     StoreError,
     load_extractors,
     read_manifest,
 )
+from featpipe.store.manifest import check_manifest, checked_shard_path
 
 
 class ShardedFeatures:
@@ -177,15 +179,18 @@ def open(path, verify=True):  # noqa: A001 - the reader API is featpipe.store.op
     manifest = read_manifest(path)
     if manifest is None:
         raise StoreError(f"{path} is not a feature store: it has no {MANIFEST_NAME}")
+    if not isinstance(manifest, dict):
+        raise StoreError(f"manifest of store {path} is invalid: not a JSON object")
     if manifest.get("format") != STORE_FORMAT_VERSION:
         raise StoreError(f"{path} is a feature store of format {manifest.get('format')}; "
                          f"this featpipe reads format {STORE_FORMAT_VERSION}")
     if not manifest.get("complete"):
         raise StoreError(f"feature store {path} is unfinished: its job was interrupted; "
                          "run the same featpipe extract command again to finish it")
+    check_manifest(path, manifest, SHARDS_DIR, StoreError)
     shards = []
-    for shard in manifest["shards"]:
-        shard_path = path / shard["file"]
+    for index, shard in enumerate(manifest["shards"]):
+        shard_path = checked_shard_path(path, SHARDS_DIR, index, shard["file"], StoreError)
         try:
             array = np.load(shard_path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
