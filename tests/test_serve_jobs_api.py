@@ -70,17 +70,17 @@ def test_extract_job_writes_the_store_featpipe_extract_writes(running, roots, tm
 
 def test_run_job_trains_on_the_store_and_answers_its_metrics(running, roots):
     store_job = running.post("/v1/jobs", json=extract(features="color")).json()
-    run_job = running.post("/v1/jobs", json={"kind": "run", "pipeline": "color+svm", "store": "small-hog",
+    run_job = running.post("/v1/jobs", json={"kind": "run", "pipeline": "color+logreg", "store": "small-hog",
                                              "run": "colour"})
     assert run_job.status_code == 400 and "not a finished feature store" in run_job.json()["error"]
     assert finished(running, store_job["id"])["state"] == "done"
-    run_job = running.post("/v1/jobs", json={"kind": "run", "pipeline": "color+svm", "store": "small-hog",
+    run_job = running.post("/v1/jobs", json={"kind": "run", "pipeline": "color+logreg", "store": "small-hog",
                                              "run": "colour"}).json()
-    assert run_job["request"]["name"] == "color+svm"
+    assert run_job["request"]["name"] == "color+logreg"
     assert finished(running, run_job["id"])["state"] == "done"
     metrics = running.get(f"/v1/jobs/{run_job['id']}/result").json()
     assert metrics == json.loads((roots.runs / "colour" / "metrics.json").read_text())
-    assert metrics["spec"] == "color+svm" and metrics["accuracy"]["test"] > 0.6  # three classes: chance is 1/3
+    assert metrics["spec"] == "color+logreg" and metrics["accuracy"]["test"] > 0.6  # three classes: chance is 1/3
     assert (roots.runs / "colour" / "model.skops").is_file()
     assert list((roots.state / "cache").iterdir())
 
