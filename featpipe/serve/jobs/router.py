@@ -115,7 +115,8 @@ _ERRORS = {status: {"model": Error} for status in (400, 404, 409)}
 router = APIRouter(route_class=_JobRoute, tags=["jobs"], responses={404: {"model": Error}})
 
 
-@router.post("/v1/jobs", status_code=202, response_model=Job, responses=_ERRORS)
+@router.post("/v1/jobs", status_code=202, response_model=Job, responses={
+    **_ERRORS, 200: {"model": Job, "description": "An equal job is queued or running already: that job."}})
 def submit_job(request: Request,
                body: Annotated[ExtractRequest | RunRequest, Body(discriminator="kind")]):
     """Queue an extract or run job (202 and its ``Location``); an equal active job is returned (200)."""
