@@ -82,7 +82,12 @@ def test_run_job_trains_on_the_store_and_answers_its_metrics(running, roots):
     assert metrics == json.loads((roots.runs / "colour" / "metrics.json").read_text())
     assert metrics["spec"] == "color+logreg" and metrics["accuracy"]["test"] > 0.6  # three classes: chance is 1/3
     assert (roots.runs / "colour" / "model.skops").is_file()
-    assert list((roots.state / "cache").iterdir())
+    again = running.post("/v1/jobs", json={"kind": "run", "pipeline": "color+logreg", "store": "small-hog",
+                                           "run": "colour-again", "name": "again"}).json()
+    assert finished(running, again["id"])["state"] == "done"
+    repeated = running.get(f"/v1/jobs/{again['id']}/result").json()
+    assert repeated["cache_hits"]["train"] and repeated["accuracy"] == metrics["accuracy"]
+    assert not metrics["cache_hits"]["train"] and list((roots.state / "cache").iterdir())
 
 
 @pytest.mark.parametrize("body, message", [
