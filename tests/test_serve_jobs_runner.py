@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from featpipe.serve.jobs.job_store import JobStore
+from featpipe.serve.jobs.job_store import JobConflict, JobStore
 from featpipe.serve.jobs.paths import confine
 from featpipe.serve.jobs.runner import JobRunner
 from featpipe.serve.jobs.submission import ExtractRequest, prepare
@@ -80,3 +80,16 @@ def test_a_worker_killed_alone_fails_its_job_and_the_next_one_starts(roots, runn
     monkeypatch.setenv("FEATPIPE_TEST_SHARD_DELAY", "0")
     assert wait_for(lambda: (state := state_of(roots, second)["state"]) in ("done", "failed") and state) == "done"
     assert len(list((confine(roots.stores, "a", "store") / "shards").glob("*.npy"))) >= failed["chunks_done"]
+
+
+def test_two_servers_cannot_share_a_state_folder(roots):
+    first = JobRunner(roots)
+    first.start()
+    try:
+        with pytest.raises(JobConflict, match="another featpipe serve uses the state folder"):
+            JobRunner(roots).claim()
+    finally:
+        first.stop()
+    second = JobRunner(roots)
+    second.claim()
+    second.stop()

@@ -15,6 +15,7 @@ back to the queue, to resume from their finished shards or cached stages.
 boundary and their jobs resume at the next start.
 """
 
+import fcntl
 import json
 import logging
 import os
@@ -24,10 +25,12 @@ import sys
 import threading
 from pathlib import Path
 
-from featpipe.serve.jobs.job_store import ACTIVE_STATES, JobStore
+from featpipe.serve.jobs.job_store import ACTIVE_STATES, JobConflict, JobStore
 from featpipe.serve.jobs.submission import SubmissionError
 from featpipe.serve.jobs.worker import JOB_ID_VARIABLE
 
+STATE_LOCK_NAME = "server.lock"
+"""File under ``--state-dir`` locked by the server using it."""
 POLL_SECONDS = 0.2
 """How often the runner looks at its workers and the queue."""
 STOP_TIMEOUT_SECONDS = 60
@@ -98,9 +101,30 @@ class JobRunner:
         self._wake = threading.Event()
         self._stopping = False
         self._thread = None
+        self._state_lock = None
+
+    def claim(self):
+        """Take the state folder for this process (a lock the kernel drops when the process dies).
+
+        Raises
+        ------
+        JobConflict
+            When another running server uses the same ``--state-dir``.
+        """
+        if self._state_lock is not None:
+            return
+        descriptor = os.open(self.roots.state / STATE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise JobConflict(f"another featpipe serve uses the state folder {self.roots.state}; "
+                              "give each server its own --state-dir") from None
+        self._state_lock = descriptor
 
     def start(self):
-        """Take back jobs a dead server left running, then start the runner thread."""
+        """Claim the state folder, take back jobs a dead server left running, start the runner thread."""
+        self.claim()
         self.roots.logs.mkdir(parents=True, exist_ok=True)
         for job_id, _ in self.store.interrupted():
             _kill_leftovers(job_id)
@@ -212,3 +236,6 @@ class JobRunner:
                 process.wait()
             self.store.requeue(job_id)
         self._workers.clear()
+        if self._state_lock is not None:
+            os.close(self._state_lock)
+            self._state_lock = None
