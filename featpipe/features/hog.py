@@ -2,138 +2,24 @@
 
 The values equal scikit-image's :func:`skimage.feature.hog` image by image
 (same gradients, hard orientation binning, cell means and block
-normalizations), but every step runs over the whole batch. For uint8 colour
-images without ``transform_sqrt`` the per-pixel work is one compiled pass
-(:mod:`featpipe.features._hog_cells`) driven by exact lookup tables: a
-gradient pair (row, col) in [-255, 255]^2 indexes a table that holds the
-rank of its magnitude, the channel priority and its orientation bin, so
-choosing the channel of largest gradient is a maximum over three integers.
-Block normalization runs once per batch, not per slab of images. Other
-settings (``transform_sqrt``, ``channel="gray"``) follow scikit-image's
-float64 steps over the batch in numpy.
+normalizations), but every step runs over the whole batch. The per-pixel
+work, for every setting, is one compiled pass over each slab of images
+(:mod:`featpipe.features.hog_cells`); block normalization runs once per
+batch, not per slab.
 """
 
-from functools import lru_cache
-
 import numpy as np
-from skimage.color import rgb2gray
 
 from featpipe.errors import ParameterError
-from featpipe.features._hog_cells import max_channel_cell_sums
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
+from featpipe.features.hog_cells import cell_sums
 
 _BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys", "none")
 _CHANNELS = ("max", "gray")
 _EPS = 1e-5
-_MAX_GRADIENT = 255
-_KEY_SIDE = 2 * _MAX_GRADIENT + 1
-_MAX_KEY = _MAX_GRADIENT * _KEY_SIDE + _MAX_GRADIENT
-_RANK_BITS = 17
-_CHANNEL_BITS = 2
-_SLAB_SIZE = 64
-"""Images per pass: keeps the work arrays (float path) and cell sums of 32x32 images in cache."""
-
-
-def _orientation_edges(orientations):
-    """Bin edges in degrees as scikit-image computes them (float32 products)."""
-    width = np.float32(180.0 / orientations)
-    return (width * np.arange(orientations + 1, dtype=np.float32)).astype(np.float64)
-
-
-def _orientation_bins(g_row, g_col, orientations):
-    """Hard orientation bin of each gradient; ``orientations`` marks "no bin"."""
-    angle = np.rad2deg(np.arctan2(g_row, g_col)) % 180
-    bins = np.searchsorted(_orientation_edges(orientations), angle, side="right") - 1
-    return np.minimum(bins, orientations).astype(np.intp)
-
-
-@lru_cache(maxsize=8)
-def _uint8_tables(orientations):
-    """Lookup tables over every integer gradient pair (row, col) in [-255, 255].
-
-    Returns an int32 array (3, n_keys), one row per colour channel, indexed
-    by ``|key|`` with ``key = 511 * g_row + g_col``, whose entries sort like
-    scikit-image's channel choice (magnitude first, then the earlier
-    channel) and carry the orientation bin in their low bits; the magnitude
-    of each rank (``hypot`` is symmetric here, so it is also scikit-image's
-    weight ``hypot(g_col, g_row)``; the tests check it); and the number of
-    bits that hold the bin. A pair and its negation have the same magnitude
-    and, since orientations are taken modulo 180 degrees, the same bin, so
-    half of the key range suffices: each row is 512 KiB, and all three stay
-    in the L2 cache while they are read.
-    """
-    grid = np.arange(-_MAX_GRADIENT, _MAX_GRADIENT + 1, dtype=np.float64)
-    g_row, g_col = np.meshgrid(grid, grid, indexing="ij")
-    magnitude_by_rank, rank = np.unique(np.hypot(g_row, g_col), return_inverse=True)
-    bins = _orientation_bins(g_row, g_col, orientations)
-    bin_bits = int(orientations).bit_length()
-    key = (_KEY_SIDE * g_row + g_col).astype(np.int64).ravel()
-    upper_half = key >= 0
-    tables = np.empty((3, _MAX_KEY + 1), dtype=np.int32)
-    for channel in range(3):
-        entry = (rank.reshape(g_row.shape).astype(np.int32) << (_CHANNEL_BITS + bin_bits)) | (
-            (2 - channel) << bin_bits
-        ) | bins
-        tables[channel, key[upper_half]] = entry.ravel()[upper_half]
-    return tables, magnitude_by_rank, bin_bits
-
-
-def _uint8_cell_sums(images, orientations, cell, n_cells):
-    """Magnitude sums per (image, cell row, cell col, bin slot) of uint8 RGB images, float64."""
-    tables, magnitude_by_rank, bin_bits = _uint8_tables(orientations)
-    sums = np.zeros((len(images),) + tuple(n_cells) + (orientations + 1,))
-    max_channel_cell_sums(
-        np.ascontiguousarray(images), tables, magnitude_by_rank, _CHANNEL_BITS + bin_bits,
-        (1 << bin_bits) - 1, cell[0], cell[1], sums,
-    )
-    return sums
-
-
-def _float_pixels(channels, orientations, crop):
-    """Bin and magnitude per pixel following scikit-image's float steps.
-
-    ``channels`` is float64 (N, H, W, C); with C > 1 each pixel takes the
-    channel of largest gradient magnitude (the first one on ties).
-    """
-    g_row = np.zeros_like(channels)
-    g_col = np.zeros_like(channels)
-    g_row[:, 1:-1] = channels[:, 2:] - channels[:, :-2]
-    g_col[:, :, 1:-1] = channels[:, :, 2:] - channels[:, :, :-2]
-    g_row = g_row[:, : crop[0], : crop[1]]
-    g_col = g_col[:, : crop[0], : crop[1]]
-    if channels.shape[-1] > 1:
-        strongest = np.hypot(g_row, g_col).argmax(axis=-1)[..., np.newaxis]
-        g_row = np.take_along_axis(g_row, strongest, axis=-1)
-        g_col = np.take_along_axis(g_col, strongest, axis=-1)
-    g_row, g_col = g_row[..., 0], g_col[..., 0]
-    return _orientation_bins(g_row, g_col, orientations), np.hypot(g_col, g_row)
-
-
-def _slots(n_images, orientations, cell, n_cells):
-    """Histogram slot of bin 0 for every pixel: (image, cell row, cell col)."""
-    slots = orientations + 1
-    cell_of_row = np.arange(n_cells[0] * cell[0]) // cell[0]
-    cell_of_col = np.arange(n_cells[1] * cell[1]) // cell[1]
-    cell_slot = (cell_of_row[:, None] * n_cells[1] + cell_of_col[None, :]) * slots
-    image_slot = np.arange(n_images) * (n_cells[0] * n_cells[1] * slots)
-    return (image_slot[:, None, None] + cell_slot).astype(np.intp)
-
-
-def _bincount_cell_sums(bins, magnitude, orientations, cell, n_cells, slot_cache):
-    """Magnitude sums per (image, cell row, cell col, bin slot), float64.
-
-    ``bins`` (intp) is overwritten with the histogram slot of each pixel;
-    ``slot_cache`` (a dict) keeps the slot offsets from slab to slab.
-    """
-    n_images = bins.shape[0]
-    key = (n_images, orientations, cell, n_cells)
-    if key not in slot_cache:
-        slot_cache[key] = _slots(n_images, orientations, cell, n_cells)
-    np.add(bins, slot_cache[key], out=bins)
-    slots = orientations + 1
-    size = n_images * n_cells[0] * n_cells[1] * slots
-    sums = np.bincount(bins.reshape(-1), weights=magnitude.reshape(-1), minlength=size)
-    return sums.reshape(n_images, n_cells[0], n_cells[1], slots)
+_SLAB_PIXELS = 1 << 20
+"""Pixels per compiled pass (1,024 images of 32x32): few Python calls, float64 cell sums of about
+1.3 MB, and work space that numpy allocates but touches only for the rare pixels it bins."""
 
 
 def _normalize_blocks(cells, cells_per_block, block_norm):
@@ -285,49 +171,21 @@ class HOG(ImageFeatureExtractor):
             total += n_blocks[0] * n_blocks[1] * blocks[0] * blocks[1] * orientations
         return total
 
-    def _uses_tables(self, orientations):
-        """Whether the exact integer lookup path applies to these parameters."""
-        fits = _RANK_BITS + _CHANNEL_BITS + orientations.bit_length() < 32
-        return self.channel == "max" and not self.transform_sqrt and fits
-
-    def _float_channels(self, images):
-        """Float64 (N, H, W, C) values scikit-image would take its gradients of."""
-        if self.channel == "gray":
-            channels = rgb2gray(images)[..., np.newaxis]
-        else:
-            channels = images.astype(np.float64)
-        return np.sqrt(channels) if self.transform_sqrt else channels
-
-    def _slab_cell_means(self, images, slot_cache, orientations, cells):
-        """Cell histograms of one slab of images, one float32 array per cell size."""
-        uses_tables = self._uses_tables(orientations)
-        if not uses_tables:
-            channels = self._float_channels(images)
-        for cell in cells:
-            n_cells = (images.shape[1] // cell[0], images.shape[2] // cell[1])
-            if uses_tables:
-                sums = _uint8_cell_sums(images, orientations, cell, n_cells)
-            else:
-                crop = (n_cells[0] * cell[0], n_cells[1] * cell[1])
-                bins, magnitude = _float_pixels(channels, orientations, crop)
-                sums = _bincount_cell_sums(bins, magnitude, orientations, cell, n_cells, slot_cache)
-            yield (sums[..., :orientations] / (cell[0] * cell[1])).astype(np.float32)
+    def _write_cell_means(self, images, orientations, cells, cell_means):
+        """Write the cell histograms of a slab of images into ``cell_means`` (one float32 array per cell size)."""
+        for cell, means in zip(cells, cell_means):
+            sums = cell_sums(images, orientations, cell, self.channel, bool(self.transform_sqrt))
+            np.divide(sums[..., :orientations], cell[0] * cell[1], out=means, casting="same_kind")
 
     def _transform_images(self, images):
         orientations, cells, blocks, block_norm = self._checked_params()
         n_images, height, width = images.shape[:3]
         cell_means = [np.empty((n_images, height // cell[0], width // cell[1], orientations), dtype=np.float32)
                       for cell in cells]
-        slot_cache = {}
-        for start in range(0, n_images, _SLAB_SIZE):
-            slab = images[start : start + _SLAB_SIZE]
-            for means, slab_means in zip(cell_means, self._slab_cell_means(slab, slot_cache, orientations, cells)):
-                means[start : start + len(slab)] = slab_means
-        features = np.empty((n_images, self.n_features_out((height, width))), dtype=np.float32)
-        column = 0
-        for means in cell_means:
-            described = means if block_norm == "none" else _normalize_blocks(means, blocks, block_norm)
-            described = described.reshape(n_images, -1)
-            features[:, column : column + described.shape[1]] = described
-            column += described.shape[1]
-        return features
+        slab_size = max(1, _SLAB_PIXELS // (height * width))
+        for start in range(0, n_images, slab_size):
+            stop = min(start + slab_size, n_images)
+            self._write_cell_means(images[start:stop], orientations, cells, [means[start:stop] for means in cell_means])
+        described = [(means if block_norm == "none" else _normalize_blocks(means, blocks, block_norm)).reshape(
+            n_images, -1) for means in cell_means]
+        return described[0] if len(described) == 1 else np.concatenate(described, axis=1)
