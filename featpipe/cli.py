@@ -40,6 +40,7 @@ _INTERRUPTED = {
     "run": "no run folder was written",
     "compare": "the report may be missing or partial; the same command again reuses every cached stage",
     "extract": "finished shards are kept; run the same command again to resume",
+    "predict": "shards already scored are kept; run the same command again to resume",
 }
 """What an interrupted command leaves behind, said after "interrupted;"."""
 
@@ -160,11 +161,16 @@ def _run_options(command):
         click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
         _max_pixels_option(),
         click.option("--memory-budget", type=_MemorySize(), default=None, metavar="SIZE",
-                     help="Memory the in-memory image load may hold, e.g. 256M or 4G "
-                          "(default: half the machine's memory); a larger load is refused."),
+                     help="Memory the images and training features may take, e.g. 256M or 4G (default: half "
+                          "the machine's memory); features over it are read from a feature store shard by "
+                          "shard (images are extracted into one under the cache first)."),
         click.option("--search", is_flag=True,
                      help="Search learning rate x regularization on the validation split first."),
         click.option("--quiet", is_flag=True, help="No progress bars or stage summary."),
+        click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                     help="dask starts a dask.distributed LocalCluster of --jobs workers: extraction runs "
+                          "on it, and on a feature store the heads' losses are summed on its workers."),
+        click.option("--scheduler", default=None, help="Address of a Dask scheduler, e.g. tcp://HOST:8786."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -259,20 +265,41 @@ def compare(names, out, from_runs, data, **params):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--data", default=None,
+              help="A whole collection instead of IMAGE...: an image folder, a .npz file or a feature store "
+                   "made with the run's extractors; needs --out.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="CSV written for --data: path,label,probability per image (resumable).")
+@click.option("--jobs", "n_jobs", type=int, default=-1, show_default=True,
+              help="With --data: processes extracting at once (-1: all cores).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="With --data: images per shard.")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="With --data: dask extracts and scores on a dask.distributed LocalCluster.")
+@click.option("--scheduler", default=None, help="With --data: address of a Dask scheduler, tcp://HOST:8786.")
+@click.option("--cache-dir", type=click.Path(), default=None,
+              help="With --data of images: cache root where their features are stored.")
+@click.option("--strict", is_flag=True, help="With --data: stop at the first unreadable image.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 @_max_pixels_option()
-def predict(run_dir, images, max_pixels):
-    """Print the predicted class (and probability, when the head has one) of each image."""
+def predict(run_dir, images, data, out, **params):
+    """Print the predicted class (and probability, when the head has one) of each IMAGE, or write a CSV of
+    every image of --data, chunk by chunk in bounded memory."""
     from featpipe.datasets import read_images
     from featpipe.model_io import load_model
 
     metrics_path = Path(run_dir) / "metrics.json"
     if not metrics_path.is_file():
         raise click.BadParameter(f"{run_dir} is not a run folder (no metrics.json)", param_hint="RUN_DIR")
+    if data is not None or out is not None:
+        _predict_collection(run_dir, images, (data, out), params)
+        return
+    if not images:
+        raise click.UsageError("give the images to predict, or a whole collection with --data and --out")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     model = load_model(Path(run_dir) / "model.skops")
     batch = read_images(list(images), image_size=metrics["dataset"]["image_size"], strict=True,
-                        max_pixels=max_pixels).images
+                        max_pixels=params["max_pixels"]).images
     classes = metrics["dataset"]["classes"]
     labels = model.predict(batch)
     probabilities = model.predict_proba(batch).max(axis=1) if hasattr(model, "predict_proba") else None
@@ -281,6 +308,23 @@ def predict(run_dir, images, max_pixels):
         if probabilities is not None:
             line += f"\t{probabilities[index]:.4f}"
         click.echo(line)
+
+
+def _predict_collection(run_dir, images, data_and_out, params):
+    """``featpipe predict RUN_DIR --data ... --out ...``: the CSV of a whole collection."""
+    from featpipe.pipeline.options import ExtractOptions, options_from
+    from featpipe.pipeline.predict_job import run_predict_job
+
+    data, out = data_and_out
+    if images:
+        raise click.UsageError("give either IMAGE... or --data, not both")
+    if data is None or out is None:
+        raise click.UsageError("--data and --out go together: the collection and the CSV written for it")
+    options = options_from(ExtractOptions, params, progress=not params["quiet"],
+                           backend=None if params["backend"] == "local" else params["backend"])
+    n_rows = run_predict_job(run_dir, data, out, options=options)
+    if not params["quiet"]:
+        click.echo(f"wrote {out}: {n_rows} predictions", err=True)
 
 
 @cli.command()

@@ -107,3 +107,30 @@ def builtin_report(tmp_path_factory):
         run_featpipe("compare", "hog+color+svm", root / "words+svm.toml", "--from", root / "raw-run",
                   "--out", root / "report", *common)
     return root / "report"
+
+
+STREAM_SHARD_ROWS = (150, 0, 230, 170, 200, 50)
+"""Rows per shard of :func:`write_streaming_store` (one shard empty)."""
+
+
+def write_streaming_store(folder, seed=0, n_features=12):
+    """A finished store of six shards (one empty) of separable-but-noisy five-class rows; return X, y, splits."""
+    rng = np.random.default_rng(seed)
+    n_rows = sum(STREAM_SHARD_ROWS)
+    y = rng.integers(0, 5, size=n_rows)
+    centres = rng.normal(scale=0.6, size=(5, n_features))
+    X = (3.0 + centres[y] + rng.normal(size=(n_rows, n_features)) * 2.0).astype(np.float32)
+    splits = np.where(np.arange(n_rows) % 10 == 0, "test", "train")
+    (folder / store_format.SHARDS_DIR).mkdir(parents=True)
+    offsets = np.cumsum((0,) + STREAM_SHARD_ROWS)
+    records = [store_format.write_shard(folder, index, X[start:stop], (start, stop), [])
+               for index, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:]))]
+    store_format.write_manifest(folder, {
+        "format": store_format.STORE_FORMAT_VERSION, "complete": True, "n_features": n_features,
+        "shards": [{"file": r["file"], "rows": [int(a), int(b)], "n_rows": r["n_rows"], "sha256": r["sha256"]}
+                   for r, a, b in zip(records, offsets[:-1], offsets[1:])],
+        "features": [{"name": "raw", "width": n_features}],
+        "labels": y.tolist(), "splits": splits.tolist(), "classes": list("abcde"),
+        "paths": [f"p{row}" for row in range(n_rows)], "skipped": [], "plan": {"image_size": 32},
+    })
+    return X, y, splits

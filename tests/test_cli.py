@@ -275,3 +275,38 @@ def test_interrupted_extract_says_how_to_resume(tmp_path, invoke, monkeypatch, s
     assert result.exit_code == 130
     assert result.stderr.strip() == ("featpipe: interrupted; finished shards are kept; "
                                      "run the same command again to resume")
+
+
+def test_predict_data_writes_a_csv_of_the_whole_collection(tmp_path, invoke, small_npz):
+    run = tmp_path / "run"
+    assert invoke("run", "raw+softmax", "--data", small_npz, "--out", run, "--cache-dir", tmp_path / "cache",
+                  "--jobs", 1, "--quiet").exit_code == 0
+    result = invoke("predict", run, "--data", small_npz, "--out", tmp_path / "predictions.csv",
+                    "--cache-dir", tmp_path / "cache", "--jobs", 1, "--chunk-size", 50, "--quiet")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "predictions.csv").read_text().splitlines()
+    data = np.load(small_npz)
+    images = np.concatenate([data["X_train"], data["X_test"]])
+    assert lines[0] == "path,label,probability"
+    assert len(lines) == 1 + len(images)
+    classes = json.loads((run / "metrics.json").read_text())["dataset"]["classes"]
+    predicted = {row.split(",")[0]: row.split(",")[1] for row in lines[1:]}
+    model = load_model(run / "model.skops")
+    test_labels = model.predict(data["X_test"])
+    assert [predicted[f"test/{index}"] for index in range(len(test_labels))] == [classes[label] for label in test_labels]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "somewhere"], "--data and --out go together"),
+    (["image.png", "--data", "x", "--out", "p.csv"], "either IMAGE... or --data, not both"),
+    ([], "give the images to predict"),
+])
+def test_predict_refuses_a_collection_half_described(tmp_path, invoke, small_npz, args, message):
+    run = tmp_path / "run"
+    assert invoke("run", "raw+softmax", "--data", small_npz, "--out", run, "--cache-dir", tmp_path / "cache",
+                  "--jobs", 1, "--quiet").exit_code == 0
+    result = invoke("predict", run, *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("featpipe: error:") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+

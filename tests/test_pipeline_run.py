@@ -154,3 +154,97 @@ def test_normalize_stage_equals_standard_scaler_without_copying_the_matrix():
     np.testing.assert_allclose(scaler.mean_, reference.mean_, rtol=1e-12)
     np.testing.assert_allclose(scaler.scale_, reference.scale_, rtol=1e-12)
     assert peak < features.nbytes / 2  # StandardScaler.fit itself needs a float64 copy: 2x nbytes
+
+
+@pytest.fixture(scope="module")
+def raw_color_store(tmp_path_factory, small_npz):
+    from featpipe.pipeline.extract_job import run_extract_job
+
+    store = tmp_path_factory.mktemp("streaming") / "store"
+    run_extract_job("raw+color", data=str(small_npz), out=store, n_jobs=1, chunk_size=40, progress=False)
+    return store
+
+
+STREAMED_SPEC = """
+[[features]]
+name = "raw"
+[[features]]
+name = "color"
+[head]
+name = "svm"
+squared = true
+multi_class = "ovr"
+optimizer = "lbfgs"
+n_epochs = 300
+reg = 0.3
+"""
+
+
+def _streamed_spec(tmp_path):
+    from featpipe.pipeline.spec import load_pipeline_file
+
+    path = tmp_path / "raw+color+svm2.toml"
+    path.write_text(STREAMED_SPEC)
+    return load_pipeline_file(path)
+
+
+def test_a_store_over_the_memory_budget_trains_shard_by_shard_to_the_same_model(tmp_path, raw_color_store,
+                                                                                capsys):
+    spec = _streamed_spec(tmp_path)
+    common = dict(data=str(raw_color_store), n_jobs=1, use_cache=False)
+    in_memory = run_pipeline(spec, out=tmp_path / "memory", quiet=True, **common)
+    streamed = run_pipeline(spec, out=tmp_path / "streamed", memory_budget=1024, **common)
+    assert "read from the store shard by shard" in capsys.readouterr().err
+    memory_loss, streamed_loss = in_memory.metrics["history"]["loss"], streamed.metrics["history"]["loss"]
+    # Both converge within the same iteration budget (float32 sums in another order end the
+    # line searches a few iterations apart) at the same optimum.
+    assert max(len(memory_loss), len(streamed_loss)) < 300
+    assert streamed_loss[-1] == pytest.approx(memory_loss[-1], rel=1e-4)
+    for split in ("train", "test"):
+        assert streamed.metrics["accuracy"][split] == pytest.approx(in_memory.metrics["accuracy"][split], abs=0.02)
+    assert streamed.metrics["accuracy"]["test"] > 0.6  # three classes: chance is 0.33
+    memory_model = load_model(in_memory.run_dir / "model.skops")
+    streamed_model = load_model(streamed.run_dir / "model.skops")
+    np.testing.assert_allclose(streamed_model.named_steps["normalize"].mean_,
+                               memory_model.named_steps["normalize"].mean_, rtol=1e-5)
+
+
+def test_a_scikit_learn_head_over_the_memory_budget_is_refused(tmp_path, raw_color_store):
+    with pytest.raises(SpecError, match="head 'logreg' is scikit-learn's.*use one of featpipe's heads"):
+        _run(tmp_path, "raw+color+logreg", "refused", data=str(raw_color_store), memory_budget=1024)
+    assert not (tmp_path / "refused").exists()
+
+
+def test_on_dask_the_store_trains_on_the_workers_to_the_same_accuracy(tmp_path, raw_color_store):
+    pytest.importorskip("distributed")
+    spec = _streamed_spec(tmp_path)
+    common = dict(data=str(raw_color_store), use_cache=False, quiet=True)
+    local = run_pipeline(spec, out=tmp_path / "local", n_jobs=1, **common)
+    on_dask = run_pipeline(spec, out=tmp_path / "dask", n_jobs=2, backend="dask", **common)
+    assert on_dask.metrics["accuracy"] == pytest.approx(local.metrics["accuracy"], abs=0.02)
+    assert on_dask.metrics["history"]["loss"][-1] == pytest.approx(local.metrics["history"]["loss"][-1], rel=1e-4)
+
+
+def test_images_whose_features_exceed_the_budget_are_extracted_into_a_cached_store_first(tmp_path, capsys):
+    from PIL import Image
+
+    from helpers import make_colour_images
+
+    images, labels = make_colour_images(40, size=16, seed=5)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "images" / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{index:03d}.png")
+    spec = _streamed_spec(tmp_path)
+    common = dict(data=str(tmp_path / "images"), image_size=16, n_jobs=1, use_cache=False,
+                  cache_dir=tmp_path / "cache")
+    in_memory = run_pipeline(spec, out=tmp_path / "memory", quiet=True, **common)
+    streamed = run_pipeline(spec, out=tmp_path / "streamed", memory_budget=1024, **common)
+    messages = capsys.readouterr().err
+    assert "would not fit the memory budget: extracting them into" in messages
+    assert "read from the store shard by shard" in messages
+    assert len(list((tmp_path / "cache" / "stores").iterdir())) == 1
+    assert streamed.metrics["dataset"]["n_test"] == in_memory.metrics["dataset"]["n_test"]
+    assert streamed.metrics["accuracy"]["val"] == pytest.approx(in_memory.metrics["accuracy"]["val"], abs=0.05)
+    assert streamed.metrics["history"]["loss"][-1] == pytest.approx(in_memory.metrics["history"]["loss"][-1],
+                                                                    rel=1e-3)

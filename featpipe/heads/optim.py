@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from featpipe.errors import ParameterError
+from featpipe.heads.blocks import is_block_source, shuffled_batches
 
 
 def _check_positive(name, value):
@@ -30,10 +31,17 @@ def _batches(X, y, rows, batch_size, rng):
     """Yield (X_batch, y_batch) covering every training row once, in random order.
 
     A full batch of all of X is X itself (no copy); smaller batches gather
-    rows at sorted random indices (sorted for memory locality).
+    rows at sorted random indices (sorted for memory locality). A block
+    source (:mod:`featpipe.heads.blocks`) is visited block by block in
+    random order instead, so only one block is read at a time.
     """
     if rows is None and batch_size >= X.shape[0]:
         yield X, y
+        return
+    if is_block_source(X):
+        if rows is not None:
+            X, y = X.select(rows), y[rows]
+        yield from shuffled_batches(X, y, batch_size, rng)
         return
     order = rng.permutation(X.shape[0] if rows is None else rows)
     for start in range(0, len(order), batch_size):

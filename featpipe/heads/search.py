@@ -13,6 +13,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_array
 
 from featpipe.errors import ParameterError
+from featpipe.heads.blocks import is_block_source
 from featpipe.heads.starting_point import largest_eigenvalue, mean_feature_norm
 
 _LEARNING_RATE_FACTORS = (0.3, 1.0, 3.0)
@@ -35,12 +36,14 @@ def default_grid(X_train, step=1.0):
     -------
     learning_rates, regs : list of float
     """
-    X = check_array(X_train, dtype=[np.float32, np.float64])
-    rows = X[: _SCALE_SAMPLE]
+    if is_block_source(X_train):
+        rows = X_train.take(np.arange(min(_SCALE_SAMPLE, X_train.shape[0])))
+    else:
+        rows = check_array(X_train, dtype=[np.float32, np.float64])[: _SCALE_SAMPLE]
     mean_sq_norm = mean_feature_norm(rows)
     largest = largest_eigenvalue(rows)
     learning_rates = [step * factor / largest for factor in _LEARNING_RATE_FACTORS]
-    regs = [factor * mean_sq_norm / X.shape[1] for factor in _REG_FACTORS]
+    regs = [factor * mean_sq_norm / X_train.shape[1] for factor in _REG_FACTORS]
     return learning_rates, regs
 
 
@@ -60,7 +63,8 @@ def search_hyperparameters(head, X_train, y_train, X_val, y_val, learning_rates=
     head : LinearSVM or Softmax (or any estimator with those two parameters)
         Template; it is cloned for every try and not modified.
     X_train, y_train : array-like
-        Training split.
+        Training split; ``X_train`` may be a block source
+        (:mod:`featpipe.heads.blocks`), read block by block.
     X_val, y_val : array-like
         Validation split that scores each try.
     learning_rates, regs : sequence of float or None

@@ -7,20 +7,30 @@ targets is a starting point close to the squared hinge's optimum.
 """
 
 import numpy as np
-from scipy.linalg import solve
+from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg.blas import dsyrk
+
+from featpipe.heads.blocks import ArrayBlocks, is_block_source
 
 _NORM_SAMPLE = 2000
 """Rows sampled to estimate the feature scale and the largest eigenvalue."""
+
+_GRAM_ROWS = 512
+"""Rows cast to float64 at a time while the Gram matrix is accumulated."""
 
 _INIT_SCORE_SCALE = 0.01
 """Typical size of a class score at the random start: small, so every class scores about the same."""
 
 
 def sample_rows(X, rng):
-    """At most 2,000 rows of X, drawn without replacement by ``rng``, in their order."""
+    """At most 2,000 rows of X (an array or a block source), drawn without replacement by ``rng``, in their order.
+
+    An array and a block source of the same rows give the same sample.
+    """
     if X.shape[0] <= _NORM_SAMPLE:
-        return X
-    return X[np.sort(rng.choice(X.shape[0], _NORM_SAMPLE, replace=False))]
+        return np.asarray(X)
+    rows = np.sort(rng.choice(X.shape[0], _NORM_SAMPLE, replace=False))
+    return X.take(rows) if is_block_source(X) else X[rows]
 
 
 def mean_feature_norm(rows):
@@ -70,15 +80,55 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
     Minimises ``mean_i ||x_i W + b - target * t_i||^2 + reg ||W||^2`` (bias
     free) through the normal equations of the centred data; this is the
     squared one-vs-rest hinge with every margin active, so it starts that
-    loss close to its optimum. Costs one D x D Gram matrix and its solve.
+    loss close to its optimum.
+
+    The Gram matrix ``X^T X`` and ``X^T T`` are accumulated block of rows by
+    block in float64 (BLAS ``syrk`` updates one D x D triangle in place), and
+    the Cholesky solve overwrites it, so the memory is one D x D float64
+    matrix (330 MB at D = 6,400) plus one block, whether ``X`` is an array
+    or a block source read shard by shard.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, D) or RowBlocks
+    y_index : ndarray of int, shape (N,)
+        Class indices in ``0 .. n_classes - 1``.
+    n_classes : int
+    reg : float
+        Ridge strength (at least 1e-8 is used, so the solve is defined).
+    target : float
+        Score magnitude aimed at.
+
+    Returns
+    -------
+    W : ndarray of shape (D + 1, n_classes)
+        Weights with the bias as the last row, in the dtype of ``X``.
     """
-    n_samples, n_features = X.shape
-    mean = X.mean(axis=0, dtype=np.float64)
-    gram = (X.T @ X).astype(np.float64) / n_samples - np.outer(mean, mean)
+    source = X if is_block_source(X) else ArrayBlocks(X)
+    n_samples, n_features = source.shape
+    gram = np.zeros((n_features, n_features), dtype=np.float64, order="F")
+    column_sums = np.zeros(n_features)
+    class_sums = np.zeros((n_features, n_classes))
+    for index in range(source.n_blocks):
+        start, stop = source.block_bounds[index:index + 2]
+        block = source.read_block(index)
+        column_sums += block.sum(axis=0, dtype=np.float64)
+        one_hot = np.zeros((stop - start, n_classes), dtype=block.dtype)
+        one_hot[np.arange(stop - start), y_index[start:stop]] = 1
+        class_sums += block.T @ one_hot
+        for first in range(0, stop - start, _GRAM_ROWS):
+            rows = np.asarray(block[first:first + _GRAM_ROWS], dtype=np.float64)
+            gram = dsyrk(1.0, rows.T, beta=1.0, c=gram, overwrite_c=1)
+    mean = column_sums / n_samples
+    # Centred second moment, upper triangle only: gram / n - mean mean^T.
+    gram *= 1.0 / n_samples
+    gram = dsyrk(-1.0, mean[:, np.newaxis], beta=1.0, c=gram, overwrite_c=1)
     gram[np.diag_indices(n_features)] += max(reg, 1e-8)
-    targets = np.full((n_samples, n_classes), -target, dtype=X.dtype)
-    targets[np.arange(n_samples), y_index] = target
-    target_mean = targets.mean(axis=0, dtype=np.float64)
-    cross = (X.T @ targets).astype(np.float64) / n_samples - np.outer(mean, target_mean)
-    weights = solve(gram, cross, assume_a="pos")
-    return np.vstack([weights, target_mean - mean @ weights]).astype(X.dtype)
+    # Targets are -target everywhere and +target on the true class.
+    class_counts = np.bincount(y_index, minlength=n_classes)
+    target_mean = target * (2.0 * class_counts / n_samples - 1.0)
+    cross = (2.0 * target / n_samples) * class_sums - target * mean[:, np.newaxis]
+    cross -= np.outer(mean, target_mean)
+    factor = cho_factor(gram, lower=False, overwrite_a=True, check_finite=False)
+    weights = cho_solve(factor, cross, overwrite_b=True, check_finite=False)
+    return np.vstack([weights, target_mean - mean @ weights]).astype(source.dtype)

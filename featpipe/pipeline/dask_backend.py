@@ -23,6 +23,12 @@ def dask_backend(n_jobs, scheduler):
     scheduler : str or None
         Address of a running scheduler, ``tcp://HOST:PORT``.
 
+    Yields
+    ------
+    client : distributed.Client
+        The cluster's client, for work that is not a joblib call (the
+        heads' map-reduced losses, prediction of a store's shards).
+
     Raises
     ------
     BackendError
@@ -51,4 +57,4 @@ def dask_backend(n_jobs, scheduler):
             client = stack.enter_context(Client(cluster))
         stack.enter_context(parallel_config(backend="dask", wait_for_workers_timeout=60))
         client.wait_for_workers(1, timeout=60)
-        yield
+        yield client

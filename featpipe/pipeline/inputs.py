@@ -19,6 +19,7 @@ from featpipe.datasets.npz import count_npz_images
 from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.pipeline import stages
 from featpipe.pipeline.augment import augment_training_set
+from featpipe.pipeline.dask_loss import DistributedBlocks
 from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import SpecError
 from featpipe.store.reader import open as open_store
@@ -172,6 +173,22 @@ class StoreSource:
         self.key = fingerprint(self.store.manifest["shards"])
         self._dataset = None
         self._features = None
+        self._streamed = False
+        self._client = None
+
+    def train_bytes(self):
+        """Bytes the training split's float32 features take in memory."""
+        return int(np.count_nonzero(self.store.splits == "train")) * self.store.features.shape[1] * 4
+
+    def stream(self, client=None):
+        """From now on, give the train and test features as row blocks read shard by shard.
+
+        The validation split, which the heads score after every epoch, is
+        still read into memory. With a ``distributed.Client``, the heads'
+        full-batch losses are summed on its workers
+        (:class:`featpipe.pipeline.dask_loss.DistributedBlocks`).
+        """
+        self._streamed, self._client = True, client
 
     def dataset(self):
         """Labels and class names per split; the store keeps no images."""
@@ -193,7 +210,14 @@ class StoreSource:
             return [extractor for _, extractor in self.store.load_extractors()]
 
     def features(self):
-        """Each split's stored rows, read into memory."""
+        """Each split's stored rows, read into memory (as row blocks after :meth:`stream`)."""
+        if self._features is None and self._streamed:
+            blocks = self.store.blocks(verify=False)  # checked when the store was opened
+            if self._client is not None:
+                blocks = DistributedBlocks(blocks, self._client)
+            self._features = {split: blocks.select(self.store.splits == split) for split in SPLITS}
+            with self.clock.timed("extract"):
+                self._features["val"] = np.asarray(self._features["val"])
         if self._features is None:
             with self.clock.timed("extract"):
                 self._features = {split: np.ascontiguousarray(self.store.split(split)[0])

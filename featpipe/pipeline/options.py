@@ -39,6 +39,19 @@ class RunOptions(LoadOptions):
         Search learning rate x regularization on the validation split first.
     quiet : bool, default=False
         No progress bars.
+    memory_budget : int or None, default=None
+        As in :class:`featpipe.datasets.LoadOptions`; for a run it also
+        bounds the training features: a feature store whose training split
+        is larger is trained on shard by shard, and images whose pixels and
+        features would not fit are extracted into a store under the cache
+        first (:mod:`featpipe.pipeline.image_store`).
+    backend : {None, "local", "dask"}, default=None
+        ``"dask"`` starts a LocalCluster of ``n_jobs`` workers: extraction
+        runs on it, and on a feature store the heads' full-batch losses are
+        summed over the shards on its workers.
+    scheduler : str or None, default=None
+        Address of a running Dask scheduler (``tcp://HOST:8786``) to use
+        instead of a LocalCluster.
     """
 
     use_cache: bool = True
@@ -46,6 +59,8 @@ class RunOptions(LoadOptions):
     chunk_size: int | None = None
     search: bool = False
     quiet: bool = False
+    backend: str | None = None
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)

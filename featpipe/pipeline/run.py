@@ -23,6 +23,9 @@ from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
 from featpipe.metrics_schema import STAGE_NAMES
 from featpipe.pipeline import stages
 from featpipe.pipeline.cached_stages import CachedStages, StageClock
+from featpipe.memory_budget import default_budget
+from featpipe.pipeline.dask_backend import dask_backend
+from featpipe.pipeline.image_store import extract_into_cache, in_memory_bytes
 from featpipe.pipeline.inputs import ImageSource, StoreSource
 from featpipe.pipeline.options import RunOptions, resolve_options
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
@@ -96,6 +99,15 @@ def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     >>> result.metrics["accuracy"]["test"]  # doctest: +SKIP
     """
     options = resolve_options(RunOptions, options, option_values)
+    with ExitStack() as stack:
+        client = None
+        if options.backend == "dask" or options.scheduler is not None:
+            client = stack.enter_context(dask_backend(options.n_jobs, options.scheduler))
+        return _run(spec, data, options, out, client)
+
+
+def _run(spec, data, options, out, client):
+    """The body of :func:`run_pipeline`, on the Dask ``client`` (or locally with ``None``)."""
     data = data if data is not None else spec.data.get("data")
     options = replace(options, image_size=int(options.image_size or spec.data.get("image_size", DEFAULT_IMAGE_SIZE)))
     clock = StageClock(options.quiet)
@@ -108,11 +120,9 @@ def run_pipeline(spec, data=None, *, options=None, out=None, **option_values):
     head_params = _with_seed(spec.head.params, make_head(spec.head.name, spec.head.params), options.seed)
     search_grid = _search_grid(spec, options.search)
 
-    if data is not None and is_store(data):
-        source = StoreSource(spec, data, clock, feature_params)
+    source = _source(spec, data, options, feature_params, cached, client)
+    if isinstance(source, StoreSource):
         options = replace(options, image_size=source.image_size)
-    else:
-        source = ImageSource(spec, data, options, feature_params, cached)
     run_dir = reserve_run_dir(out, spec.name)
     try:
         metrics, model, examples = _train_and_evaluate(spec, source, cached, options, head_params, search_grid)
@@ -165,6 +175,43 @@ def _train_and_evaluate(spec, source, cached, options, head_params, search_grid)
     widths = {step.name: int(extractor.n_features_out_) for step, extractor in zip(spec.features, fitted)}
     metrics = _metrics(spec, options, evaluation, trained, widths, clock)
     return metrics, model, evaluation["examples"]
+
+
+def _source(spec, data, options, feature_params, cached, client):
+    """Where the run's features come from: the images, or a store (given, or extracted into the cache).
+
+    A store is read shard by shard when its training split exceeds the
+    memory budget, and always on Dask (the losses are summed on the workers);
+    images whose pixels and features would exceed the budget are extracted
+    into a store under the cache first (:mod:`featpipe.pipeline.image_store`),
+    except for augmented pipelines, which the image load then refuses.
+    """
+    budget = default_budget() if options.memory_budget is None else options.memory_budget
+    store_path = data if data is not None and is_store(data) else None
+    needed = None if store_path is not None else in_memory_bytes(spec, data, options)
+    if needed is not None and needed > budget and not spec.augment:
+        _check_head_streams(spec, needed, budget)
+        store_path = extract_into_cache(spec, data, feature_params, options, client)
+    if store_path is None:
+        return ImageSource(spec, data, options, feature_params, cached)
+    source = StoreSource(spec, store_path, cached.clock, feature_params)
+    if client is not None or source.train_bytes() > budget:
+        _check_head_streams(spec, source.train_bytes(), budget)
+        if not options.quiet:
+            print(f"featpipe: training features ({source.train_bytes() / 2**20:,.0f} MiB) are read from the "
+                  "store shard by shard", file=sys.stderr)
+        source.stream(client)
+    return source
+
+
+def _check_head_streams(spec, feature_bytes, budget):
+    """Refuse to stream ``feature_bytes`` of features into a scikit-learn head: it loads the whole matrix."""
+    if spec.head.name not in OWN_HEADS:
+        raise SpecError(
+            f"head '{spec.head.name}' is scikit-learn's: it trains on the whole training matrix in memory "
+            f"({feature_bytes / 2**20:,.0f} MiB), over --memory-budget {budget / 2**20:,.0f} MiB or on Dask; "
+            f"use one of featpipe's heads ({', '.join(sorted(OWN_HEADS))}), which stream, or raise --memory-budget"
+        )
 
 
 def _search_grid(spec, search):

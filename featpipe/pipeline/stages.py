@@ -13,6 +13,7 @@ from sklearn.metrics import confusion_matrix
 from sklearn.preprocessing import StandardScaler
 
 from featpipe.datasets import SPLITS, load_dataset, round_robin_by_class
+from featpipe.heads.blocks import ArrayBlocks, fit_scaler_by_blocks, is_block_source
 from featpipe.parallel import DEFAULT_CHUNK_SIZE, transform_in_chunks
 from featpipe.pipeline.registry import make_feature, make_head
 
@@ -85,13 +86,20 @@ def normalize(features_key, method, train_features):
     if method == "none":
         return None
     scaler = StandardScaler()
-    for start in range(0, len(train_features), SCALER_ROWS):
-        scaler.partial_fit(train_features[start:start + SCALER_ROWS])
+    if not is_block_source(train_features):
+        train_features = ArrayBlocks(train_features, SCALER_ROWS)
+    fit_scaler_by_blocks(scaler, train_features)
     return scaler
 
 
 def apply_scaler(scaler, features):
-    """Standardize float32 ``features`` in place (no copy) and return them."""
+    """Standardize float32 ``features`` in place (no copy) and return them.
+
+    A block source (a store read shard by shard) is not changed: the
+    returned source standardizes each block as it is read.
+    """
+    if scaler is not None and is_block_source(features):
+        return features.scaled(scaler.mean_, scaler.scale_)
     if scaler is not None:
         features -= scaler.mean_.astype(features.dtype)
         features /= scaler.scale_.astype(features.dtype)

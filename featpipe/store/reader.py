@@ -143,6 +143,29 @@ class FeatureStore:
         """The fitted extractors as a list of ``(name, extractor)``."""
         return load_extractors(self.path)
 
+    def to_dask(self, verify=True):
+        """The features as a lazy ``dask.array``, one block per shard, checksums checked as blocks are read.
+
+        Examples
+        --------
+        >>> X = featpipe.store.open("cifar-hog").to_dask()  # doctest: +SKIP
+        >>> X.mean(axis=0).compute()  # doctest: +SKIP
+        """
+        from featpipe.store.shards import store_to_dask
+
+        return store_to_dask(self, verify=verify)
+
+    def blocks(self, split=None, verify=True):
+        """The features (of split ``split``, or all) as row blocks read shard by shard, for the heads.
+
+        See :class:`featpipe.store.shards.StoreBlocks`; pair it with
+        ``labels[splits == split]``.
+        """
+        from featpipe.store.shards import StoreBlocks
+
+        blocks = StoreBlocks(self, verify=verify)
+        return blocks if split is None else blocks.select(self.splits == split)
+
 
 def is_store(path):
     """Whether ``path`` is a folder holding a feature store's manifest (finished or not)."""

@@ -1,0 +1,265 @@
+"""Row blocks: a training matrix read one block of rows at a time.
+
+The heads train on an (N, D) array, or on a *block source*: any object that
+reads its rows in blocks, so that a matrix larger than memory (the shards of
+a feature store) is never held whole. Every full-batch quantity the heads
+need is a sum over rows, so it is a sum over blocks:
+
+- the data loss and its gradient (:func:`full_batch_loss`); the penalty is
+  added once, after the sum;
+- the least-squares start's Gram matrix ``X^T X`` and ``X^T Y``
+  (:func:`featpipe.heads.starting_point.least_squares_weights`);
+- an SGD epoch visits the blocks in a seeded random order and the rows of
+  each block in a random order (:func:`shuffled_batches`).
+
+Labels stay one in-memory array beside the source (``fit(source, y)``, as
+scikit-learn estimators take ``fit(X, y)``): they cost 8 bytes a row against
+thousands for the features, and the heads need all of them up front (the
+classes, the held-out split).
+
+A block source subclasses :class:`RowBlocks` and implements ``block_bounds``
+(row offsets, ``n_blocks + 1`` of them) and ``_read_block(index)``; a
+source with ``can_map_reduce = True`` also implements
+``map_reduce_loss(data_loss, W, y, mask=None)``, which returns the summed
+data loss and gradient computed elsewhere (on the workers of a Dask
+cluster, where the blocks are read).
+"""
+
+import numpy as np
+
+DEFAULT_BLOCK_ROWS = 4096
+"""Rows per block when an in-memory array is read as blocks."""
+
+
+def is_block_source(X):
+    """Whether ``X`` is a block source rather than an array-like."""
+    return isinstance(X, RowBlocks)
+
+
+class RowBlocks:
+    """Base of the block sources: an (N, D) matrix read block of rows by block.
+
+    Subclasses set ``block_bounds`` (int64 array of ``n_blocks + 1`` row
+    offsets, starting at 0), ``n_features`` and ``dtype``, and implement
+    ``_read_block(index)``, which returns the rows of block ``index`` as an
+    ndarray of shape (rows in the block, D).
+    """
+
+    ndim = 2
+    can_map_reduce = False
+    """True for sources whose ``map_reduce_loss(data_loss, W, y)`` sums block losses elsewhere."""
+
+    @property
+    def n_blocks(self):
+        """Number of blocks."""
+        return len(self.block_bounds) - 1
+
+    @property
+    def shape(self):
+        """(N, D), like an array's."""
+        return int(self.block_bounds[-1]), int(self.n_features)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def read_block(self, index):
+        """The rows of block ``index`` as an ndarray (a fresh read each call)."""
+        block = self._read_block(index)
+        expected = (int(self.block_bounds[index + 1] - self.block_bounds[index]), self.shape[1])
+        if block.shape != expected:
+            raise ValueError(f"block {index} holds {block.shape} values; expected {expected}")
+        return block
+
+    def take(self, rows):
+        """Rows at the sorted indices ``rows``, gathered block by block into one array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        owners = np.searchsorted(self.block_bounds, rows, side="right") - 1
+        for index in np.unique(owners):
+            wanted = owners == index
+            out[wanted] = self.read_block(index)[rows[wanted] - self.block_bounds[index]]
+        return out
+
+    def select(self, rows):
+        """A source of only the rows ``rows`` (sorted int indices or a boolean mask), in order."""
+        mask = np.zeros(self.shape[0], dtype=bool)
+        mask[rows] = True
+        return SelectedRows(self, mask)
+
+    def scaled(self, mean, scale):
+        """This source standardized, ``(x - mean) / scale`` block by block (see :class:`ScaledBlocks`)."""
+        return ScaledBlocks(self, mean, scale)
+
+    def __array__(self, dtype=None, copy=None):
+        blocks = [self.read_block(index) for index in range(self.n_blocks)]
+        array = np.concatenate(blocks) if blocks else np.empty(self.shape, dtype=self.dtype)
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+
+class ArrayBlocks(RowBlocks):
+    """An in-memory (N, D) array read as blocks of ``block_rows`` rows (views, no copy).
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, D)
+    block_rows : int, default=4096
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> blocks = ArrayBlocks(np.arange(10.0).reshape(5, 2), block_rows=2)
+    >>> blocks.n_blocks, blocks.read_block(2).tolist()
+    (3, [[8.0, 9.0]])
+    """
+
+    def __init__(self, X, block_rows=DEFAULT_BLOCK_ROWS):
+        self.X = X
+        self.n_features = X.shape[1]
+        self.dtype = X.dtype
+        self.block_bounds = np.append(np.arange(0, X.shape[0], max(1, int(block_rows))), X.shape[0])
+        if X.shape[0] == 0:
+            self.block_bounds = np.zeros(1, dtype=np.int64)
+
+    def _read_block(self, index):
+        return self.X[self.block_bounds[index]:self.block_bounds[index + 1]]
+
+
+class SelectedRows(RowBlocks):
+    """The rows of ``parent`` where ``mask`` is True, block by block of the parent."""
+
+    def __init__(self, parent, mask):
+        self.parent = parent
+        self.mask = mask
+        self.n_features = parent.n_features
+        self.dtype = parent.dtype
+        counts = [np.count_nonzero(mask[start:stop])
+                  for start, stop in zip(parent.block_bounds[:-1], parent.block_bounds[1:])]
+        self.block_bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+
+    def _read_block(self, index):
+        if self.block_bounds[index + 1] == self.block_bounds[index]:
+            return np.empty((0, self.n_features), dtype=self.dtype)
+        start, stop = self.parent.block_bounds[index:index + 2]
+        return self.parent.read_block(index)[self.mask[start:stop]]
+
+    @property
+    def can_map_reduce(self):
+        """Whether the parent computes summed losses remotely."""
+        return self.parent.can_map_reduce
+
+    def scaled(self, mean, scale):
+        """The same rows of the parent standardized (the parent decides where the scaling runs)."""
+        return SelectedRows(self.parent.scaled(mean, scale), self.mask)
+
+    def map_reduce_loss(self, data_loss, W, y, mask=None):
+        """The parent's remote reduction, over this source's rows only."""
+        return self.parent.map_reduce_loss(data_loss, W, y, mask=self.mask)
+
+
+class ScaledBlocks(RowBlocks):
+    """The blocks of ``parent`` standardized: ``(x - mean) / scale`` as float32 copies.
+
+    Parameters
+    ----------
+    parent : RowBlocks
+    mean, scale : ndarray of shape (D,)
+        A fitted ``StandardScaler``'s ``mean_`` and ``scale_``.
+    """
+
+    def __init__(self, parent, mean, scale):
+        self.parent = parent
+        self.mean = np.asarray(mean, dtype=parent.dtype)
+        self.scale = np.asarray(scale, dtype=parent.dtype)
+        self.n_features = parent.n_features
+        self.dtype = parent.dtype
+        self.block_bounds = parent.block_bounds
+
+    def _read_block(self, index):
+        block = np.subtract(self.parent.read_block(index), self.mean, dtype=self.dtype)
+        block /= self.scale
+        return block
+
+
+def fit_scaler_by_blocks(scaler, source):
+    """Fit a scikit-learn scaler with ``partial_fit`` on each non-empty block of ``source``; return it."""
+    for index in range(source.n_blocks):
+        if source.block_bounds[index + 1] > source.block_bounds[index]:
+            scaler.partial_fit(source.read_block(index))
+    return scaler
+
+
+def full_batch_loss(data_loss, penalty):
+    """The full-batch loss over a block source, from a block loss and a penalty.
+
+    Parameters
+    ----------
+    data_loss : callable
+        ``data_loss(W, X_block, y_block) -> (mean loss over the block, dW)``
+        without penalty (a loss of :mod:`featpipe.heads.losses` with
+        ``reg=0``).
+    penalty : callable
+        ``penalty(W) -> (value, dW)`` of the whole penalty (bias row zero).
+
+    Returns
+    -------
+    loss : callable
+        ``loss(W, source, y) -> (value, dW)``: the mean data loss over every
+        row of ``source`` (labels ``y``) plus the penalty, the same value an
+        in-memory loss gives on the whole matrix. A source with a
+        ``can_map_reduce`` computes the sum itself (e.g. on a
+        cluster); otherwise blocks are read here one at a time.
+    """
+
+    def loss(W, source, y):
+        if source.can_map_reduce:
+            total, gradient = source.map_reduce_loss(data_loss, W, y)
+        else:
+            total, gradient = sum_block_losses(data_loss, W, source, y)
+        n_rows = max(source.shape[0], 1)
+        value, penalty_gradient = penalty(W)
+        gradient = (gradient / n_rows).astype(W.dtype)
+        gradient += penalty_gradient
+        return total / n_rows + value, gradient
+
+    return loss
+
+
+def sum_block_losses(data_loss, W, source, y, blocks=None, first_row=0):
+    """Sum over blocks of ``rows * data_loss``: (float64 value, float64 gradient), not yet divided by N.
+
+    ``blocks`` limits the sum to those block indices; ``y`` then may hold
+    only the labels from row ``first_row`` on.
+    """
+    total, gradient = 0.0, np.zeros(W.shape, dtype=np.float64)
+    for index in range(source.n_blocks) if blocks is None else blocks:
+        start, stop = source.block_bounds[index:index + 2]
+        if stop == start:
+            continue
+        value, block_gradient = data_loss(W, source.read_block(index), y[start - first_row:stop - first_row])
+        total += value * (stop - start)
+        gradient += (stop - start) * block_gradient.astype(np.float64)
+    return total, gradient
+
+
+def shuffled_batches(source, y, batch_size, rng):
+    """Yield (X_batch, y_batch) covering every row once: blocks in random order, rows shuffled within.
+
+    One block is in memory at a time. A batch never spans two blocks, so the
+    last batch of a block may be smaller than ``batch_size``.
+    """
+    for index in rng.permutation(source.n_blocks):
+        start, stop = source.block_bounds[index:index + 2]
+        if stop == start:
+            continue
+        block, labels = source.read_block(index), y[start:stop]
+        order = rng.permutation(stop - start)
+        for first in range(0, len(order), batch_size):
+            batch = np.sort(order[first:first + batch_size])
+            yield block[batch], labels[batch]
+
+
+def predict_by_blocks(predict, source):
+    """``predict`` (any function of an array of rows) applied to each non-empty block, concatenated."""
+    parts = [np.asarray(predict(source.read_block(index))) for index in range(source.n_blocks)
+             if source.block_bounds[index + 1] > source.block_bounds[index]]
+    return np.concatenate(parts) if parts else np.empty(0)

@@ -1,0 +1,48 @@
+"""The heads' full-batch loss map-reduced over a store's shards on a two-worker LocalCluster."""
+
+import pytest
+from helpers import write_streaming_store
+
+from featpipe import store
+from featpipe.heads import LinearSVM, Softmax
+from featpipe.heads.blocks import ScaledBlocks
+from featpipe.store.shards import StoreBlocks
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("store")
+    X, y, splits = write_streaming_store(folder)
+    return folder, X, y, splits
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.mark.parametrize("head", [
+    LinearSVM(optimizer="lbfgs", squared=True, multi_class="ovr", n_epochs=30),
+    Softmax(optimizer="gd", n_epochs=15),
+], ids=["svm2-lbfgs", "softmax-gd"])
+def test_the_full_batch_loss_map_reduced_on_dask_workers_reaches_the_local_optimum(written, client, head):
+    from featpipe.pipeline.dask_loss import DistributedBlocks
+
+    folder, X, y, splits = written
+    opened = store.open(folder)
+    train = splits == "train"
+    mean, scale = X[train].mean(axis=0), X[train].std(axis=0)
+    local = head.set_params(random_state=0).fit(ScaledBlocks(opened.blocks("train"), mean, scale), y[train])
+    expected_loss, expected_iterations = local.loss_history_[-1], local.n_iter_
+    source = ScaledBlocks(StoreBlocks(opened), mean, scale)
+    distributed_source = DistributedBlocks(source, client, blocks_per_task=2).select(train)
+    with distributed.get_task_stream(client) as stream:
+        remote = head.set_params(random_state=0).fit(distributed_source, y[train])
+    assert remote.n_iter_ == expected_iterations
+    assert remote.loss_history_[-1] == pytest.approx(expected_loss, rel=1e-4)
+    workers = {task["worker"] for task in stream.data if "_block_losses" in str(task["key"])}
+    assert len(workers) == 2, "both workers compute block losses"
