@@ -7,7 +7,9 @@ import threading
 import pytest
 
 from featpipe.serve.jobs.job_store import JobConflict, JobStore
-from featpipe.serve.jobs.paths import PathRefused, check_links_inside, confine
+from featpipe.serve.jobs.paths import (
+    JOB_FOLDER_OPTIONS, JobFoldersError, JobRoots, PathRefused, check_links_inside, confine, job_folders_from,
+)
 
 IDENTITY = {"kind": "extract", "features": "hog", "data": "/d/a", "store": "/s/a"}
 
@@ -112,3 +114,17 @@ def test_links_deep_in_a_data_folder_must_stay_inside(tmp_path):
     os.symlink(tmp_path / "secret", root / "shared" / "0001.jpg")
     with pytest.raises(PathRefused, match="shared/0001.jpg is a symbolic link leading outside"):
         check_links_inside(root / "images", root, "data")
+
+
+def test_job_folders_are_all_or_none(tmp_path):
+    folders = {name: str(tmp_path / name) for name in JOB_FOLDER_OPTIONS}
+    assert job_folders_from(["run"], {**folders, "port": 1}) == tuple(folders.values())
+    assert job_folders_from(["run"], dict.fromkeys(JOB_FOLDER_OPTIONS)) is None
+    with pytest.raises(JobFoldersError, match="give at least one RUN_DIR, or the job folders"):
+        job_folders_from([], dict.fromkeys(JOB_FOLDER_OPTIONS))
+    with pytest.raises(JobFoldersError, match="jobs need all four folders"):
+        job_folders_from([], {**folders, "state_dir": None})
+    with pytest.raises(JobFoldersError, match="is not a folder"):
+        JobRoots.create(tmp_path / "missing", *list(folders.values())[1:])
+    roots = JobRoots.create(tmp_path, *list(folders.values())[1:])
+    assert all(folder.is_dir() for folder in (roots.stores, roots.runs, roots.state))

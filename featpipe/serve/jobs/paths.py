@@ -24,6 +24,33 @@ class PathRefused(FeatpipeError):
     """A request path that is absolute, climbs with ``..`` or leads outside its root."""
 
 
+class JobFoldersError(FeatpipeError):
+    """Job folders given to ``featpipe serve`` that cannot be used."""
+
+
+JOB_FOLDER_OPTIONS = ("data_root", "store_root", "runs_root", "state_dir")
+"""``featpipe serve``'s options naming the job folders, in :class:`JobRoots`' order."""
+
+
+def job_folders_from(run_dirs, params):
+    """The four job folders of ``featpipe serve``'s options, or None when none is given.
+
+    Raises
+    ------
+    JobFoldersError
+        When only some are given, or neither a run folder nor the job folders.
+    """
+    folders = tuple(params.get(name) for name in JOB_FOLDER_OPTIONS)
+    if all(folder is None for folder in folders):
+        if not run_dirs:
+            raise JobFoldersError("give at least one RUN_DIR, or the job folders (--data-root, --store-root, "
+                                  "--runs-root and --state-dir)")
+        return None
+    if None in folders:
+        raise JobFoldersError("jobs need all four folders: --data-root, --store-root, --runs-root and --state-dir")
+    return folders
+
+
 @dataclass(frozen=True)
 class JobRoots:
     """The folders of the job service.
@@ -50,9 +77,12 @@ class JobRoots:
         """Roots resolved to absolute paths; the store, run and state folders are created."""
         roots = cls(*(Path(folder).expanduser().resolve() for folder in (data, stores, runs, state)))
         if not roots.data.is_dir():
-            raise PathRefused(f"--data-root {roots.data} is not a folder")
+            raise JobFoldersError(f"--data-root {roots.data} is not a folder")
         for folder in (roots.stores, roots.runs, roots.state):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise JobFoldersError(f"cannot create {folder}: {error.strerror or error}") from None
         return roots
 
     @property
