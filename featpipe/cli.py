@@ -328,7 +328,7 @@ def _predict_collection(run_dir, images, data_and_out, params):
 
 
 @cli.command()
-@click.argument("run_dirs", nargs=-1, required=True)
+@click.argument("run_dirs", nargs=-1)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but loopback needs --api-key-file or --insecure.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
@@ -349,8 +349,22 @@ def _predict_collection(run_dir, images, data_and_out, params):
               help="Deadline of a request from its arrival (slow bodies: 408; waiting past it: 503).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Jobs read images only under this folder (enables /v1/jobs; see docs/jobs.md).")
+@click.option("--store-root", type=click.Path(file_okay=False), default=None,
+              help="Extract jobs write feature stores only under this folder.")
+@click.option("--runs-root", type=click.Path(file_okay=False), default=None,
+              help="Run jobs write run folders only under this folder.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="The job database, job logs and the run jobs' cache.")
+@click.option("--max-running-jobs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--scheduler", default=None, help="Dask scheduler extract jobs run on, e.g. tcp://HOST:8786.")
 def serve(run_dirs, **params):
-    """Serve trained runs over HTTP: RUN_DIR (named by its spec) or NAME=RUN_DIR. See docs/serve.md."""
+    """Serve trained runs over HTTP: RUN_DIR (named by its spec) or NAME=RUN_DIR. See docs/serve.md.
+
+    With --data-root, --store-root, --runs-root and --state-dir it also runs
+    extraction and training jobs (docs/jobs.md), and can start with no RUN_DIR.
+    """
     from featpipe.serve.server import run_server, serve_options_from
 
     return run_server(serve_options_from(run_dirs, params))

@@ -37,6 +37,8 @@ from featpipe import __version__
 from featpipe.serve import kserve, page, routes
 from featpipe.serve.auth import OPEN_PATHS
 from featpipe.serve.extractors import ExtractorCache
+from featpipe.serve.jobs.hosting import start_jobs, stop_jobs
+from featpipe.serve.jobs.router import router as jobs_router
 from featpipe.serve.problems import Problem
 
 access_log = logging.getLogger("featpipe.serve.access")
@@ -47,15 +49,21 @@ _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _GENERIC_500 = b'{"error":"internal server error; the server log has the details"}'
 
 
-def create_app(service):
-    """The ASGI app serving ``service`` (a :class:`featpipe.serve.service.Service`)."""
+def create_app(service, job_runner=None):
+    """The ASGI app serving ``service`` (a :class:`featpipe.serve.service.Service`).
+
+    ``job_runner`` (a :class:`featpipe.serve.jobs.runner.JobRunner`) enables
+    the job endpoints; without it they answer 404.
+    """
 
     @asynccontextmanager
     async def lifespan(app):
         await service.start()
+        start_jobs(app, service)
         try:
             yield
         finally:
+            await stop_jobs(app)
             await service.stop()
 
     app = FastAPI(
@@ -64,10 +72,12 @@ def create_app(service):
                     "a KServe V2 subset under /v2. Errors are JSON {\"error\": \"...\"}.",
     )
     app.state.service = service
+    app.state.jobs = job_runner
     app.state.extractors = ExtractorCache()
     app.include_router(routes.router)
     app.include_router(kserve.router)
     app.include_router(page.router)
+    app.include_router(jobs_router)
     app.add_exception_handler(Problem, _problem_answer)
     app.add_exception_handler(RequestValidationError, _validation_answer)
     app.add_exception_handler(StarletteHTTPException, _http_answer)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from featpipe.serve.auth import KEY_COOKIE
+from featpipe.serve.jobs.page_panel import JOBS_PANEL
 from featpipe.serve.problems import Problem
 
 router = APIRouter(include_in_schema=False)
@@ -92,6 +93,7 @@ drop.addEventListener("drop", (e) => {{ e.preventDefault(); drop.classList.remov
 $("files").addEventListener("change", (e) => classify(e.target.files));
 loadModels();
 </script>
+{JOBS_PANEL}
 </body></html>
 """
 

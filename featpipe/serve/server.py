@@ -20,6 +20,8 @@ import uvicorn
 
 from featpipe.serve.app import create_app
 from featpipe.serve.auth import KeyChecker, check_binding, read_api_keys
+from featpipe.serve.jobs.paths import JobRoots, job_folders_from
+from featpipe.serve.jobs.runner import JobRunner
 from featpipe.serve.limits import Limits
 from featpipe.serve.models import ModelRegistry, load_served_model, parse_model_sources
 from featpipe.serve.service import Service
@@ -46,6 +48,13 @@ class ServeOptions:
         Allow a non-loopback address without keys.
     limits : Limits
     log_level : str
+    job_folders : tuple of str or None
+        ``(data_root, store_root, runs_root, state_dir)``: enables the job
+        endpoints (see docs/jobs.md); None without jobs.
+    max_running_jobs : int
+        Jobs running at once.
+    scheduler : str or None
+        Dask scheduler address the extract jobs run their chunks on.
     """
 
     run_dirs: tuple
@@ -55,6 +64,9 @@ class ServeOptions:
     insecure: bool = False
     limits: Limits = field(default_factory=Limits)
     log_level: str = "info"
+    job_folders: tuple | None = None
+    max_running_jobs: int = 1
+    scheduler: str | None = None
 
 
 def serve_options_from(run_dirs, params):
@@ -67,7 +79,8 @@ def serve_options_from(run_dirs, params):
     )
     return ServeOptions(run_dirs=tuple(run_dirs), host=params["host"], port=params["port"],
                         api_key_file=params["api_key_file"], insecure=params["insecure"], limits=limits,
-                        log_level=params["log_level"])
+                        log_level=params["log_level"], job_folders=job_folders_from(run_dirs, params),
+                        max_running_jobs=params["max_running_jobs"], scheduler=params["scheduler"])
 
 
 def build_service(options):
@@ -77,6 +90,16 @@ def build_service(options):
     check_binding(options.host, keys, options.insecure)
     registry = ModelRegistry(load_served_model(source) for source in sources)
     return Service(registry, options.limits, KeyChecker(keys))
+
+
+def build_job_runner(options):
+    """The job runner over ``options.job_folders`` (created if missing, and claimed), or None without them."""
+    if options.job_folders is None:
+        return None
+    runner = JobRunner(JobRoots.create(*options.job_folders), max_running=options.max_running_jobs,
+                       scheduler=options.scheduler)
+    runner.claim()
+    return runner
 
 
 class DrainingServer(uvicorn.Server):
@@ -106,7 +129,7 @@ def run_server(options):
     logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     config = uvicorn.Config(
-        create_app(service), host=options.host, port=options.port, access_log=False,
+        create_app(service, build_job_runner(options)), host=options.host, port=options.port, access_log=False,
         log_level=options.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         timeout_keep_alive=5, lifespan="on",
     )
