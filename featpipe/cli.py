@@ -1,4 +1,4 @@
-"""The ``featpipe`` command: run, compare, extract, predict, pipelines, datasets, cache.
+"""The ``featpipe`` command: run, compare, extract, predict, serve, pipelines, datasets, cache.
 
 Bad input of any kind (an unknown name, a missing or empty folder, a corrupt
 image, an unwritable cache: a :class:`featpipe.errors.FeatpipeError`, or an
@@ -325,6 +325,49 @@ def _predict_collection(run_dir, images, data_and_out, params):
     n_rows = run_predict_job(run_dir, data, out, options=options)
     if not params["quiet"]:
         click.echo(f"wrote {out}: {n_rows} predictions", err=True)
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --api-key-file or --insecure.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Most images in one model call.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Longest a batch waits for more requests after its first.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False), default=None,
+              help="File of API keys, one per line; clients send Authorization: Bearer KEY.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without API keys.")
+@click.option("--max-image-bytes", type=_MemorySize(), default="10M", show_default=True,
+              help="Largest encoded image, e.g. 512K or 10M.")
+@_max_pixels_option()
+@click.option("--max-images-per-request", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--queue-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Requests admitted at once; one more is answered 503 with Retry-After.")
+@click.option("--request-timeout-ms", type=click.IntRange(min=1), default=30_000, show_default=True,
+              help="Deadline of a request from its arrival (slow bodies: 408; waiting past it: 503).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Jobs read images only under this folder (enables /v1/jobs; see docs/jobs.md).")
+@click.option("--store-root", type=click.Path(file_okay=False), default=None,
+              help="Extract jobs write feature stores only under this folder.")
+@click.option("--runs-root", type=click.Path(file_okay=False), default=None,
+              help="Run jobs write run folders only under this folder.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="The job database, job logs and the run jobs' cache.")
+@click.option("--max-running-jobs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--scheduler", default=None, help="Dask scheduler extract jobs run on, e.g. tcp://HOST:8786.")
+def serve(run_dirs, **params):
+    """Serve trained runs over HTTP: RUN_DIR (named by its spec) or NAME=RUN_DIR. See docs/serve.md.
+
+    With --data-root, --store-root, --runs-root and --state-dir it also runs
+    extraction and training jobs (docs/jobs.md), and can start with no RUN_DIR.
+    """
+    from featpipe.serve.server import run_server, serve_options_from
+
+    return run_server(serve_options_from(run_dirs, params))
 
 
 @cli.command()

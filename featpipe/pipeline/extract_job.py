@@ -254,7 +254,7 @@ def _final_manifest(plan, pairs, collection, records):
     }
 
 
-def run_extract_job(features, data, out, *, options=None, **option_values):
+def run_extract_job(features, data, out, *, options=None, on_progress=None, **option_values):
     """Extract features of a whole image collection into a feature store, resumably.
 
     Parameters
@@ -272,6 +272,13 @@ def run_extract_job(features, data, out, *, options=None, **option_values):
         32), splits, seed, fit sample, strictness, progress bar
         (:class:`featpipe.pipeline.options.ExtractOptions`); ``None`` for
         the defaults.
+    on_progress : callable or None
+        Called in this process once the chunks to do are known, then after
+        every finished chunk, with a dict of ``images_done``,
+        ``images_total``, ``chunks_done``, ``chunks_total`` and ``skipped``
+        (unreadable images so far); an exception it raises stops the job at
+        that chunk boundary, finished shards kept (how ``featpipe serve``
+        stops a job on SIGTERM).
     **option_values
         Fields of :class:`ExtractOptions` to set on top of ``options``,
         e.g. ``run_extract_job("hog", "images", "store", n_jobs=2)``.
@@ -344,10 +351,24 @@ def run_extract_job(features, data, out, *, options=None, **option_values):
         tasks = [(str(out), index, bounds[index][0], collection.chunk(*bounds[index]), extractors, options)
                  for index in todo]
 
+        def report():
+            if on_progress is not None:
+                finished_records = [record for record in records if record is not None]
+                on_progress({
+                    "images_done": sum(record["inputs"][1] - record["inputs"][0] for record in finished_records),
+                    "images_total": len(collection), "chunks_done": len(finished_records),
+                    "chunks_total": len(bounds),
+                    "skipped": len(collection.skipped_at_load) + sum(len(record["skipped"])
+                                                                     for record in finished_records)})
+
         def finished(record):
             records[record["index"]] = record
             bar.update(record["inputs"][1] - record["inputs"][0])
+            report()
 
+        for index in todo:
+            records[index] = None
+        report()
         with bar:
             if not on_dask:
                 try:

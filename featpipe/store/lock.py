@@ -80,6 +80,14 @@ class StoreLock:
             raise self._refusal(json.loads(self.path.read_text()))
         moved.unlink()
 
+    def holder(self):
+        """The owner (host, pid, started) of a lock held by a live job, or None when free or stale."""
+        try:
+            owner = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return None if not isinstance(owner, dict) or self._is_stale(owner) else owner
+
     def acquire(self):
         """Take the lock, taking over a stale one; raise StoreError when it is held."""
         for _ in range(3):

@@ -1,0 +1,357 @@
+"""featpipe serve under load: throughput and latency against its own ceiling and LitServe.
+
+A model trained by ``featpipe run hog+color+svm`` on the CIFAR-10 folder is
+served on loopback; an asynchronous load client (aiohttp, in its own
+process) sends the CIFAR-10 test JPEGs for ``--duration`` seconds per
+point. Figures, one JSON line each:
+
+- single-image requests at each ``--concurrency``, with batching (the
+  defaults, ``--max-batch 64 --max-wait-ms 5``) and with ``--max-batch 1``;
+- 64-image multipart requests;
+- the in-process ceiling: decode + ``predict_batch`` on 64-image batches in
+  as many threads as the server uses, no HTTP;
+- LitServe serving the same ``model.skops`` (a ``LitAPI`` that decodes with
+  featpipe's decoder, predicts, encodes) with the same batch size and wait,
+  against featpipe at the same concurrency and the same multipart bodies;
+- overload: an open-loop client offering 4x the saturated throughput to a
+  server with ``--queue-size 64``, counting answers by status, requests
+  left without an answer, and the server's peak RSS beside the bound the
+  limits imply (docs/serve.md).
+
+Usage::
+
+    python benchmarks/bench_serve.py --run runs/cifar-hog-color-svm --duration 30
+
+Without ``--run`` it trains the model first (a few minutes).
+"""
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
+LITSERVE_FIELD = "images"
+CLIENT_RESULT_TIMEOUT_S = 600
+"""Longest wait for a load client's figures (a client that dies must not hang the benchmark)."""
+OPEN_LOOP_CONNECTIONS = 512
+"""Connections the overload client keeps open at most (a client pool, as real callers have)."""
+
+
+def emit(**figure):
+    print(json.dumps(figure), flush=True)
+
+
+def test_jpegs(limit):
+    paths = sorted((CIFAR / "test").glob("*/*.jpg"))[:limit]
+    return [path.read_bytes() for path in paths]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_ready(url, process, timeout=180):
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} never answered 200")
+
+
+def start_featpipe(run_dir, port, *options):
+    command = [sys.executable, "-m", "featpipe.cli", "serve", str(run_dir), "--port", str(port),
+               "--log-level", "warning", *map(str, options)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+    return process
+
+
+def start_litserve(run_dir, port, max_batch, max_wait_ms):
+    command = [sys.executable, str(Path(__file__).with_name("serve_litserve_peer.py")), str(run_dir),
+               "--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    wait_ready(f"http://127.0.0.1:{port}/health", process)
+    return process
+
+
+def stop(process):
+    """SIGTERM, then SIGKILL to the process and (for LitServe, in its own session) its workers."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)   # LitServe's workers, started in the peer's own session
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# ----------------------------------------------------------------------------- load client
+
+async def _closed_loop(url, bodies, concurrency, duration, form):
+    import aiohttp
+
+    latencies, statuses, images_done = [], {}, [0]
+    stop_at = time.monotonic() + duration
+    counter = [0]
+
+    async def one_client(session):
+        while time.monotonic() < stop_at:
+            index = counter[0]
+            counter[0] += 1
+            batch = bodies[index % len(bodies)]
+            if form:
+                data = aiohttp.FormData()
+                for number, image in enumerate(batch):
+                    data.add_field(LITSERVE_FIELD, image, filename=f"{number}.jpg", content_type="image/jpeg")
+                kwargs = {"data": data}
+            else:
+                kwargs = {"data": batch[0], "headers": {"Content-Type": "image/jpeg"}}
+            started = time.monotonic()
+            try:
+                async with session.post(url, **kwargs) as response:
+                    await response.read()
+                    statuses[response.status] = statuses.get(response.status, 0) + 1
+            except (asyncio.TimeoutError, aiohttp.ClientError) as error:
+                statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
+                continue
+            latencies.append(time.monotonic() - started)
+            if response.status == 200:
+                images_done[0] += len(batch)
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        begun = time.monotonic()
+        await asyncio.gather(*[one_client(session) for _ in range(concurrency)])
+        elapsed = time.monotonic() - begun
+    return latencies, statuses, images_done[0], elapsed
+
+
+async def _open_loop(url, bodies, rate, duration, timeout):
+    import aiohttp
+
+    statuses, latencies = {}, []
+    sent = [0]
+    unanswered = [0]
+
+    async def one_request(session, body):
+        started = time.monotonic()
+        try:
+            async with session.post(url, data=body, headers={"Content-Type": "image/jpeg"},
+                                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                await response.read()
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+                latencies.append(time.monotonic() - started)
+        except asyncio.TimeoutError:
+            unanswered[0] += 1
+        except aiohttp.ClientError as error:
+            statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
+
+    connector = aiohttp.TCPConnector(limit=OPEN_LOOP_CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = []
+        begun = time.monotonic()
+        while time.monotonic() - begun < duration:
+            due = begun + sent[0] / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one_request(session, bodies[sent[0] % len(bodies)][0])))
+            sent[0] += 1
+        await asyncio.gather(*tasks)
+    return latencies, statuses, sent[0], unanswered[0]
+
+
+def _client_process(kind, arguments, results):
+    loop_function = _closed_loop if kind == "closed" else _open_loop
+    results.put(asyncio.run(loop_function(*arguments)))
+
+
+def run_client(kind, *arguments):
+    """Run the load client in its own process (it must not share the server's or this process's GIL)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=_client_process, args=(kind, arguments, results))
+    process.start()
+    answer = results.get(timeout=CLIENT_RESULT_TIMEOUT_S)
+    process.join()
+    return answer
+
+
+def latency_figures(latencies):
+    values = np.asarray(latencies) * 1000
+    return {f"p{q}_ms": round(float(np.percentile(values, q)), 2) for q in (50, 95, 99)} if len(values) else {}
+
+
+def closed_point(name, url, bodies, concurrency, duration, form=False, **labels):
+    latencies, statuses, images, elapsed = run_client("closed", url, bodies, concurrency, duration, form)
+    figure = {"figure": name, "concurrency": concurrency, "images_per_s": round(images / elapsed, 1),
+              **latency_figures(latencies), "statuses": {str(k): v for k, v in statuses.items()},
+              "seconds": round(elapsed, 1), **labels}
+    emit(**figure)
+    return figure
+
+
+# ----------------------------------------------------------------------------- peers
+
+def in_process_ceiling(run_dir, jpegs, duration, n_threads):
+    from featpipe.serve.limits import decode_upload
+    from featpipe.serve.models import load_served_model, parse_model_sources
+
+    served = load_served_model(parse_model_sources([str(run_dir)])[0])
+    batches = [jpegs[start:start + 64] for start in range(0, len(jpegs) - 63, 64)]
+    done = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + duration
+
+    def work(offset):
+        index = offset
+        while time.monotonic() < stop_at:
+            batch = batches[index % len(batches)]
+            images = np.stack([decode_upload(data, served.image_size, 40_000_000) for data in batch])
+            served.predict_batch(images)
+            with lock:
+                done[0] += len(batch)
+            index += n_threads
+
+    begun = time.monotonic()
+    with ThreadPoolExecutor(n_threads) as pool:
+        list(pool.map(work, range(n_threads)))
+    rate = done[0] / (time.monotonic() - begun)
+    emit(figure="in_process_ceiling", threads=n_threads, batch=64, images_per_s=round(rate, 1))
+    return rate
+
+
+# ----------------------------------------------------------------------------- memory
+
+def peak_rss_during(pid, function):
+    import psutil
+
+    peak = [0]
+    running = [True]
+
+    def sample():
+        process = psutil.Process(pid)
+        while running[0]:
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = function()
+    finally:
+        running[0] = False
+        sampler.join()
+    return result, peak[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, help="run folder of hog+color+svm on CIFAR-10 (trained when absent)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per point")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--limit", type=int, default=10_000, help="test JPEGs cycled through")
+    parser.add_argument("--parts", nargs="+", default=["ceiling", "sweep", "multipart", "litserve", "overload"])
+    args = parser.parse_args()
+    run_dir = args.run or Path("benchmarks/out/serve-hog+color+svm")
+    if not (run_dir / "model.skops").is_file():
+        subprocess.run([sys.executable, "-m", "featpipe.cli", "run", "hog+color+svm", "--data", str(CIFAR),
+                        "--out", str(run_dir), "--quiet"], check=True)
+    jpegs = test_jpegs(args.limit)
+    singles = [[data] for data in jpegs]
+    sixty_fours = [jpegs[start:start + 64] for start in range(0, len(jpegs) - 63, 64)]
+    n_threads = len(os.sched_getaffinity(0))
+    emit(figure="setup", run=str(run_dir), images=len(jpegs), duration_s=args.duration, cores=n_threads,
+         note="machine shared with other jobs: compare ratios, not absolute figures")
+
+    ceiling = in_process_ceiling(run_dir, jpegs, args.duration, n_threads) if "ceiling" in args.parts else None
+    path = "/v1/models/hog+color+svm/predict"
+
+    if "sweep" in args.parts:
+        for label, options in (("batched", ()), ("max_batch_1", ("--max-batch", "1"))):
+            port = free_port()
+            server = start_featpipe(run_dir, port, *options)
+            try:
+                for concurrency in args.concurrency:
+                    closed_point("single_image", f"http://127.0.0.1:{port}{path}", singles, concurrency,
+                                 args.duration, server=f"featpipe_{label}")
+            finally:
+                stop(server)
+
+    if "multipart" in args.parts or "litserve" in args.parts:
+        port = free_port()
+        server = start_featpipe(run_dir, port)
+        try:
+            url = f"http://127.0.0.1:{port}{path}"
+            if "multipart" in args.parts:
+                for concurrency in (2, 4):
+                    figure = closed_point("multipart_64", url, sixty_fours, concurrency, args.duration, form=True,
+                                          server="featpipe_batched")
+                    if ceiling:
+                        emit(figure="multipart_64_vs_ceiling", concurrency=concurrency,
+                             ratio=round(figure["images_per_s"] / ceiling, 3))
+            if "litserve" in args.parts:
+                ours = closed_point("single_image_form", url, singles, 32, args.duration, form=True,
+                                    server="featpipe_batched")
+        finally:
+            stop(server)
+        if "litserve" in args.parts:
+            port = free_port()
+            peer = start_litserve(run_dir, port, 64, 5.0)
+            try:
+                theirs = closed_point("single_image_form", f"http://127.0.0.1:{port}/predict", singles, 32,
+                                      args.duration, form=True, server="litserve")
+            finally:
+                stop(peer)
+            emit(figure="featpipe_vs_litserve", concurrency=32,
+                 ratio=round(ours["images_per_s"] / max(theirs["images_per_s"], 1e-9), 3),
+                 featpipe_p99_ms=ours.get("p99_ms"), litserve_p99_ms=theirs.get("p99_ms"))
+
+    if "overload" in args.parts:
+        queue_size, max_images, max_image_bytes = 64, 64, 10 * 1024**2
+        port = free_port()
+        server = start_featpipe(run_dir, port, "--queue-size", queue_size)
+        try:
+            saturated = closed_point("saturation_probe", f"http://127.0.0.1:{port}{path}", singles, 64,
+                                     min(args.duration, 10), server="featpipe_batched")
+            rate = 4 * saturated["images_per_s"]
+            (latencies, statuses, sent, unanswered), peak = peak_rss_during(
+                server.pid, lambda: run_client("open", f"http://127.0.0.1:{port}{path}", singles, rate,
+                                               args.duration, 30.0))
+            bound = queue_size * max_images * (max_image_bytes + 32 * 32 * 3)
+            emit(figure="overload_4x", offered_per_s=round(rate, 1), sent=sent, unanswered=unanswered,
+                 statuses={str(k): v for k, v in statuses.items()}, **latency_figures(latencies),
+                 peak_rss_mb=round(peak / 2**20, 1), documented_bound_extra_mb=round(bound / 2**20, 1))
+        finally:
+            stop(server)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Tests for the job runner in this process: priority, at most N running, failures as one line, dead workers."""
+
+import os
+import shutil
+import signal
+
+import pytest
+
+from featpipe.serve.jobs.job_store import JobConflict, JobStore
+from featpipe.serve.jobs.paths import confine
+from featpipe.serve.jobs.runner import JobRunner
+from featpipe.serve.jobs.submission import ExtractRequest, prepare
+from featpipe.serve.jobs.worker import NICE_INCREMENT
+from jobs_helpers import make_roots, slow_shards, wait_for
+
+
+@pytest.fixture
+def roots(tmp_path, small_npz):
+    roots = make_roots(tmp_path)
+    shutil.copyfile(small_npz, roots.data / "small.npz")
+    return roots
+
+
+def submit(roots, store, data="small.npz", chunk_size=40):
+    request = ExtractRequest(kind="extract", features="hog", data=data, store=store, chunk_size=chunk_size, n_jobs=1)
+    job, _ = JobStore(roots.database).submit("extract", *prepare(request, roots))
+    return job["id"]
+
+
+def state_of(roots, job_id):
+    return JobStore(roots.database).get(job_id)
+
+
+def _nice(pid):
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.fixture
+def runner(roots):
+    runner = JobRunner(roots, max_running=1)
+    yield runner
+    runner.stop()
+
+
+def test_one_job_runs_at_a_time_below_the_server_priority(roots, runner, tmp_path, monkeypatch):
+    slow_shards(monkeypatch, tmp_path, delay=0.2)
+    first, second = submit(roots, "a"), submit(roots, "b")
+    runner.start()
+    job = wait_for(lambda: (job := state_of(roots, first))["chunks_done"] and job)
+    assert _nice(job["worker_pid"]) == min(19, _nice(os.getpid()) + NICE_INCREMENT)
+    seen_running = set()
+
+    def both_done():
+        states = {job_id: state_of(roots, job_id)["state"] for job_id in (first, second)}
+        seen_running.add(tuple(sorted(job_id for job_id, state in states.items() if state == "running")))
+        assert runner.running_count() <= 1
+        return all(state == "done" for state in states.values())
+
+    wait_for(both_done)
+    assert seen_running >= {(first,), (second,)} and (first, second) not in seen_running
+
+
+def test_a_job_that_fails_ends_failed_with_one_line(roots, runner):
+    (roots.data / "empty").mkdir()
+    job_id = submit(roots, "nothing", data="empty")
+    runner.start()
+    job = wait_for(lambda: (job := state_of(roots, job_id))["state"] in ("done", "failed") and job)
+    assert job["state"] == "failed" and job["error"] and "\n" not in job["error"]
+    assert "Traceback" not in job["error"] and job["worker_pid"] is None
+
+
+def test_a_worker_killed_alone_fails_its_job_and_the_next_one_starts(roots, runner, tmp_path, monkeypatch):
+    slow_shards(monkeypatch, tmp_path, delay=0.3)
+    first, second = submit(roots, "a"), submit(roots, "b")
+    runner.start()
+    job = wait_for(lambda: (job := state_of(roots, first))["chunks_done"] and job)
+    os.kill(job["worker_pid"], signal.SIGKILL)
+    failed = wait_for(lambda: (job := state_of(roots, first))["state"] == "failed" and job)
+    assert failed["error"].startswith("the job's worker process died (killed by signal SIGKILL)")
+    monkeypatch.setenv("FEATPIPE_TEST_SHARD_DELAY", "0")
+    assert wait_for(lambda: (state := state_of(roots, second)["state"]) in ("done", "failed") and state) == "done"
+    assert len(list((confine(roots.stores, "a", "store") / "shards").glob("*.npy"))) >= failed["chunks_done"]
+
+
+def test_two_servers_cannot_share_a_state_folder(roots):
+    first = JobRunner(roots)
+    first.start()
+    try:
+        with pytest.raises(JobConflict, match="another featpipe serve uses the state folder"):
+            JobRunner(roots).claim()
+    finally:
+        first.stop()
+    second = JobRunner(roots)
+    second.claim()
+    second.stop()
