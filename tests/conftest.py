@@ -35,3 +35,19 @@ def arrays():
     """Four float32 shards of 5 columns, one of them empty."""
     rng = np.random.default_rng(0)
     return [rng.standard_normal((rows, 5)).astype(np.float32) for rows in (4, 0, 7, 3)]
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    """Two tiny trained run folders that the service tests serve (built once per session)."""
+    from serve_support import train_runs
+
+    return train_runs(tmp_path_factory.getbasetemp() / "serve-runs")
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    """A few small image files, as a client of the service would upload them."""
+    from serve_support import write_image_files
+
+    return write_image_files(tmp_path_factory.mktemp("serve-images"))

@@ -14,19 +14,13 @@ from featpipe.cli import cli
 from featpipe.pipeline.registry import make_feature
 from featpipe.serve.limits import Limits
 from serve_support import (
-    make_service, metric_value, model_outputs, multipart, run_async, running_client, train_runs,
-    write_image_files,
+    make_service,
+    metric_value,
+    model_outputs,
+    multipart,
+    run_async,
+    running_client,
 )
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    return train_runs(tmp_path_factory.getbasetemp() / "serve-runs")
-
-
-@pytest.fixture(scope="module")
-def image_files(tmp_path_factory):
-    return write_image_files(tmp_path_factory.mktemp("serve-images"))
 
 
 def _post_images(service, path, paths, raw=False, headers=None, **params):

@@ -5,14 +5,9 @@ from click.testing import CliRunner
 
 from featpipe.cli import cli
 from featpipe.serve.auth import KeyChecker, check_binding, is_loopback, read_api_keys, KeyFileError
-from serve_support import make_service, run_async, running_client, train_runs, write_image_files
+from serve_support import make_service, run_async, running_client, write_image_files
 
 KEY = "s3cret-key-for-tests"
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    return train_runs(tmp_path_factory.getbasetemp() / "serve-runs")
 
 
 def test_keys_guard_everything_but_the_health_probes(runs, tmp_path):

@@ -14,19 +14,9 @@ from featpipe.serve.app import create_app
 from featpipe.serve.batcher import MicroBatcher
 from featpipe.serve.limits import Limits
 from featpipe.serve.problems import Problem
-from serve_support import make_service, metric_value, run_async, running_client, train_runs, write_image_files
+from serve_support import make_service, metric_value, run_async, running_client
 
 PREDICT = "/v1/models/raw+svm/predict"
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    return train_runs(tmp_path_factory.getbasetemp() / "serve-runs")
-
-
-@pytest.fixture(scope="module")
-def image_files(tmp_path_factory):
-    return write_image_files(tmp_path_factory.mktemp("serve-images"))
 
 
 def _raw(client, path):

@@ -10,12 +10,13 @@ import pytest
 from featpipe.serve.limits import Limits
 from featpipe.serve.v2_codec import parse_infer_request
 from featpipe.serve.problems import Problem
-from serve_support import make_service, model_outputs, run_async, running_client, train_runs, write_image_files
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    return train_runs(tmp_path_factory.getbasetemp() / "serve-runs")
+from serve_support import (
+    make_service,
+    model_outputs,
+    run_async,
+    running_client,
+    write_image_files,
+)
 
 
 def _json_request(paths, **extra):

@@ -3,16 +3,10 @@
 import base64
 
 import httpx
-import pytest
 
-from serve_support import chromium, free_port, server_process, train_runs, write_image_files
+from serve_support import chromium, free_port, server_process, write_image_files
 
 KEY = "page-test-key"
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    return train_runs(tmp_path_factory.getbasetemp() / "serve-runs")
 
 
 def test_the_page_classifies_dropped_and_chosen_images_as_the_api_does(runs, tmp_path):

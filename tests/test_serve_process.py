@@ -9,17 +9,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from serve_support import free_port, model_outputs, server_process, train_runs, write_image_files
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    return train_runs(tmp_path_factory.getbasetemp() / "serve-runs")
-
-
-@pytest.fixture(scope="module")
-def image_files(tmp_path_factory):
-    return write_image_files(tmp_path_factory.mktemp("serve-images"))
+from serve_support import free_port, model_outputs, server_process
 
 
 def test_tritonclient_infers_with_binary_and_json_outputs(runs, image_files):
