@@ -151,3 +151,25 @@ def write_streaming_store(folder, seed=0, n_features=12):
         "paths": [f"p{row}" for row in range(n_rows)], "skipped": [], "plan": {"image_size": 32},
     })
     return X, y, splits
+
+
+def cifar_subset(split, per_class, seed):
+    """``per_class`` seeded random CIFAR-10 JPEGs of each class of ``split``: images and labels."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for label, folder in enumerate(sorted((CIFAR_FOLDER / split).iterdir())):
+        files = sorted(folder.glob("*.jpg"))
+        for index in rng.choice(len(files), per_class, replace=False):
+            images.append(np.asarray(Image.open(files[index]).convert("RGB")))
+            labels.append(label)
+    return np.stack(images), np.array(labels)
+
+
+def ridge_accuracy(train, y_train, test, y_test):
+    """Test accuracy of a standardized ridge classifier: a quick linear head for feature tests."""
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train)
+    head = RidgeClassifier(alpha=10.0 * train.shape[1]).fit(scaler.transform(train), y_train)
+    return head.score(scaler.transform(test), y_test)
