@@ -24,6 +24,7 @@ Example (a 20,000-image subset; each setting took 8-15 minutes on the shared 2-c
 import argparse
 import itertools
 import resource
+from functools import partial
 import time
 from pathlib import Path
 
@@ -32,7 +33,9 @@ from scipy.linalg import solve
 
 from featpipe.datasets import load_dataset
 from featpipe.features.patches import SoftThresholdPatches
-from featpipe.heads.losses import svm_loss
+from featpipe.heads.blocks import full_batch_loss
+from featpipe.heads.losses import penalty_value_and_grad, svm_loss
+from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.heads.optim import lbfgs
 
 from _common import CIFAR_FOLDER, emit
@@ -49,6 +52,30 @@ def encode(extractor, images, chunk=2000):
     return features
 
 
+def cached_encoding(extractor, X_train, X_val, cache_dir, key):
+    """Pooled train and validation features and the mirror permutation, from ``cache_dir`` when cached.
+
+    A setting's encoding is saved as ``.npy`` files under ``cache_dir/key``
+    (the key names every extractor parameter and the data subset), so
+    head-side experiments re-read it instead of encoding again.
+    """
+    folder = None if cache_dir is None else cache_dir / key
+    names = ("train", "val", "permutation")
+    if folder is not None and all((folder / f"{name}.npy").exists() for name in names):
+        return tuple(np.load(folder / f"{name}.npy") for name in names) + (None, None)
+    start = time.perf_counter()
+    extractor.fit(X_train)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    arrays = (encode(extractor, X_train), encode(extractor, X_val), extractor.mirror_permutation())
+    encode_seconds = time.perf_counter() - start
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, array in zip(names, arrays):
+            np.save(folder / f"{name}.npy", array)
+    return arrays + (round(fit_seconds, 1), round(encode_seconds, 1))
+
+
 def standardize(train, permutation, val):
     """Scale by the statistics of the train rows and their mirrors (which the permutation gives)."""
     mean = train.mean(axis=0, dtype=np.float64)
@@ -62,21 +89,36 @@ def standardize(train, permutation, val):
         features /= scale.astype(np.float32)
 
 
+def l2_penalty(reg, W):
+    """``reg * ||W||^2`` over the weights, not the bias row (the penalty of the head's loss)."""
+    gradient = np.zeros_like(W)
+    value, gradient[:-1] = penalty_value_and_grad(W[:-1], reg)
+    return value, gradient
+
+
 def heads(train, permutation, y_train, val, y_val, regs, n_epochs):
-    """Validation accuracy of the ridge start and the L-BFGS squared hinge for every reg."""
+    """Validation accuracy of the ridge start and the L-BFGS squared hinge for every reg.
+
+    The training rows are the originals and their mirrors (``MirroredRows``,
+    never materialized); the Gram matrix is the originals' plus its
+    permutation, computed once for every reg.
+    """
     n_classes = int(y_train.max()) + 1
-    augmented = np.vstack([train, train[:, permutation]])
+    mirrored = MirroredRows(train, permutation)
     y_augmented = np.concatenate([y_train, y_train])
+    n_rows = len(y_augmented)
     start = time.perf_counter()
     gram_half = (train.T @ train).astype(np.float64)
-    gram = (gram_half + gram_half[np.ix_(permutation, permutation)]) / len(augmented)
+    gram = (gram_half + gram_half[np.ix_(permutation, permutation)]) / n_rows
     del gram_half
-    mean = augmented.mean(axis=0, dtype=np.float64)
+    column_sums = train.sum(axis=0, dtype=np.float64)
+    mean = (column_sums + column_sums[permutation]) / n_rows
     gram -= np.outer(mean, mean)
-    targets = np.full((len(augmented), n_classes), -1.0, dtype=np.float32)
-    targets[np.arange(len(augmented)), y_augmented] = 1.0
+    targets = np.full((len(y_train), n_classes), -1.0, dtype=np.float32)
+    targets[np.arange(len(y_train)), y_train] = 1.0
     target_mean = targets.mean(axis=0, dtype=np.float64)
-    cross = (augmented.T @ targets).astype(np.float64) / len(augmented) - np.outer(mean, target_mean)
+    cross_half = (train.T @ targets).astype(np.float64)
+    cross = (cross_half + cross_half[permutation]) / n_rows - np.outer(mean, target_mean)
     gram_seconds = time.perf_counter() - start
     for reg in regs:
         start = time.perf_counter()
@@ -86,8 +128,8 @@ def heads(train, permutation, y_train, val, y_val, regs, n_epochs):
         del regularized
         W = np.vstack([weights, target_mean - mean @ weights]).astype(np.float32)
         ridge_val = float(np.mean(np.argmax(val @ W[:-1] + W[-1], axis=1) == y_val))
-        W, history = lbfgs(lambda W_, X, y: svm_loss(W_, X, y, reg=reg, squared=True, multi_class="ovr"),
-                           W, augmented, y_augmented, n_epochs=n_epochs)
+        loss = full_batch_loss(partial(svm_loss, reg=0.0, squared=True, multi_class="ovr"), partial(l2_penalty, reg))
+        W, history = lbfgs(loss, W, mirrored, y_augmented, n_epochs=n_epochs)
         svm_val = float(np.mean(np.argmax(val @ W[:-1] + W[-1], axis=1) == y_val))
         yield dict(reg=reg, ridge_val_accuracy=round(ridge_val, 4), val_accuracy=round(svm_val, 4),
                    lbfgs_iterations=len(history), gram_seconds=round(gram_seconds, 1),
@@ -108,6 +150,8 @@ def main():
     parser.add_argument("--patch-size", type=int, nargs="+", default=[6])
     parser.add_argument("--regs", type=float, nargs="+", default=[1.67e-3])
     parser.add_argument("--n-epochs", type=int, default=100, help="L-BFGS iterations")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="keep each setting's encoding here as .npy files and reuse it")
     parser.add_argument("--data", type=Path, default=CIFAR_FOLDER, help="the CIFAR-10 JPEG folder")
     args = parser.parse_args()
     dataset = load_dataset(args.data, val_size=args.val_size, seed=args.seed)
@@ -123,13 +167,10 @@ def main():
         pooling_param = pooling if pooling in ("quadrants", "global") else tuple(int(v) for v in pooling.split(","))
         extractor = SoftThresholdPatches(n_atoms=n_atoms, whiten_eps=whiten_eps, alpha=alpha, dictionary=dictionary,
                                          pooling=pooling_param, patch_size=patch_size, random_state=args.seed)
-        start = time.perf_counter()
-        extractor.fit(X_train)
-        fit_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        pooled_train, pooled_val = encode(extractor, X_train), encode(extractor, dataset.X_val)
-        encode_seconds = time.perf_counter() - start
-        permutation = extractor.mirror_permutation()
+        key = (f"n{len(y_train)}-seed{args.seed}-val{args.val_size}-atoms{n_atoms}-eps{whiten_eps}-alpha{alpha}"
+               f"-{dictionary}-{pooling}-patch{patch_size}")
+        pooled_train, pooled_val, permutation, fit_seconds, encode_seconds = cached_encoding(
+            extractor, X_train, dataset.X_val, args.cache_dir, key)
         for power in args.power:
             # The extractor's power applies to the pooled sums, so it can be applied afterwards.
             train, val = np.power(pooled_train, np.float32(power)), np.power(pooled_val, np.float32(power))

@@ -11,6 +11,7 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.linalg.blas import dsyrk
 
 from featpipe.heads.blocks import ArrayBlocks, is_block_source
+from featpipe.heads.mirrored_rows import MirroredRows, add_mirrored_gram, fill_lower_triangle
 
 _NORM_SAMPLE = 2000
 """Rows sampled to estimate the feature scale and the largest eigenvalue."""
@@ -106,19 +107,17 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
     """
     source = X if is_block_source(X) else ArrayBlocks(X)
     n_samples, n_features = source.shape
-    gram = np.zeros((n_features, n_features), dtype=np.float64, order="F")
-    column_sums = np.zeros(n_features)
-    class_sums = np.zeros((n_features, n_classes))
-    for index in range(source.n_blocks):
-        start, stop = source.block_bounds[index:index + 2]
-        block = source.read_block(index)
-        column_sums += block.sum(axis=0, dtype=np.float64)
-        one_hot = np.zeros((stop - start, n_classes), dtype=block.dtype)
-        one_hot[np.arange(stop - start), y_index[start:stop]] = 1
-        class_sums += block.T @ one_hot
-        for first in range(0, stop - start, _GRAM_ROWS):
-            rows = np.asarray(block[first:first + _GRAM_ROWS], dtype=np.float64)
-            gram = dsyrk(1.0, rows.T, beta=1.0, c=gram, overwrite_c=1)
+    if isinstance(source, MirroredRows):
+        # Sums over the original rows only; the mirrored rows' are their permutations.
+        n_original, permutation = source.n_original, source.permutation
+        gram, column_sums, (class_sums, mirrored_class_sums) = _row_sums(
+            source.rows, [y_index[:n_original], y_index[n_original:]], n_classes)
+        fill_lower_triangle(gram)
+        add_mirrored_gram(gram, permutation)
+        column_sums += column_sums[permutation]
+        class_sums += mirrored_class_sums[permutation]
+    else:
+        gram, column_sums, (class_sums,) = _row_sums(source, [y_index], n_classes)
     mean = column_sums / n_samples
     # Centred second moment, upper triangle only: gram / n - mean mean^T.
     gram *= 1.0 / n_samples
@@ -132,3 +131,28 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
     factor = cho_factor(gram, lower=False, overwrite_a=True, check_finite=False)
     weights = cho_solve(factor, cross, overwrite_b=True, check_finite=False)
     return np.vstack([weights, target_mean - mean @ weights]).astype(source.dtype)
+
+
+def _row_sums(source, label_sets, n_classes):
+    """``X^T X`` (upper triangle, float64, Fortran order), the column sums, and ``X^T Y`` per label set.
+
+    ``Y`` is the one-hot matrix of each array of ``label_sets`` (class
+    indices of the rows of ``source``). Read block by block; each block's
+    rows are cast to float64 ``_GRAM_ROWS`` at a time for ``syrk``.
+    """
+    n_features = source.shape[1]
+    gram = np.zeros((n_features, n_features), dtype=np.float64, order="F")
+    column_sums = np.zeros(n_features)
+    class_sums = np.zeros((n_features, n_classes * len(label_sets)))
+    for index in range(source.n_blocks):
+        start, stop = source.block_bounds[index:index + 2]
+        block = source.read_block(index)
+        column_sums += block.sum(axis=0, dtype=np.float64)
+        one_hot = np.zeros((stop - start, class_sums.shape[1]), dtype=block.dtype)
+        for offset, labels in enumerate(label_sets):
+            one_hot[np.arange(stop - start), offset * n_classes + labels[start:stop]] = 1
+        class_sums += block.T @ one_hot
+        for first in range(0, stop - start, _GRAM_ROWS):
+            rows = np.asarray(block[first:first + _GRAM_ROWS], dtype=np.float64)
+            gram = dsyrk(1.0, rows.T, beta=1.0, c=gram, overwrite_c=1)
+    return gram, column_sums, np.hsplit(class_sums, len(label_sets))

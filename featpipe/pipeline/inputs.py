@@ -20,7 +20,8 @@ from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.pipeline import stages
 from featpipe.pipeline.augment import append_permuted_rows, augment_training_set, mirror_permutation_for
 from featpipe.pipeline.dask_loss import DistributedBlocks
-from featpipe.pipeline.registry import make_feature
+from featpipe.heads.mirrored_rows import MirroredRows
+from featpipe.pipeline.registry import OWN_HEADS, make_feature
 from featpipe.pipeline.spec import SpecError
 from featpipe.store.reader import open as open_store
 
@@ -82,6 +83,7 @@ class ImageSource:
         with cached.clock.timed("load"):
             source = describe_source(data, options)
         self.augment = spec.augment
+        self.head_mirrors = spec.head.name in OWN_HEADS
         n_images = source["n_images"] or KNOWN_IMAGE_COUNTS.get(source["kind"])
         if source["kind"] == "npz":
             n_images = count_npz_images(source["path"])
@@ -137,13 +139,21 @@ class ImageSource:
         An extractor with a mirror permutation (see
         :func:`featpipe.pipeline.augment.mirror_permutation_for`) extracts the
         original images only (cached like a run without augmentation) and
-        gets its mirrored training rows by permuting columns.
+        gets its mirrored training rows by permuting columns. When every
+        extractor has one and the head is featpipe's own, the training split
+        is a :class:`featpipe.heads.mirrored_rows.MirroredRows`: the head
+        uses the permutation itself and the mirrored rows are never
+        materialized (half the memory, half the Gram matrix's work).
         """
         if self._features is None:
+            permutations = [mirror_permutation_for(extractor, self.augment) if self.augment else None
+                            for extractor in self._extractors]
+            if self.head_mirrors and permutations and all(p is not None for p in permutations):
+                self._features = self._mirrored_features(permutations)
+                return self._features
             parts = []
-            for name, extractor, feature_key, extract_key in zip(
-                    self.names, self._extractors, self.feature_keys, self.extract_keys):
-                permutation = mirror_permutation_for(extractor, self.augment) if self.augment else None
+            for name, extractor, feature_key, extract_key, permutation in zip(
+                    self.names, self._extractors, self.feature_keys, self.extract_keys, permutations):
                 if permutation is None:
                     parts.append(self._extract(name, extractor, extract_key, self.training_dataset))
                 else:
@@ -152,6 +162,20 @@ class ImageSource:
                         parts.append(dict(part, train=append_permuted_rows(part["train"], permutation)))
             self._features = {split: _stack([part[split] for part in parts]) for split in SPLITS}
         return self._features
+
+    def _mirrored_features(self, permutations):
+        """Every split's features, the training split as :class:`MirroredRows` (originals + permutation).
+
+        The permutations of the stacked features are each feature's, shifted
+        by the widths of the features before it.
+        """
+        parts = [self._extract(name, extractor, key, self.dataset)
+                 for name, extractor, key in zip(self.names, self._extractors, self.feature_keys)]
+        offsets = np.cumsum([0] + [len(permutation) for permutation in permutations[:-1]])
+        permutation = np.concatenate([offset + p for offset, p in zip(offsets, permutations)])
+        features = {split: _stack([part[split] for part in parts]) for split in SPLITS}
+        features["train"] = MirroredRows(features["train"], permutation)
+        return features
 
     def _extract(self, name, extractor, key, get_dataset):
         """One feature's extract stage (cached under ``key``) on the data set ``get_dataset`` returns."""

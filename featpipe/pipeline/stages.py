@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from featpipe.datasets import SPLITS, load_dataset, round_robin_by_class
 from featpipe.heads.blocks import ArrayBlocks, fit_scaler_by_blocks, is_block_source
+from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.parallel import DEFAULT_CHUNK_SIZE, transform_in_chunks
 from featpipe.pipeline.registry import make_feature, make_head
 
@@ -21,7 +22,7 @@ N_EXAMPLES = 16
 SCALER_ROWS = 4096
 """Rows per block when the scaler is fitted."""
 
-STAGE_FORMATS = {"load": 2, "extract": 1, "normalize": 1, "train": 1, "evaluate": 2}
+STAGE_FORMATS = {"load": 2, "extract": 1, "normalize": 2, "train": 1, "evaluate": 2}
 """Format version of each stage's output: bump a stage's number when what it
 returns changes (a decoder, a field), so outputs cached by older code are not
 served. joblib itself only notices a change in the stage function's own source."""
@@ -89,6 +90,12 @@ def normalize(features_key, method, train_features):
     if not is_block_source(train_features):
         train_features = ArrayBlocks(train_features, SCALER_ROWS)
     fit_scaler_by_blocks(scaler, train_features)
+    if isinstance(train_features, MirroredRows):
+        # Exactly mirror-symmetric (not just up to rounding), so scaled mirrors stay a permutation.
+        permutation = train_features.permutation
+        for name in ("mean_", "var_", "scale_"):
+            statistic = getattr(scaler, name)
+            setattr(scaler, name, (statistic + statistic[permutation]) / 2)
     return scaler
 
 
@@ -96,8 +103,15 @@ def apply_scaler(scaler, features):
     """Standardize float32 ``features`` in place (no copy) and return them.
 
     A block source (a store read shard by shard) is not changed: the
-    returned source standardizes each block as it is read.
+    returned source standardizes each block as it is read; mirrored rows
+    over an in-memory array (:class:`MirroredRows`) with a mirror-symmetric
+    scaler have their array standardized in place.
     """
+    if scaler is not None and isinstance(features, MirroredRows) and isinstance(features.rows, ArrayBlocks):
+        mean, scale = scaler.mean_, scaler.scale_
+        if np.array_equal(mean, mean[features.permutation]) and np.array_equal(scale, scale[features.permutation]):
+            apply_scaler(scaler, features.rows.X)  # in place: the scaled mirrors are still a permutation
+            return features
     if scaler is not None and is_block_source(features):
         return features.scaled(scaler.mean_, scaler.scale_)
     if scaler is not None:
