@@ -232,6 +232,38 @@ def test_hflip_pipeline_permutes_instead_of_extracting_the_mirrors(tmp_path, sma
     np.testing.assert_allclose(model.named_steps["head"].coef_, reference.coef_, rtol=1e-3, atol=1e-3)
 
 
+def test_hflip_pipeline_hands_featpipes_head_the_permutation_not_the_rows(tmp_path, small_npz, monkeypatch):
+    from featpipe.datasets import load_dataset
+    from featpipe.heads.linear import LinearSVM
+    from featpipe.heads.mirrored_rows import MirroredRows
+    from featpipe.model_io import load_model
+    from featpipe.pipeline.run import run_pipeline
+    from featpipe.pipeline.spec import parse_spec
+
+    params = {"n_atoms": 8, "patch_size": 5, "n_patches": 2000}
+    head_params = {"squared": True, "multi_class": "ovr", "optimizer": "lbfgs", "init": "least_squares",
+                   "reg": 0.3, "n_epochs": 10}
+    trained_on = []
+    fit = LinearSVM.fit
+    monkeypatch.setattr(LinearSVM, "fit", lambda self, X, y, **kw: trained_on.append(type(X)) or fit(self, X, y, **kw))
+    spec = parse_spec("patches+svm")
+    spec = replace(spec, augment=("hflip",), features=(replace(spec.features[0], params=params),),
+                   head=replace(spec.head, params=head_params))
+    result = run_pipeline(spec, data=str(small_npz), out=tmp_path / "run", cache_dir=tmp_path / "cache",
+                          quiet=True, n_jobs=1)
+    assert trained_on == [MirroredRows]
+    dataset = load_dataset(str(small_npz))
+    patches = SoftThresholdPatches(**params, random_state=0).fit(dataset.X_train)
+    features = np.vstack([patches.transform(dataset.X_train), patches.transform(dataset.X_train[:, :, ::-1])])
+    labels = np.concatenate([dataset.y_train] * 2)
+    reference = LinearSVM(**head_params, random_state=0).fit(StandardScaler().fit_transform(features), labels)
+    head = load_model(result.run_dir / "model.skops").named_steps["head"]
+    # Equal objectives step by step; the weights to float32 rounding.
+    assert len(reference.loss_history_) > 1
+    np.testing.assert_allclose(head.loss_history_, reference.loss_history_, rtol=1e-4)
+    np.testing.assert_allclose(head.coef_, reference.coef_, atol=2e-3 * np.abs(reference.coef_).max())
+
+
 
 
 @pytest.mark.cifar
