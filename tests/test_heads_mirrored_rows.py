@@ -121,3 +121,35 @@ def test_scaled_rows_stay_mirrored_only_for_a_symmetric_scaler():
     lopsided = MirroredRows(X, permutation).scaled(np.arange(9.0), np.ones(9))
     assert not isinstance(lopsided, MirroredRows)
     np.testing.assert_allclose(np.asarray(lopsided), full - np.arange(9.0), rtol=1e-6, atol=1e-5)
+
+
+def test_symmetric_coordinates_give_the_scores_and_norm_of_the_expanded_weights():
+    X, _, permutation = _problem(n_features=11)
+    mirrored = MirroredRows(X, permutation, block_rows=32)
+    n_fixed = int(np.count_nonzero(permutation == np.arange(11)))
+    reduced = mirrored.symmetric_rows()
+    assert reduced.shape == (150, (11 - n_fixed) // 2 + n_fixed)
+    v = np.random.default_rng(4).standard_normal((reduced.shape[1] + 1, 3)).astype(np.float32)
+    W = mirrored.expand_weights(v)
+    np.testing.assert_array_equal(W[:-1][permutation], W[:-1])
+    np.testing.assert_allclose((W[:-1] ** 2).sum(), (v[:-1] ** 2).sum(), rtol=1e-6)
+    full_scores = np.asarray(mirrored) @ W[:-1] + W[-1]
+    reduced_scores = reduced @ v[:-1] + v[-1]
+    np.testing.assert_allclose(full_scores, np.vstack([reduced_scores, reduced_scores]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("y_mirrors, symmetric", [(lambda y: y, True), (lambda y: (y + 1) % 3, False)])
+def test_svm_trains_in_symmetric_coordinates_only_when_the_mirrors_repeat_the_labels(monkeypatch, y_mirrors,
+                                                                                    symmetric):
+    X, y, permutation = _problem(n_rows=300, n_features=12, seed=5)
+    X += 3 * np.eye(12, dtype=np.float32)[y]
+    reduced_calls = []
+    monkeypatch.setattr(MirroredRows, "symmetric_rows",
+                        lambda self, original=MirroredRows.symmetric_rows: reduced_calls.append(1) or original(self))
+    y_both = np.concatenate([y, y_mirrors(y)])
+    params = dict(reg=0.01, squared=True, multi_class="ovr", optimizer="lbfgs", init="least_squares", n_epochs=15)
+    mirrored = LinearSVM(**params).fit(MirroredRows(X, permutation), y_both)
+    reference = LinearSVM(**params).fit(np.vstack([X, X[:, permutation]]), y_both)
+    assert bool(reduced_calls) == symmetric
+    np.testing.assert_allclose(mirrored.loss_history_, reference.loss_history_, rtol=1e-5)
+    np.testing.assert_allclose(mirrored.coef_, reference.coef_, atol=5e-3 * np.abs(reference.coef_).max())

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 from featpipe.errors import ParameterError
 from featpipe.heads.blocks import full_batch_loss, is_block_source, predict_by_blocks
 from featpipe.heads.losses import PENALTIES, penalty_value_and_grad
+from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
 from featpipe.heads.starting_point import (
     largest_eigenvalue,
@@ -144,6 +145,11 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         sample = sample_rows(X, rng)
         mean_sq_norm = mean_squared_norm(sample)
         n_classes = len(self.classes_)
+        expand = None
+        if self._trains_mirror_symmetric(X, y_index, train_rows):
+            # The same iterates in the mirror-symmetric coordinates: N rows, half the width.
+            expand = X.expand_weights
+            X, y_index = X.symmetric_rows(), y_index[:X.n_original]
         if self.init == "least_squares":
             source, labels = _training_rows(X, y_index, train_rows)
             W = least_squares_weights(source, labels, n_classes, self.reg, self._target_score())
@@ -160,6 +166,8 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         def on_epoch(epoch, W):
             if X_val is None:
                 return False
+            if expand is not None:
+                W = expand(W)
             accuracy = float(np.mean(np.argmax(X_val @ W[:-1] + W[-1], axis=1) == y_val))
             self.val_accuracy_history_.append(accuracy)
             if accuracy > best["accuracy"]:
@@ -176,6 +184,8 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         else:
             X, y_index = _training_rows(X, y_index, train_rows)
             W, history = self._fit_full_batch(W, X, y_index, learning_rate, mean_sq_norm, rng, on_epoch)
+        if expand is not None:
+            W = expand(W)
         if self.early_stopping and best["W"] is not None:
             W = best["W"]
         self.loss_history_ = [float(value) for value in history]
@@ -183,6 +193,17 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         self.coef_ = np.ascontiguousarray(W[:-1].T)
         self.intercept_ = W[-1].copy()
         return self
+
+    def _trains_mirror_symmetric(self, X, y_index, train_rows):
+        """Whether training on ``X`` may use its mirror-symmetric coordinates (see :mod:`featpipe.heads.mirrored_rows`).
+
+        Exact when the rows are :class:`MirroredRows` whose mirrors repeat
+        their labels, no row is held out, the penalty is L2, the start is
+        symmetric (least squares) and the optimizer is full-batch.
+        """
+        return (isinstance(X, MirroredRows) and train_rows is None and self.penalty == "l2"
+                and self.init == "least_squares" and self.optimizer in ("lbfgs", "gd")
+                and X.repeats_labels(y_index))
 
     def _fit_full_batch(self, W, X, y_index, learning_rate, mean_sq_norm, rng, on_epoch):
         """Full-batch training ("gd", "lbfgs" or "random"); held-out rows were already removed."""
