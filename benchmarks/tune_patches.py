@@ -33,8 +33,7 @@ from scipy.linalg import solve
 
 from featpipe.datasets import load_dataset
 from featpipe.features.patches import SoftThresholdPatches
-from featpipe.heads.blocks import full_batch_loss
-from featpipe.heads.losses import penalty_value_and_grad, svm_loss
+from featpipe.heads.losses import svm_loss
 from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.heads.optim import lbfgs
 
@@ -89,36 +88,25 @@ def standardize(train, permutation, val):
         features /= scale.astype(np.float32)
 
 
-def l2_penalty(reg, W):
-    """``reg * ||W||^2`` over the weights, not the bias row (the penalty of the head's loss)."""
-    gradient = np.zeros_like(W)
-    value, gradient[:-1] = penalty_value_and_grad(W[:-1], reg)
-    return value, gradient
-
-
 def heads(train, permutation, y_train, val, y_val, regs, n_epochs):
     """Validation accuracy of the ridge start and the L-BFGS squared hinge for every reg.
 
-    The training rows are the originals and their mirrors (``MirroredRows``,
-    never materialized); the Gram matrix is the originals' plus its
-    permutation, computed once for every reg.
+    The training rows are the originals and their mirrors with the same
+    labels, trained as the head of a pipeline trains them: in the
+    mirror-symmetric coordinates of ``MirroredRows`` (N rows, half the
+    width, the same optimum and iterates). The Gram matrix is computed once
+    for every reg.
     """
     n_classes = int(y_train.max()) + 1
     mirrored = MirroredRows(train, permutation)
-    y_augmented = np.concatenate([y_train, y_train])
-    n_rows = len(y_augmented)
     start = time.perf_counter()
-    gram_half = (train.T @ train).astype(np.float64)
-    gram = (gram_half + gram_half[np.ix_(permutation, permutation)]) / n_rows
-    del gram_half
-    column_sums = train.sum(axis=0, dtype=np.float64)
-    mean = (column_sums + column_sums[permutation]) / n_rows
-    gram -= np.outer(mean, mean)
+    reduced = mirrored.symmetric_rows()
+    mean = reduced.mean(axis=0, dtype=np.float64)
+    gram = (reduced.T @ reduced).astype(np.float64) / len(reduced) - np.outer(mean, mean)
     targets = np.full((len(y_train), n_classes), -1.0, dtype=np.float32)
     targets[np.arange(len(y_train)), y_train] = 1.0
     target_mean = targets.mean(axis=0, dtype=np.float64)
-    cross_half = (train.T @ targets).astype(np.float64)
-    cross = (cross_half + cross_half[permutation]) / n_rows - np.outer(mean, target_mean)
+    cross = (reduced.T @ targets).astype(np.float64) / len(reduced) - np.outer(mean, target_mean)
     gram_seconds = time.perf_counter() - start
     for reg in regs:
         start = time.perf_counter()
@@ -127,10 +115,12 @@ def heads(train, permutation, y_train, val, y_val, regs, n_epochs):
         weights = solve(regularized, cross, assume_a="pos", overwrite_a=True)
         del regularized
         W = np.vstack([weights, target_mean - mean @ weights]).astype(np.float32)
-        ridge_val = float(np.mean(np.argmax(val @ W[:-1] + W[-1], axis=1) == y_val))
-        loss = full_batch_loss(partial(svm_loss, reg=0.0, squared=True, multi_class="ovr"), partial(l2_penalty, reg))
-        W, history = lbfgs(loss, W, mirrored, y_augmented, n_epochs=n_epochs)
-        svm_val = float(np.mean(np.argmax(val @ W[:-1] + W[-1], axis=1) == y_val))
+        expanded = mirrored.expand_weights(W)
+        ridge_val = float(np.mean(np.argmax(val @ expanded[:-1] + expanded[-1], axis=1) == y_val))
+        W, history = lbfgs(partial(svm_loss, reg=reg, squared=True, multi_class="ovr"), W, reduced, y_train,
+                           n_epochs=n_epochs)
+        expanded = mirrored.expand_weights(W)
+        svm_val = float(np.mean(np.argmax(val @ expanded[:-1] + expanded[-1], axis=1) == y_val))
         yield dict(reg=reg, ridge_val_accuracy=round(ridge_val, 4), val_accuracy=round(svm_val, 4),
                    lbfgs_iterations=len(history), gram_seconds=round(gram_seconds, 1),
                    head_seconds=round(time.perf_counter() - start, 1))
