@@ -3,18 +3,21 @@
 Holds out ``--val-size`` (default 5,000) training images of CIFAR-10,
 stratified with ``--seed``, optionally keeps a seeded random subset of the
 rest (``--train-limit``), fits :class:`SoftThresholdPatches` on the
-training images, encodes train and validation images, appends the mirrored
-training rows by :meth:`SoftThresholdPatches.mirror_permutation` (as
-``augment = ["hflip"]`` does in a pipeline), standardizes, and trains the
-head of ``pipelines/words+svm.toml`` for every ``--regs`` value: the ridge
-fit of one-vs-rest targets (the head's least-squares start; its Gram matrix
-is computed once for all regs, from the original rows: the mirrored rows'
-Gram matrix is its permutation) followed by ``--n-epochs`` L-BFGS
-iterations of the one-vs-rest squared hinge. ``--power`` values are applied
-to the pooled sums of one encoding (as the extractor's ``power`` does), so
-they cost no second encoding. Prints one JSON line per setting with its
-validation accuracy. The test images are dropped as soon as the data set is
-loaded.
+training images, encodes train and validation images (kept as ``.npy``
+under ``--cache-dir`` when given, so a later run with other head settings
+reads them instead of encoding again), adds the mirrored training rows by
+:meth:`SoftThresholdPatches.mirror_permutation` (as ``augment = ["hflip"]``
+does in a pipeline), standardizes, and trains the head of
+``pipelines/words+svm.toml`` as the pipeline does: in the mirror-symmetric
+coordinates of :class:`featpipe.heads.mirrored_rows.MirroredRows` (the
+originals and their mirrors as N rows of half the width: the same optimum).
+For every ``--regs`` value: the ridge fit of one-vs-rest targets (the
+head's least-squares start; its Gram matrix computed once for all regs)
+followed by ``--n-epochs`` L-BFGS iterations of the one-vs-rest squared
+hinge. ``--power`` values are applied to the pooled sums of one encoding
+(as the extractor's ``power`` does), so they cost no second encoding.
+Prints one JSON line per setting with its validation accuracy. The test
+images are dropped as soon as the data set is loaded.
 
 Example (a 20,000-image subset; each setting took 8-15 minutes on the shared 2-core machine)::
 
@@ -24,8 +27,8 @@ Example (a 20,000-image subset; each setting took 8-15 minutes on the shared 2-c
 import argparse
 import itertools
 import resource
-from functools import partial
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +64,7 @@ def cached_encoding(extractor, X_train, X_val, cache_dir, key):
     folder = None if cache_dir is None else cache_dir / key
     names = ("train", "val", "permutation")
     if folder is not None and all((folder / f"{name}.npy").exists() for name in names):
-        return tuple(np.load(folder / f"{name}.npy") for name in names) + (None, None)
+        return tuple(np.load(folder / f"{name}.npy", mmap_mode="r") for name in names) + (None, None)
     start = time.perf_counter()
     extractor.fit(X_train)
     fit_seconds = time.perf_counter() - start
@@ -72,6 +75,7 @@ def cached_encoding(extractor, X_train, X_val, cache_dir, key):
         folder.mkdir(parents=True, exist_ok=True)
         for name, array in zip(names, arrays):
             np.save(folder / f"{name}.npy", array)
+        arrays = tuple(np.load(folder / f"{name}.npy", mmap_mode="r") for name in names)
     return arrays + (round(fit_seconds, 1), round(encode_seconds, 1))
 
 
@@ -88,19 +92,18 @@ def standardize(train, permutation, val):
         features /= scale.astype(np.float32)
 
 
-def heads(train, permutation, y_train, val, y_val, regs, n_epochs):
+def heads(reduced, expand_weights, y_train, val, y_val, regs, n_epochs):
     """Validation accuracy of the ridge start and the L-BFGS squared hinge for every reg.
 
-    The training rows are the originals and their mirrors with the same
-    labels, trained as the head of a pipeline trains them: in the
-    mirror-symmetric coordinates of ``MirroredRows`` (N rows, half the
-    width, the same optimum and iterates). The Gram matrix is computed once
-    for every reg.
+    ``reduced`` holds the training rows in the mirror-symmetric coordinates
+    of ``MirroredRows`` (the originals and their mirrors with the same
+    labels, as the head of a pipeline trains them: N rows, half the width,
+    the same optimum and iterates); ``expand_weights`` maps its weights
+    back to the full width, where ``val`` lives. The Gram matrix is
+    computed once for every reg.
     """
     n_classes = int(y_train.max()) + 1
-    mirrored = MirroredRows(train, permutation)
     start = time.perf_counter()
-    reduced = mirrored.symmetric_rows()
     mean = reduced.mean(axis=0, dtype=np.float64)
     gram = (reduced.T @ reduced).astype(np.float64) / len(reduced) - np.outer(mean, mean)
     targets = np.full((len(y_train), n_classes), -1.0, dtype=np.float32)
@@ -115,11 +118,11 @@ def heads(train, permutation, y_train, val, y_val, regs, n_epochs):
         weights = solve(regularized, cross, assume_a="pos", overwrite_a=True)
         del regularized
         W = np.vstack([weights, target_mean - mean @ weights]).astype(np.float32)
-        expanded = mirrored.expand_weights(W)
+        expanded = expand_weights(W)
         ridge_val = float(np.mean(np.argmax(val @ expanded[:-1] + expanded[-1], axis=1) == y_val))
         W, history = lbfgs(partial(svm_loss, reg=reg, squared=True, multi_class="ovr"), W, reduced, y_train,
                            n_epochs=n_epochs)
-        expanded = mirrored.expand_weights(W)
+        expanded = expand_weights(W)
         svm_val = float(np.mean(np.argmax(val @ expanded[:-1] + expanded[-1], axis=1) == y_val))
         yield dict(reg=reg, ridge_val_accuracy=round(ridge_val, 4), val_accuracy=round(svm_val, 4),
                    lbfgs_iterations=len(history), gram_seconds=round(gram_seconds, 1),
@@ -163,15 +166,21 @@ def main():
             extractor, X_train, dataset.X_val, args.cache_dir, key)
         for power in args.power:
             # The extractor's power applies to the pooled sums, so it can be applied afterwards.
-            train, val = np.power(pooled_train, np.float32(power)), np.power(pooled_val, np.float32(power))
+            train, val = pooled_train.copy(), pooled_val.copy()
+            if power != 1:
+                np.power(train, np.float32(power), out=train)
+                np.power(val, np.float32(power), out=val)
             standardize(train, permutation, val)
+            reduced = MirroredRows(train, permutation).symmetric_rows()
+            del train
+            expand_weights = MirroredRows(np.empty((0, val.shape[1]), dtype=val.dtype), permutation).expand_weights
             setting = dict(n_atoms=n_atoms, whiten_eps=whiten_eps, alpha=alpha, dictionary=dictionary,
                            pooling=pooling, patch_size=patch_size, power=power, n_train=len(y_train),
-                           n_val=len(dataset.y_val), width=train.shape[1], fit_seconds=round(fit_seconds, 1),
-                           encode_seconds=round(encode_seconds, 1))
-            for result in heads(train, permutation, y_train, val, dataset.y_val, args.regs, args.n_epochs):
+                           n_val=len(dataset.y_val), width=val.shape[1], fit_seconds=fit_seconds,
+                           encode_seconds=encode_seconds)
+            for result in heads(reduced, expand_weights, y_train, val, dataset.y_val, args.regs, args.n_epochs):
                 emit(figure="validation", **setting, **result, peak_memory_gib=peak_memory_gib())
-            del train, val
+            del reduced, val
         del pooled_train, pooled_val
 
 if __name__ == "__main__":
