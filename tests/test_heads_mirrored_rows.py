@@ -35,7 +35,8 @@ def test_rows_are_the_originals_then_their_permutations():
     assert mirrored.shape == (300, 9)
     assert mirrored.n_blocks == 8
     np.testing.assert_array_equal(np.asarray(mirrored), np.vstack([X, X[:, permutation]]))
-    np.testing.assert_array_equal(mirrored.take([3, 160, 299]), np.vstack([X[3], X[10, permutation], X[149, permutation]]))
+    np.testing.assert_array_equal(mirrored.take([3, 160, 299]),
+                                  np.vstack([X[3], X[10, permutation], X[149, permutation]]))
     over_blocks = MirroredRows(ArrayBlocks(X, 64), permutation)
     np.testing.assert_array_equal(np.asarray(over_blocks), np.vstack([X, X[:, permutation]]))
 
