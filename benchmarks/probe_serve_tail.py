@@ -26,6 +26,7 @@ variants alternately to compare them in the same conditions::
 import argparse
 import asyncio
 import dataclasses
+import functools
 import gc
 import json
 import sys
@@ -211,7 +212,8 @@ async def main_async(args):
     cpu_before = me.cpu_times()
     begun = time.monotonic()
     latencies, statuses, images, elapsed = await loop.run_in_executor(
-        None, run_client, "closed", url, [[j] for j in jpegs], args.concurrency, args.duration, False)
+        None, functools.partial(run_client, "closed", url, [[j] for j in jpegs], args.concurrency, args.duration,
+                                False, loop=args.client_loop))
     cpu_after = me.cpu_times()
     threads = me.num_threads()
     ended = time.monotonic()
@@ -222,7 +224,7 @@ async def main_async(args):
     await serving
 
     emit = lambda **figure: print(json.dumps({"variant": args.variant, **figure}), flush=True)  # noqa: E731
-    emit(figure="client", concurrency=args.concurrency, images_per_s=round(images / elapsed, 1),
+    emit(figure="client", client_loop=args.client_loop, concurrency=args.concurrency, images_per_s=round(images / elapsed, 1),
          **percentiles(np.asarray(latencies) * 1000), statuses={str(k): v for k, v in statuses.items()})
     done = [r for r in probes.requests if "sent" in r and "batch_end" in r and begun <= r["arrived"] <= ended]
     for name, first, last in STAGES:
@@ -265,6 +267,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--limit", type=int, default=10_000)
     parser.add_argument("--variant", default="baseline")
+    parser.add_argument("--client-loop", choices=["uvloop", "asyncio"], default="uvloop")
     import uvloop  # uvicorn's loop when installed, as under `featpipe serve`
 
     uvloop.run(main_async(parser.parse_args()))
