@@ -188,7 +188,7 @@ def freeze_heap():
     A full (generation 2) collection walks every tracked object; with a
     model and scikit-learn, SciPy, FastAPI and Pydantic loaded that is
     about 180,000 objects, which paused the server for 100-170 ms every
-    second or so under load (the whole p99 tail at concurrency 32; see
+    second or two under load (the whole p99 tail at concurrency 32; see
     benchmarks/RESULTS.md, "serve-tail"). Objects alive after start-up
     live as long as the process, so the collector has nothing to gain from
     walking them: :func:`gc.freeze` excludes them from every later
