@@ -209,12 +209,23 @@ async def main_async(args):
     watcher = asyncio.create_task(watch_loop(probes, stop))
     gc.callbacks.append(probes.on_gc)
     me = psutil.Process()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu_before = me.cpu_times()
     begun = time.monotonic()
     latencies, statuses, images, elapsed = await loop.run_in_executor(
         None, functools.partial(run_client, "closed", url, [[j] for j in jpegs], args.concurrency, args.duration,
                                 False, loop=args.client_loop))
     cpu_after = me.cpu_times()
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     threads = me.num_threads()
     ended = time.monotonic()
     gc.callbacks.remove(probes.on_gc)
@@ -267,6 +278,8 @@ def main():
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--limit", type=int, default=10_000)
     parser.add_argument("--variant", default="baseline")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the event loop's thread (cProfile) and print its top functions on stderr")
     parser.add_argument("--client-loop", choices=["uvloop", "asyncio"], default="uvloop")
     import uvloop  # uvicorn's loop when installed, as under `featpipe serve`
 
