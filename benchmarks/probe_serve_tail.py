@@ -39,10 +39,11 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_serve import free_port, run_client, test_jpegs  # noqa: E402
+from bench_serve import free_port, test_jpegs  # noqa: E402
+from serve_load_client import run_client  # noqa: E402
 
 from featpipe.serve import batcher as batcher_module  # noqa: E402
-from featpipe.serve import routes, service as service_module  # noqa: E402
+from featpipe.serve import routes  # noqa: E402
 from featpipe.serve.app import create_app  # noqa: E402
 from featpipe.serve.limits import Limits  # noqa: E402
 from featpipe.serve.server import ServeOptions, build_service  # noqa: E402
