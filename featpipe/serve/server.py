@@ -67,7 +67,7 @@ class ServeOptions:
     scheduler : str or None
         Dask scheduler address the extract jobs run their chunks on.
     max_connections : int or None
-        Open connections plus requests in flight above which uvicorn itself
+        Open connections (or requests in flight) at which uvicorn itself
         answers 503 (before reading the body, then closes the connection);
         0: no limit; None: ``CONNECTIONS_PER_QUEUE_PLACE x queue_size``.
     backlog : int or None
