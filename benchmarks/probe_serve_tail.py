@@ -16,9 +16,11 @@ client-side percentiles, server-side percentiles of each stage, and for the
 slowest 1 % of requests (server side) where their time went and which
 pauses overlapped them.
 
-``--variant`` runs the same probe on a changed server (e.g. ``blas1``:
-BLAS and OpenMP limited to one thread per batch; ``gc-freeze``); run
-variants alternately to compare them in the same conditions::
+``--variant`` runs the same probe on a changed server (comma-separated:
+``blas1``, BLAS and OpenMP at one thread; ``switch1``, a 1 ms GIL switch
+interval; ``workers1``, one batch at a time; ``unfreeze``, the heap given
+back to the collector once warm, as before the fix); run variants
+alternately to compare them in the same conditions::
 
     python benchmarks/probe_serve_tail.py --run RUN --duration 10 --variant baseline
 """
@@ -150,14 +152,11 @@ async def watch_loop(probes, stop):
 def apply_variant(variant, service):
     """Change the server as ``variant`` says (comma-separated)."""
     for part in filter(None, variant.split(",")):
-        if part == "baseline":
+        if part in ("baseline", "unfreeze"):  # unfreeze: applied once the models are warm
             continue
         if part == "blas1":
             from threadpoolctl import threadpool_limits
             threadpool_limits(limits=1)
-        elif part == "gc-freeze":
-            gc.collect()
-            gc.freeze()
         elif part.startswith("switch"):
             sys.setswitchinterval(float(part[len("switch"):]) / 1000)
         elif part.startswith("workers"):
@@ -199,6 +198,8 @@ async def main_async(args):
     serving = asyncio.create_task(server.serve())
     while not service.registry.ready:
         await asyncio.sleep(0.1)
+    if "unfreeze" in args.variant.split(","):
+        gc.unfreeze()
     jpegs = test_jpegs(args.limit)
     url = f"http://127.0.0.1:{port}{PATH}"
     loop = asyncio.get_running_loop()
