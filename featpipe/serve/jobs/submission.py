@@ -128,9 +128,9 @@ def _prepare_run(request, roots):
         source, fields["data"] = str(_check_data(roots, request.data)), _relative(request.data)
     fields["run"] = _relative(request.run or f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.name.replace('/', '_')}")
     run_dir = confine(roots.runs, fields["run"], "run")
-    if run_dir.exists() and (not run_dir.is_dir() or (any(run_dir.iterdir())
-                                                      and not (run_dir / "metrics.json").is_file())):
-        raise SubmissionError(f"run folder {fields['run']!r} exists and is not a run folder")
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise SubmissionError(f"run folder {fields['run']!r} exists and is not empty: a run never replaces "
+                              "another; give the job another 'run'")
     fields["name"] = request.name or spec.name
     identity = {"kind": "run", "pipeline": request.pipeline.strip(), "source": source,
                 "search": request.search, "name": fields["name"], "run": str(run_dir)}
