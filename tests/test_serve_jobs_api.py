@@ -209,3 +209,15 @@ def test_a_model_name_is_refused_when_served_or_trained_by_another_active_job(ro
     assert second.status_code == 400
     assert f"job {first.json()['id']} (queued) trains a model named 'hog+svm' already" in second.json()["error"]
     assert client.post("/v1/jobs", json={**train, "run": "two", "name": "hog-2"}).status_code == 202
+
+
+def test_a_run_folder_that_is_not_empty_is_refused(idle, roots):
+    (roots.runs / "old").mkdir()
+    (roots.runs / "old" / "metrics.json").write_text("{}")
+    (roots.runs / "empty").mkdir()
+    train = {"kind": "run", "pipeline": "hog+svm", "data": "small.npz"}
+    refused = idle.post("/v1/jobs", json={**train, "run": "old"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == ("run folder 'old' exists and is not empty: a run never replaces another; "
+                                       "give the job another 'run'")
+    assert idle.post("/v1/jobs", json={**train, "run": "empty"}).status_code == 202

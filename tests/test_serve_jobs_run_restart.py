@@ -18,6 +18,7 @@ from featpipe.model_io import load_model
 from featpipe.serve.jobs.job_store import JobStore
 from featpipe.serve.jobs.paths import STATE_FILE_NAME
 from featpipe.serve.jobs.runner import _processes_of_job
+from featpipe.serve.jobs.worker import NICE_INCREMENT
 from jobs_helpers import job_folders, job_server, slow_training, wait_for
 from serve_support import free_port
 
@@ -45,7 +46,8 @@ def test_run_job_killed_in_training_resumes_from_its_cached_stages_and_is_served
         job_id = answer.json()["id"]
         wait_for(marker.exists, timeout=60)
         worker_pid = JobStore(folders["state"] / STATE_FILE_NAME).get(job_id)["worker_pid"]
-        assert os.getpriority(os.PRIO_PROCESS, worker_pid) > os.getpriority(os.PRIO_PROCESS, server.pid)
+        assert os.getpriority(os.PRIO_PROCESS, worker_pid) == min(19, os.getpriority(os.PRIO_PROCESS, server.pid)
+                                                                  + NICE_INCREMENT)
         cached_before = _cache_files(folders["state"])
         assert any("extract" in path.parts for path in cached_before)
         server.send_signal(signal.SIGKILL)

@@ -10,7 +10,7 @@ from featpipe.serve.jobs.job_store import JobConflict, JobStore
 from featpipe.serve.jobs.paths import confine
 from featpipe.serve.jobs.runner import JobRunner
 from featpipe.serve.jobs.submission import ExtractRequest, prepare
-from featpipe.serve.jobs.worker import NICE_INCREMENT
+from featpipe.serve.jobs.worker import NICE_INCREMENT, _run_folder_written
 from jobs_helpers import make_roots, slow_shards, wait_for
 
 
@@ -31,10 +31,6 @@ def state_of(roots, job_id):
     return JobStore(roots.database).get(job_id)
 
 
-def _nice(pid):
-    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
-
-
 @pytest.fixture
 def runner(roots):
     runner = JobRunner(roots, max_running=1)
@@ -47,7 +43,8 @@ def test_one_job_runs_at_a_time_below_the_server_priority(roots, runner, tmp_pat
     first, second = submit(roots, "a"), submit(roots, "b")
     runner.start()
     job = wait_for(lambda: (job := state_of(roots, first))["chunks_done"] and job)
-    assert _nice(job["worker_pid"]) == min(19, _nice(os.getpid()) + NICE_INCREMENT)
+    assert os.getpriority(os.PRIO_PROCESS, job["worker_pid"]) == min(19, os.getpriority(os.PRIO_PROCESS, 0)
+                                                                      + NICE_INCREMENT)
     seen_running = set()
 
     def both_done():
@@ -93,3 +90,18 @@ def test_two_servers_cannot_share_a_state_folder(roots):
     second = JobRunner(roots)
     second.claim()
     second.stop()
+
+
+def test_a_later_attempt_takes_back_the_run_folder_a_killed_attempt_left(tmp_path):
+    runs = tmp_path / "runs"
+    run_dir, staging = runs / "r", runs / ".r.partial-x1"
+    run_dir.mkdir(parents=True)
+    staging.mkdir()
+    (staging / "metrics.json").write_text("{}")
+    (runs / ".other.partial-x2").mkdir()
+    assert not _run_folder_written(run_dir, attempts=2)
+    assert sorted(path.name for path in runs.iterdir()) == [".other.partial-x2"]
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text("{}")
+    assert _run_folder_written(run_dir, attempts=2)
+    assert not _run_folder_written(run_dir, attempts=1) and (run_dir / "metrics.json").is_file()
