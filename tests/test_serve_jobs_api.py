@@ -221,3 +221,16 @@ def test_a_run_folder_that_is_not_empty_is_refused(idle, roots):
     assert refused.json()["error"] == ("run folder 'old' exists and is not empty: a run never replaces another; "
                                        "give the job another 'run'")
     assert idle.post("/v1/jobs", json={**train, "run": "empty"}).status_code == 202
+
+
+def test_a_run_job_on_a_store_of_other_features_is_refused_at_submission(idle, roots):
+    run_extract_job("hog", roots.data / "small.npz", roots.stores / "hog", n_jobs=1, progress=False)
+    train = {"kind": "run", "store": "hog"}
+    answers = {pipeline: idle.post("/v1/jobs", json={**train, "pipeline": pipeline, "run": pipeline})
+               for pipeline in ("hog+color+svm2", "hog+svm", "hog+svm2")}
+    assert answers["hog+color+svm2"].json() == {
+        "error": "feature store hog holds hog features; the pipeline asks for hog+color"}
+    assert answers["hog+svm"].json() == {  # the shipped pipeline file hog+svm: two cell sizes
+        "error": "feature store hog has hog pixels_per_cell=[8, 8]; the pipeline asks for pixels_per_cell=[[4, 4], "
+                 "[8, 8]]: run on the images, or extract a store with these parameters"}
+    assert answers["hog+svm2"].status_code == 202

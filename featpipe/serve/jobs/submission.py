@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from featpipe.errors import FeatpipeError, SpecError
+from featpipe.pipeline.inputs import check_store_serves
 from featpipe.pipeline.spec import parse_features, resolve
 from featpipe.serve.jobs.paths import check_links_inside, confine
 from featpipe.store import format as store_format
@@ -123,6 +124,10 @@ def _prepare_run(request, roots):
         manifest = store_format.read_manifest(store) if store.is_dir() else None
         if manifest is None or not manifest.get("complete"):
             raise SubmissionError(f"store {request.store!r} is not a finished feature store")
+        try:
+            check_store_serves(request.store, spec, request.seed, manifest)
+        except SpecError as error:
+            raise SubmissionError(str(error)) from None
         source, fields["store"] = str(store), _relative(request.store)
     else:
         source, fields["data"] = str(_check_data(roots, request.data)), _relative(request.data)
