@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from featpipe.pipeline.extract_job import run_extract_job
 from featpipe.serve.jobs.runner import JobRunner
 from featpipe.store import format as store_format
-from helpers import read_shard_bytes
+from helpers import make_colour_images, read_shard_bytes
 from jobs_helpers import jobs_app, make_roots, slow_shards, wait_for
 
 CHUNK = 40
@@ -234,3 +235,19 @@ def test_a_run_job_on_a_store_of_other_features_is_refused_at_submission(idle, r
         "error": "feature store hog has hog pixels_per_cell=[8, 8]; the pipeline asks for pixels_per_cell=[[4, 4], "
                  "[8, 8]]: run on the images, or extract a store with these parameters"}
     assert answers["hog+svm2"].status_code == 202
+
+
+def test_unreadable_images_are_skipped_and_counted(running, roots, tmp_path):
+    images, labels = make_colour_images(3, n_classes=2, size=32)
+    for number, (image, label) in enumerate(zip(images, labels)):
+        folder = roots.data / "images" / ["red", "green"][label]
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / f"{number}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    job_id = running.post("/v1/jobs", json=extract(data="images", store="partial", features="color")).json()["id"]
+    job = finished(running, job_id)
+    reference = run_extract_job("color", roots.data / "images", tmp_path / "reference", n_jobs=1, chunk_size=CHUNK,
+                                progress=False)
+    assert job["state"] == "done" and len(reference.manifest["skipped"]) == 1
+    assert job["progress"]["skipped"] == 1 and job["progress"]["images_total"] == 7
+    assert read_shard_bytes(roots.stores / "partial") == read_shard_bytes(reference.path)

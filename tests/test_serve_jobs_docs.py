@@ -126,6 +126,8 @@ def test_the_documented_curl_commands_answer_what_the_page_shows(tmp_path):
         assert set(json.loads(_run(argv, base, ids))) == {"jobs"}
 
         assert _finished(base, trained["id"])["state"] == "done"
+        wait_for(lambda: "hog+color+svm2" in [model["name"] for model in
+                                             httpx.get(f"{base}/v1/models").json()["models"]], timeout=60)
         manifest, metrics = (json.loads(_run(argv, base, ids)) for argv, _ in by_kind["result"])
         assert manifest["complete"] and manifest["n_rows"] == 36
         assert metrics == json.loads((folders["runs"] / trained["request"]["run"] / "metrics.json").read_text())

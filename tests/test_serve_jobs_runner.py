@@ -57,6 +57,26 @@ def test_one_job_runs_at_a_time_below_the_server_priority(roots, runner, tmp_pat
     assert seen_running >= {(first,), (second,)} and (first, second) not in seen_running
 
 
+def test_at_most_max_running_jobs_run_at_once(roots, tmp_path, monkeypatch):
+    slow_shards(monkeypatch, tmp_path, delay=0.3)
+    jobs = [submit(roots, name, chunk_size=60) for name in ("a", "b", "c")]
+    runner = JobRunner(roots, max_running=2)
+    runner.start()
+    seen_running = set()
+
+    def all_done():
+        states = [state_of(roots, job_id)["state"] for job_id in jobs]
+        seen_running.add(sum(state == "running" for state in states))
+        assert runner.running_count() <= 2
+        return all(state == "done" for state in states)
+
+    try:
+        wait_for(all_done)
+    finally:
+        runner.stop()
+    assert max(seen_running) == 2
+
+
 def test_a_job_that_fails_ends_failed_with_one_line(roots, runner):
     (roots.data / "empty").mkdir()
     job_id = submit(roots, "nothing", data="empty")
