@@ -14,7 +14,9 @@ in its environment (which its own extraction workers inherit). The process:
   then puts the job back in the queue, or marks it cancelled when a
   cancellation was asked;
 - runs the job with the same functions as ``featpipe extract`` and
-  ``featpipe run``, reporting an extract job's progress into the job store;
+  ``featpipe run``, reporting an extract job's progress into the job store
+  (a run job first takes back the run folder a killed attempt left, so it
+  resumes from its cached stages);
 - ends the job ``done``, or ``failed`` with one error line (the traceback of
   an unexpected error goes to the job's log file under ``--state-dir``).
 """
