@@ -7,16 +7,15 @@ local ``featpipe extract`` of the same images.
 
 import math
 
+import distributed
 import httpx
-import pytest
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 from featpipe.pipeline.extract_job import run_extract_job
 from helpers import read_shard_bytes
 from jobs_helpers import job_folders, job_server, wait_for
 from serve_support import free_port
 
-distributed = pytest.importorskip("distributed", reason="the Dask backend is an optional extra")
-SchedulerPlugin = distributed.diagnostics.plugin.SchedulerPlugin
 CHUNK = 50
 
 
