@@ -3,7 +3,7 @@
 Job workers run at lower CPU priority than the request path (nice +10), so
 predictions should stay fast while a job extracts. One server serves a
 trained run and has job folders; an aiohttp load client (its own process,
-from ``bench_serve.py``) sends single CIFAR-10 test JPEGs at ``--concurrency``
+``serve_load_client.py``) sends single CIFAR-10 test JPEGs at ``--concurrency``
 for ``--duration`` seconds per phase. Phases alternate, ``--repeats`` times
 each (the order flips every repeat, so a machine whose load drifts
 disturbs both alike):
@@ -39,7 +39,8 @@ from pathlib import Path
 
 import httpx
 
-from bench_serve import CIFAR, emit, free_port, latency_figures, run_client, stop, test_jpegs, wait_ready
+from bench_serve import CIFAR, emit, free_port, stop, test_jpegs, wait_ready
+from serve_load_client import latency_figures, run_client
 
 JOB = {"kind": "extract", "features": "hog+color", "data": "cifar10-jpg/train", "chunk_size": 500}
 """The extract job of the ``extract_job`` phase (its store is named per phase)."""
