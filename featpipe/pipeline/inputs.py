@@ -16,11 +16,11 @@ import numpy as np
 from featpipe.cache import fingerprint
 from featpipe.datasets import SPLITS, Dataset, DatasetError, describe_source
 from featpipe.datasets.npz import count_npz_images
+from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.pipeline import stages
 from featpipe.pipeline.augment import append_permuted_rows, augment_training_set, mirror_permutation_for
 from featpipe.pipeline.dask_loss import DistributedBlocks
-from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.pipeline.registry import OWN_HEADS, make_feature
 from featpipe.pipeline.spec import SpecError
 from featpipe.store.reader import open as open_store
@@ -56,6 +56,34 @@ def _check_same_parameters(path, spec, feature_params, manifest):
                     f"the pipeline asks for {key}={json.dumps(wanted.get(key))}: "
                     "run on the images, or extract a store with these parameters"
                 )
+
+
+def check_store_serves(path, spec, seed, manifest):
+    """Refuse, from a store's manifest alone, a pipeline whose features the store does not hold.
+
+    The feature names, their order and every extractor parameter are
+    compared as a run compares them when it opens the store (``random_state``
+    seeded with ``seed``, as a run seeds it), without reading a shard: how a
+    run job on a store is refused at submission rather than failing in its
+    worker.
+
+    Raises
+    ------
+    SpecError
+        Naming the first difference.
+    """
+    stored = [block["name"] for block in manifest["features"]]
+    wanted = [step.name for step in spec.features]
+    if stored != wanted:
+        raise SpecError(f"feature store {path} holds {'+'.join(stored)} features; "
+                        f"the pipeline asks for {'+'.join(wanted)}")
+    feature_params = []
+    for step in spec.features:
+        params = dict(step.params)
+        if "random_state" in make_feature(step.name, params).get_params(deep=False):
+            params.setdefault("random_state", seed)
+        feature_params.append(params)
+    _check_same_parameters(path, spec, feature_params, manifest)
 
 
 def jsonable(value):
