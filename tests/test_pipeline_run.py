@@ -196,10 +196,9 @@ def test_a_store_over_the_memory_budget_trains_shard_by_shard_to_the_same_model(
     streamed = run_pipeline(spec, out=tmp_path / "streamed", memory_budget=1024, **common)
     assert "read from the store shard by shard" in capsys.readouterr().err
     memory_loss, streamed_loss = in_memory.metrics["history"]["loss"], streamed.metrics["history"]["loss"]
-    # Both converge within the same iteration budget (float32 sums in another order end the
-    # line searches a few iterations apart) at the same optimum.
-    assert max(len(memory_loss), len(streamed_loss)) < 300
-    assert streamed_loss[-1] == pytest.approx(memory_loss[-1], rel=1e-4)
+    # One engine: the same block sums in the same order, so the same iterations and losses.
+    assert len(streamed_loss) == len(memory_loss) > 5
+    np.testing.assert_allclose(streamed_loss, memory_loss, rtol=1e-9)
     for split in ("train", "test"):
         assert streamed.metrics["accuracy"][split] == pytest.approx(in_memory.metrics["accuracy"][split], abs=0.02)
     assert streamed.metrics["accuracy"]["test"] > 0.6  # three classes: chance is 0.33
