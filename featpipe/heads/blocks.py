@@ -35,6 +35,8 @@ the scaler into the weights, ``((x - mu) / sigma) W + b = x (W / sigma) +
 and maps the summed gradient back once per evaluation.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 DEFAULT_BLOCK_ROWS = 4096
@@ -290,16 +292,27 @@ def sum_block_losses(data_loss, W, source, y, blocks=None, first_row=0):
     """Sum over blocks of ``rows * data_loss``: (float64 value, float64 gradient), not yet divided by N.
 
     ``blocks`` limits the sum to those block indices; ``y`` then may hold
-    only the labels from row ``first_row`` on.
+    only the labels from row ``first_row`` on. The next block is read in a
+    background thread while the loss of the current one is computed (BLAS
+    and file reads release the GIL), so at most two blocks are in memory;
+    the sum still runs block by block in index order.
     """
+    indices = [index for index in (range(source.n_blocks) if blocks is None else blocks)
+               if source.block_bounds[index + 1] > source.block_bounds[index]]
     total, gradient = 0.0, np.zeros(W.shape, dtype=np.float64)
-    for index in range(source.n_blocks) if blocks is None else blocks:
-        start, stop = source.block_bounds[index:index + 2]
-        if stop == start:
-            continue
-        value, block_gradient = data_loss(W, source.read_block(index), y[start - first_row:stop - first_row])
-        total += value * (stop - start)
-        gradient += (stop - start) * block_gradient.astype(np.float64)
+    if not indices:
+        return total, gradient
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = reader.submit(source.read_block, indices[0])
+        for position, index in enumerate(indices):
+            block = upcoming.result()
+            if position + 1 < len(indices):
+                upcoming = reader.submit(source.read_block, indices[position + 1])
+            start, stop = source.block_bounds[index:index + 2]
+            value, block_gradient = data_loss(W, block, y[start - first_row:stop - first_row])
+            del block
+            total += value * (stop - start)
+            gradient += (stop - start) * block_gradient.astype(np.float64)
     return total, gradient
 
 
