@@ -167,14 +167,22 @@ class ImageSource:
 
 
 class StoreSource:
-    """Features read from a finished feature store: nothing is extracted again."""
+    """Features read from a finished feature store: nothing is extracted again.
+
+    A store extracted with ``augment`` (its mirrored training images as
+    extra training rows) serves only a pipeline with the same ``augment``.
+    """
 
     def __init__(self, spec, path, clock, feature_params):
-        if spec.augment:
-            raise SpecError(f"feature store {path} holds features, not images, so it cannot be augmented "
-                            f"({', '.join(spec.augment)}); run on the images, or drop augment")
         with clock.timed("load"):
             self.store = open_store(path)
+        stored_augment = list(self.store.manifest["plan"].get("augment", []))
+        if stored_augment != list(spec.augment):
+            if not stored_augment:
+                raise SpecError(f"feature store {path} holds features, not images, so it cannot be augmented "
+                                f"({', '.join(spec.augment)}); run on the images, or drop augment")
+            raise SpecError(f"feature store {path} holds augmented training rows ({', '.join(stored_augment)}); "
+                            f"the pipeline asks for augment = {json.dumps(list(spec.augment))}")
         stored = self.store.feature_names
         wanted = [step.name for step in spec.features]
         if stored != wanted:
