@@ -4,14 +4,24 @@ An image folder is listed (paths, labels, splits) and each chunk's files
 are decoded by the worker that extracts it; other sources (the built-in
 set, CIFAR-10 batches, ``.npz``) are loaded whole and cut into chunks.
 Augmented training images (``augment = ("hflip",)``) are extra inputs at
-the end of the list, so they become extra rows of the store.
+the end of the list, so they become extra rows of the store. With fitted
+extractors, a flat folder of images (no class folders) is read too.
 """
 
 import hashlib
 
 import numpy as np
 
-from featpipe.datasets import SPLITS, assign_splits, describe_source, load_dataset, read_images, scan_image_folder
+from featpipe.datasets import (
+    SPLITS,
+    assign_splits,
+    describe_source,
+    describe_unlabelled_folder,
+    is_unlabelled_folder,
+    load_dataset,
+    read_images,
+    scan_image_folder,
+)
 from featpipe.datasets.npz import count_npz_images
 from featpipe.memory_budget import check_in_memory_load, default_budget
 from featpipe.pipeline.augment import check_augmentations
@@ -23,6 +33,23 @@ def extract_budget(options):
     return default_budget() if options.memory_budget is None else options.memory_budget
 
 
+UNLABELLED_CLASS = "unlabelled"
+"""The one class of a store extracted from a flat folder of images (no class folders)."""
+
+
+def describe_inputs(data, options):
+    """(:func:`describe_source` of ``data``, the image paths of a flat folder or ``None``).
+
+    A flat folder of images without class folders is a valid input only
+    with fitted extractors (``options.from_run``: ``featpipe predict``,
+    ``featpipe extract --from``), which need no labels; its images all go
+    to the test split of the store, with the one class ``"unlabelled"``.
+    """
+    if options.from_run is not None and data is not None and is_unlabelled_folder(data):
+        return describe_unlabelled_folder(data, options)
+    return describe_source(data, options), None
+
+
 class ExtractInputs:
     """The job's inputs: file paths read lazily, or an in-memory image array.
 
@@ -32,10 +59,14 @@ class ExtractInputs:
     """
 
     def __init__(self, data, options):
-        self.source = describe_source(data, options)
+        self.source, unlabelled_paths = describe_inputs(data, options)
         self.images = None
         self.skipped_at_load = []
-        if self.source["kind"] == "folder":
+        if unlabelled_paths is not None:
+            self.paths, self.classes = unlabelled_paths, [UNLABELLED_CLASS]
+            self.labels = np.zeros(len(self.paths), dtype=np.int64)
+            self.splits = np.full(len(self.paths), "test")
+        elif self.source["kind"] == "folder":
             self.paths, self.labels, self.classes, scanned = scan_image_folder(self.source["path"])
             self.splits = assign_splits(self.labels, scanned, options.val_size, options.seed)
         else:

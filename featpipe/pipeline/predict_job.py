@@ -109,7 +109,7 @@ def _open_parts(out, identity):
     return parts_dir
 
 
-def score_store(store, model, out, identity, client=None, progress=None):
+def score_store(store, model, out, identity, classes, client=None, progress=None):
     """Write ``out`` (CSV: path, label, probability) for every row of ``store``, shard by shard.
 
     Parameters
@@ -124,6 +124,10 @@ def score_store(store, model, out, identity, client=None, progress=None):
         What the parts depend on (the model file's and the store's
         digests); parts left by a job of another identity are deleted
         instead of being resumed from.
+    classes : list of str
+        The run's class names, indexed by the head's labels (not the
+        store's own classes: a folder to predict may have other class
+        folders, or none).
     client : distributed.Client or None
         Score the shards on this cluster's workers (they read the shards
         and write the parts themselves; the store and ``out`` must be on
@@ -147,7 +151,7 @@ def score_store(store, model, out, identity, client=None, progress=None):
             progress(records[index]["n_rows"])
     tasks = [{"store": str(store.path), "record": records[index], "n_features": n_features,
               "part": str(_part_path(parts_dir, records[index])),
-              "paths": store.paths[row_starts[index]:row_starts[index + 1]], "classes": store.classes}
+              "paths": store.paths[row_starts[index]:row_starts[index + 1]], "classes": list(classes)}
              for index in todo]
     if client is None:
         for task in tasks:
@@ -185,8 +189,9 @@ def run_predict_job(run_dir, data, out, *, options=None, **option_values):
     run_dir : path-like
         A finished run folder (its ``model.skops`` and ``metrics.json``).
     data : str or path-like
-        A feature store made with the run's extractors, or images as
-        ``featpipe extract`` reads them; images are extracted first into a
+        A feature store made with the run's extractors, images as
+        ``featpipe extract`` reads them, or a flat folder of images without
+        class folders; images are extracted first into a
         store under ``<cache_dir>/predict/`` by the run's extractors
         (resumable; a second prediction of the same images reuses it).
     out : path-like
@@ -220,15 +225,17 @@ def run_predict_job(run_dir, data, out, *, options=None, **option_values):
     model_path = run_dir / "model.skops"
     model = load_model(model_path)
     model_digest = file_sha256(model_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     on_dask = options.scheduler is not None or options.backend == "dask"
     if data is not None and is_store(data):
         store = open_store(data, verify=False)
         check_same_extractors(store, model, run_dir)
     else:
-        from featpipe.datasets import describe_source
+        from dataclasses import replace
 
-        image_size = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["dataset"]["image_size"]
-        source = describe_source(data, options, image_size=image_size)
+        from featpipe.pipeline.extract_inputs import describe_inputs
+
+        source, _ = describe_inputs(data, replace(options, image_size=metrics["dataset"]["image_size"]))
         root = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
         store_dir = root / "predict" / fingerprint(model_digest, source["fingerprint"])
         store = run_extract_job(list(model.named_steps["features"].transformer_list), data, store_dir,
@@ -239,4 +246,5 @@ def run_predict_job(run_dir, data, out, *, options=None, **option_values):
         if on_dask:
             client = stack.enter_context(dask_backend(options.n_jobs, options.scheduler))
         bar = stack.enter_context(tqdm(total=len(store), unit="img", desc="predict", disable=not options.progress))
-        return score_store(store, model, out, identity, client=client, progress=bar.update)
+        return score_store(store, model, out, identity, metrics["dataset"]["classes"], client=client,
+                           progress=bar.update)
