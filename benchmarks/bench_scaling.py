@@ -135,19 +135,28 @@ def run_and_predict(work, n_images, folder, augment):
     run_seconds, run_peak = measure([*featpipe, "run", str(spec), "--data", str(folder["run"]), "--out",
                                      str(run_dir), "--memory-budget", "64M", *common])
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    extract_seconds = _store_seconds(cache / "stores")
     n_rows = sum(metrics["dataset"][f"n_{split}"] for split in ("train", "val", "test"))
     figures = [{"command": "run", "size": n_images, "images": n_rows, "shards": -(-n_rows // CHUNK_SIZE),
                 "seconds": round(run_seconds, 1), "peak_mib": round(run_peak / 2**20, 1),
-                "stage_seconds": metrics["seconds"], "test_accuracy": metrics["accuracy"]["test"]}]
+                "extract_into_store_seconds": extract_seconds, "stage_seconds": metrics["seconds"],
+                "test_accuracy": metrics["accuracy"]["test"]}]
     out = work / f"predictions-{n_images}.csv"
     predict_seconds, predict_peak = measure([*featpipe, "predict", str(run_dir), "--data", str(folder["predict"]),
                                              "--out", str(out), *common])
     with out.open() as file:
         n_predicted = sum(1 for _ in file) - 1
     figures.append({"command": "predict", "size": n_images, "images": n_predicted, "shards": -(-n_predicted // CHUNK_SIZE),
-                    "seconds": round(predict_seconds, 1), "peak_mib": round(predict_peak / 2**20, 1)})
+                    "seconds": round(predict_seconds, 1), "peak_mib": round(predict_peak / 2**20, 1),
+                    "extract_into_store_seconds": _store_seconds(cache / "predict")})
     shutil.rmtree(cache, ignore_errors=True)
     return figures
+
+
+def _store_seconds(folder):
+    """Seconds of the extract job that wrote the one store under ``folder`` (its ``timings.json``)."""
+    (timings,) = folder.glob("*/timings.json")
+    return json.loads(timings.read_text())["seconds"]
 
 
 def plot(figures, path):
