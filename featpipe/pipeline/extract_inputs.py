@@ -9,6 +9,7 @@ extractors, a flat folder of images (no class folders) is read too.
 """
 
 import hashlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +32,13 @@ from featpipe.pipeline.inputs import KNOWN_IMAGE_COUNTS
 def extract_budget(options):
     """Bytes of decoded images the job may hold at once (``options.memory_budget`` or the default)."""
     return default_budget() if options.memory_budget is None else options.memory_budget
+
+
+class Chunk(NamedTuple):
+    """What a worker extracts: file paths (or a uint8 image array), and which paths to mirror (or None)."""
+
+    inputs: object
+    mirrored: object
 
 
 UNLABELLED_CLASS = "unlabelled"
@@ -117,9 +125,9 @@ class ExtractInputs:
     def chunk(self, start, stop):
         """What a worker needs for inputs ``start:stop``: their paths (and which to mirror), or their images."""
         if self.images is not None:
-            return self.images[start:stop], None
+            return Chunk(self.images[start:stop], None)
         mirrored = self.mirrored[start:stop]
-        return self.paths[start:stop], (mirrored if mirrored.any() else None)
+        return Chunk(self.paths[start:stop], mirrored if mirrored.any() else None)
 
     def read(self, indices, options):
         """Images and labels of the readable inputs among ``indices``."""

@@ -87,14 +87,16 @@ def _fit(pairs, collection, options):
     return [(name, extractor.fit(images, labels)) for name, extractor in pairs]
 
 
-def _extract_chunk(store_dir, index, start, inputs, mirrored, extractors, options):
+def _extract_chunk(store_dir, index, start, chunk, extractors, options):
     """Read one chunk, extract its features and write its shard; return the shard's record.
 
-    ``inputs`` are file paths (decoded here; corrupt files are skipped
-    unless ``options.strict``, missing ones stop the job) or a uint8 image
-    array; ``mirrored`` (bool per path, or ``None``) marks the paths whose
-    image is mirrored left to right before extraction.
+    ``chunk.inputs`` are file paths (decoded here; corrupt files are
+    skipped unless ``options.strict``, missing ones stop the job) or a
+    uint8 image array; ``chunk.mirrored`` (bool per path, or ``None``)
+    marks the paths whose image is mirrored left to right before
+    extraction (:class:`featpipe.pipeline.extract_inputs.Chunk`).
     """
+    inputs, mirrored = chunk
     if isinstance(inputs, np.ndarray):
         images, skipped = inputs, []
     else:
@@ -300,7 +302,7 @@ def run_extract_job(features, data, out, *, options=None, on_progress=None, **op
         done_images = len(collection) - sum(bounds[index][1] - bounds[index][0] for index in todo)
         bar = tqdm(total=len(collection), initial=done_images, unit="img", desc="extract",
                    disable=not options.progress, smoothing=0.1)
-        tasks = [(str(out), index, bounds[index][0], *collection.chunk(*bounds[index]), extractors, options)
+        tasks = [(str(out), index, bounds[index][0], collection.chunk(*bounds[index]), extractors, options)
                  for index in todo]
 
         def report():

@@ -109,7 +109,7 @@ def _open_parts(out, identity):
     return parts_dir
 
 
-def score_store(store, model, out, identity, classes, client=None, progress=None):
+def score_store(store, model, out, identity, client=None, progress=None):
     """Write ``out`` (CSV: path, label, probability) for every row of ``store``, shard by shard.
 
     Parameters
@@ -121,13 +121,11 @@ def score_store(store, model, out, identity, classes, client=None, progress=None
     out : path-like
         The CSV file; written by a final rename, so it exists only complete.
     identity : dict
-        What the parts depend on (the model file's and the store's
-        digests); parts left by a job of another identity are deleted
-        instead of being resumed from.
-    classes : list of str
-        The run's class names, indexed by the head's labels (not the
-        store's own classes: a folder to predict may have other class
-        folders, or none).
+        What the parts depend on: the model file's and the store's digests
+        and ``classes``, the run's class names, indexed by the head's
+        labels (not the store's own classes: a folder to predict may have
+        other class folders, or none). Parts left by a job of another
+        identity are deleted instead of being resumed from.
     client : distributed.Client or None
         Score the shards on this cluster's workers (they read the shards
         and write the parts themselves; the store and ``out`` must be on
@@ -151,7 +149,7 @@ def score_store(store, model, out, identity, classes, client=None, progress=None
             progress(records[index]["n_rows"])
     tasks = [{"store": str(store.path), "record": records[index], "n_features": n_features,
               "part": str(_part_path(parts_dir, records[index])),
-              "paths": store.paths[row_starts[index]:row_starts[index + 1]], "classes": list(classes)}
+              "paths": store.paths[row_starts[index]:row_starts[index + 1]], "classes": list(identity["classes"])}
              for index in todo]
     if client is None:
         for task in tasks:
@@ -240,11 +238,11 @@ def run_predict_job(run_dir, data, out, *, options=None, **option_values):
         store_dir = root / "predict" / fingerprint(model_digest, source["fingerprint"])
         store = run_extract_job(list(model.named_steps["features"].transformer_list), data, store_dir,
                                 options=options)
-    identity = {"model": model_digest, "store": fingerprint(store.manifest["shards"])}
+    identity = {"model": model_digest, "store": fingerprint(store.manifest["shards"]),
+                "classes": list(metrics["dataset"]["classes"])}
     with ExitStack() as stack:
         client = None
         if on_dask:
             client = stack.enter_context(dask_backend(options.n_jobs, options.scheduler))
         bar = stack.enter_context(tqdm(total=len(store), unit="img", desc="predict", disable=not options.progress))
-        return score_store(store, model, out, identity, metrics["dataset"]["classes"], client=client,
-                           progress=bar.update)
+        return score_store(store, model, out, identity, client=client, progress=bar.update)
