@@ -146,7 +146,8 @@ def run_and_predict(work, n_images, folder, augment):
                                              "--out", str(out), *common])
     with out.open() as file:
         n_predicted = sum(1 for _ in file) - 1
-    figures.append({"command": "predict", "size": n_images, "images": n_predicted, "shards": -(-n_predicted // CHUNK_SIZE),
+    figures.append({"command": "predict", "size": n_images, "images": n_predicted,
+                    "shards": -(-n_predicted // CHUNK_SIZE),
                     "seconds": round(predict_seconds, 1), "peak_mib": round(predict_peak / 2**20, 1),
                     "extract_into_store_seconds": _store_seconds(cache / "predict")})
     shutil.rmtree(cache, ignore_errors=True)

@@ -145,7 +145,8 @@ class ArrayBlocks(RowBlocks):
         self.dtype = X.dtype
         if block_bounds is not None:
             self.block_bounds = np.asarray(block_bounds, dtype=np.int64)
-            if self.block_bounds[0] != 0 or self.block_bounds[-1] != X.shape[0] or np.any(np.diff(self.block_bounds) < 0):
+            bounds = self.block_bounds
+            if bounds[0] != 0 or bounds[-1] != X.shape[0] or np.any(np.diff(bounds) < 0):
                 raise ValueError(f"block_bounds must rise from 0 to {X.shape[0]} rows")
         elif X.shape[0] == 0:
             self.block_bounds = np.zeros(1, dtype=np.int64)

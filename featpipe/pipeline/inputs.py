@@ -233,7 +233,7 @@ class StoreSource:
             return [extractor for _, extractor in self.store.load_extractors()]
 
     def features(self):
-        """Each split's stored rows as row blocks, one block per shard: read into memory, or streamed after :meth:`stream`.
+        """Each split's stored rows as row blocks, one per shard: read into memory, or streamed after :meth:`stream`.
 
         In memory, each split is one array kept with the shard boundaries
         (:meth:`featpipe.heads.blocks.RowBlocks.in_memory`), so the heads sum
