@@ -11,12 +11,19 @@ point. Figures, one JSON line each:
 - the in-process ceiling: decode + ``predict_batch`` on 64-image batches in
   as many threads as the server uses, no HTTP;
 - LitServe serving the same ``model.skops`` (a ``LitAPI`` that decodes with
-  featpipe's decoder, predicts, encodes) with the same batch size and wait,
-  against featpipe at the same concurrency and the same multipart bodies;
+  featpipe's decoder, predicts, encodes; configured as its documentation
+  says for a CPU server, see serve_litserve_peer.py) with the same batch
+  size and wait, both swept over ``--litserve-concurrency`` with the same
+  single-image multipart bodies: images/s and p99 at each load, and each
+  server's best images/s among the points with p99 <= ``--p99-target-ms``
+  and every answer a 200 (throughput at matched p99);
 - overload: an open-loop client offering 4x the saturated throughput to a
-  server with ``--queue-size 64``, counting answers by status, requests
-  left without an answer, and the server's peak RSS beside the bound the
-  limits imply (docs/serve.md).
+  server with ``--queue-size 64`` (with the default connection limit, and
+  with ``--max-connections 0``), counting answers by status, requests left
+  without an answer, the latency of the 200s and of the 503s (from the
+  request's creation, and from when it had one of the client's
+  connections), and the server's peak RSS beside the bound the limits
+  imply (docs/serve.md).
 
 Usage::
 
@@ -26,9 +33,7 @@ Without ``--run`` it trains the model first (a few minutes).
 """
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import os
 import signal
 import socket
@@ -41,12 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serve_load_client import OPEN_LOOP_CONNECTIONS, latency_figures, run_client  # noqa: E402
+
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg"
-LITSERVE_FIELD = "images"
-CLIENT_RESULT_TIMEOUT_S = 600
-"""Longest wait for a load client's figures (a client that dies must not hang the benchmark)."""
-OPEN_LOOP_CONNECTIONS = 512
-"""Connections the overload client keeps open at most (a client pool, as real callers have)."""
 
 
 def emit(**figure):
@@ -110,103 +114,6 @@ def stop(process):
         os.killpg(process.pid, signal.SIGKILL)   # LitServe's workers, started in the peer's own session
     except (ProcessLookupError, PermissionError):
         pass
-
-
-# ----------------------------------------------------------------------------- load client
-
-async def _closed_loop(url, bodies, concurrency, duration, form):
-    import aiohttp
-
-    latencies, statuses, images_done = [], {}, [0]
-    stop_at = time.monotonic() + duration
-    counter = [0]
-
-    async def one_client(session):
-        while time.monotonic() < stop_at:
-            index = counter[0]
-            counter[0] += 1
-            batch = bodies[index % len(bodies)]
-            if form:
-                data = aiohttp.FormData()
-                for number, image in enumerate(batch):
-                    data.add_field(LITSERVE_FIELD, image, filename=f"{number}.jpg", content_type="image/jpeg")
-                kwargs = {"data": data}
-            else:
-                kwargs = {"data": batch[0], "headers": {"Content-Type": "image/jpeg"}}
-            started = time.monotonic()
-            try:
-                async with session.post(url, **kwargs) as response:
-                    await response.read()
-                    statuses[response.status] = statuses.get(response.status, 0) + 1
-            except (asyncio.TimeoutError, aiohttp.ClientError) as error:
-                statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
-                continue
-            latencies.append(time.monotonic() - started)
-            if response.status == 200:
-                images_done[0] += len(batch)
-
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        begun = time.monotonic()
-        await asyncio.gather(*[one_client(session) for _ in range(concurrency)])
-        elapsed = time.monotonic() - begun
-    return latencies, statuses, images_done[0], elapsed
-
-
-async def _open_loop(url, bodies, rate, duration, timeout):
-    import aiohttp
-
-    statuses, latencies = {}, []
-    sent = [0]
-    unanswered = [0]
-
-    async def one_request(session, body):
-        started = time.monotonic()
-        try:
-            async with session.post(url, data=body, headers={"Content-Type": "image/jpeg"},
-                                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                await response.read()
-                statuses[response.status] = statuses.get(response.status, 0) + 1
-                latencies.append(time.monotonic() - started)
-        except asyncio.TimeoutError:
-            unanswered[0] += 1
-        except aiohttp.ClientError as error:
-            statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
-
-    connector = aiohttp.TCPConnector(limit=OPEN_LOOP_CONNECTIONS)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        tasks = []
-        begun = time.monotonic()
-        while time.monotonic() - begun < duration:
-            due = begun + sent[0] / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one_request(session, bodies[sent[0] % len(bodies)][0])))
-            sent[0] += 1
-        await asyncio.gather(*tasks)
-    return latencies, statuses, sent[0], unanswered[0]
-
-
-def _client_process(kind, arguments, results):
-    loop_function = _closed_loop if kind == "closed" else _open_loop
-    results.put(asyncio.run(loop_function(*arguments)))
-
-
-def run_client(kind, *arguments):
-    """Run the load client in its own process (it must not share the server's or this process's GIL)."""
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    process = context.Process(target=_client_process, args=(kind, arguments, results))
-    process.start()
-    answer = results.get(timeout=CLIENT_RESULT_TIMEOUT_S)
-    process.join()
-    return answer
-
-
-def latency_figures(latencies):
-    values = np.asarray(latencies) * 1000
-    return {f"p{q}_ms": round(float(np.percentile(values, q)), 2) for q in (50, 95, 99)} if len(values) else {}
 
 
 def closed_point(name, url, bodies, concurrency, duration, form=False, **labels):
@@ -279,6 +186,10 @@ def main():
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--limit", type=int, default=10_000, help="test JPEGs cycled through")
     parser.add_argument("--parts", nargs="+", default=["ceiling", "sweep", "multipart", "litserve", "overload"])
+    parser.add_argument("--litserve-concurrency", type=int, nargs="+", default=[4, 8, 16, 32, 64],
+                        help="concurrencies at which featpipe and LitServe are both measured")
+    parser.add_argument("--p99-target-ms", type=float, default=50.0,
+                        help="p99 at which the two servers' throughputs are compared")
     args = parser.parse_args()
     run_dir = args.run or Path("benchmarks/out/serve-hog+color+svm")
     if not (run_dir / "model.skops").is_file():
@@ -305,53 +216,88 @@ def main():
             finally:
                 stop(server)
 
-    if "multipart" in args.parts or "litserve" in args.parts:
+    if "multipart" in args.parts:
         port = free_port()
         server = start_featpipe(run_dir, port)
         try:
-            url = f"http://127.0.0.1:{port}{path}"
-            if "multipart" in args.parts:
-                for concurrency in (2, 4):
-                    figure = closed_point("multipart_64", url, sixty_fours, concurrency, args.duration, form=True,
-                                          server="featpipe_batched")
-                    if ceiling:
-                        emit(figure="multipart_64_vs_ceiling", concurrency=concurrency,
-                             ratio=round(figure["images_per_s"] / ceiling, 3))
-            if "litserve" in args.parts:
-                ours = closed_point("single_image_form", url, singles, 32, args.duration, form=True,
-                                    server="featpipe_batched")
+            for concurrency in (2, 4):
+                figure = closed_point("multipart_64", f"http://127.0.0.1:{port}{path}", sixty_fours, concurrency,
+                                      args.duration, form=True, server="featpipe_batched")
+                if ceiling:
+                    emit(figure="multipart_64_vs_ceiling", concurrency=concurrency,
+                         ratio=round(figure["images_per_s"] / ceiling, 3))
         finally:
             stop(server)
-        if "litserve" in args.parts:
-            port = free_port()
-            peer = start_litserve(run_dir, port, 64, 5.0)
-            try:
-                theirs = closed_point("single_image_form", f"http://127.0.0.1:{port}/predict", singles, 32,
-                                      args.duration, form=True, server="litserve")
-            finally:
-                stop(peer)
-            emit(figure="featpipe_vs_litserve", concurrency=32,
-                 ratio=round(ours["images_per_s"] / max(theirs["images_per_s"], 1e-9), 3),
-                 featpipe_p99_ms=ours.get("p99_ms"), litserve_p99_ms=theirs.get("p99_ms"))
+
+    if "litserve" in args.parts:
+        compare_with_litserve(run_dir, path, singles, args)
 
     if "overload" in args.parts:
-        queue_size, max_images, max_image_bytes = 64, 64, 10 * 1024**2
+        for label, options in (("defaults", ()), ("no_connection_limit", ("--max-connections", "0"))):
+            overload(run_dir, path, singles, args.duration, label, options)
+
+
+def best_within_p99(points, target_ms):
+    """The point with the most images/s among those answering everything with p99 <= target_ms, or None."""
+    within = [point for point in points if point.get("p99_ms", float("inf")) <= target_ms
+              and set(point["statuses"]) == {"200"}]
+    return max(within, key=lambda point: point["images_per_s"], default=None)
+
+
+def compare_with_litserve(run_dir, path, singles, args):
+    """Both servers swept over the same concurrencies (single-image forms); throughput compared at matched p99."""
+    sweeps = {}
+    for name in ("featpipe", "litserve"):
         port = free_port()
-        server = start_featpipe(run_dir, port, "--queue-size", queue_size)
+        if name == "featpipe":
+            server, url = start_featpipe(run_dir, port), f"http://127.0.0.1:{port}{path}"
+        else:
+            server, url = start_litserve(run_dir, port, 64, 5.0), f"http://127.0.0.1:{port}/predict"
         try:
-            saturated = closed_point("saturation_probe", f"http://127.0.0.1:{port}{path}", singles, 64,
-                                     min(args.duration, 10), server="featpipe_batched")
-            rate = 4 * saturated["images_per_s"]
-            (latencies, statuses, sent, unanswered), peak = peak_rss_during(
-                server.pid, lambda: run_client("open", f"http://127.0.0.1:{port}{path}", singles, rate,
-                                               args.duration, 30.0))
-            bound = queue_size * max_images * (max_image_bytes + 32 * 32 * 3)
-            emit(figure="overload_4x", offered_per_s=round(rate, 1), sent=sent, unanswered=unanswered,
-                 statuses={str(k): v for k, v in statuses.items()}, **latency_figures(latencies),
-                 peak_rss_mb=round(peak / 2**20, 1), documented_bound_extra_mb=round(bound / 2**20, 1))
+            sweeps[name] = [closed_point("single_image_form", url, singles, concurrency, args.duration, form=True,
+                                         server=name) for concurrency in args.litserve_concurrency]
         finally:
             stop(server)
+    for ours, theirs in zip(sweeps["featpipe"], sweeps["litserve"]):
+        emit(figure="featpipe_vs_litserve_same_load", concurrency=ours["concurrency"],
+             ratio=round(ours["images_per_s"] / max(theirs["images_per_s"], 1e-9), 3),
+             featpipe_p99_ms=ours.get("p99_ms"), litserve_p99_ms=theirs.get("p99_ms"))
+    best = {name: best_within_p99(points, args.p99_target_ms) for name, points in sweeps.items()}
+    emit(figure="featpipe_vs_litserve_matched_p99", p99_target_ms=args.p99_target_ms,
+         **{f"{name}_{key}": (point or {}).get(key) for name, point in best.items()
+            for key in ("concurrency", "images_per_s", "p99_ms")},
+         ratio=round(best["featpipe"]["images_per_s"] / best["litserve"]["images_per_s"], 3)
+         if best["featpipe"] and best["litserve"] else None)
 
+
+def overload(run_dir, path, singles, duration, label, options):
+    """4x the saturated rate, open loop, against ``--queue-size 64``: statuses, 503 latency, peak memory."""
+    queue_size, max_images, max_image_bytes = 64, 64, 10 * 1024**2
+    port = free_port()
+    server = start_featpipe(run_dir, port, "--queue-size", queue_size, *options)
+    try:
+        saturated = closed_point("saturation_probe", f"http://127.0.0.1:{port}{path}", singles, 64,
+                                 min(duration, 10), server="featpipe_batched", options=label)
+        rate = 4 * saturated["images_per_s"]
+        (answers, sent, unanswered), peak = peak_rss_during(
+            server.pid, lambda: run_client("open", f"http://127.0.0.1:{port}{path}", singles, rate, duration, 30.0))
+    finally:
+        stop(server)
+    statuses = {}
+    for status, _, _ in answers:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    by_status = {}
+    for wanted in (200, 503):
+        total = [latency for status, latency, _ in answers if status == wanted]
+        on_connection = [latency for status, _, latency in answers if status == wanted]
+        by_status[f"latency_{wanted}"] = latency_figures(total)
+        by_status[f"latency_{wanted}_on_connection"] = latency_figures(on_connection)
+    bound = queue_size * max_images * (max_image_bytes + 32 * 32 * 3)
+    emit(figure="overload_4x", options=label, offered_per_s=round(rate, 1), sent=sent, unanswered=unanswered,
+         statuses=statuses, **by_status, peak_rss_mb=round(peak / 2**20, 1),
+         documented_bound_extra_mb=round(bound / 2**20, 1),
+         note="latency: from the request's creation (includes waiting for one of the client's "
+              f"{OPEN_LOOP_CONNECTIONS} connections); on_connection: from when it had a connection")
 
 if __name__ == "__main__":
     main()

@@ -347,6 +347,11 @@ def _predict_collection(run_dir, images, data_and_out, params):
               help="Requests admitted at once; one more is answered 503 with Retry-After.")
 @click.option("--request-timeout-ms", type=click.IntRange(min=1), default=30_000, show_default=True,
               help="Deadline of a request from its arrival (slow bodies: 408; waiting past it: 503).")
+@click.option("--max-connections", type=click.IntRange(min=0), default=None,
+              help="Open connections (or requests in flight) at which the server answers 503 before "
+                   "reading the request (0: no limit) [default: 4 x --queue-size].")
+@click.option("--backlog", type=click.IntRange(min=1), default=None,
+              help="Connections waiting to be accepted [default: 4 x --queue-size].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,

@@ -1,6 +1,7 @@
 """Micro-batching, admission and readiness: batches form, nothing wedges them, overload is 503."""
 
 import asyncio
+import gc
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from PIL import Image
 from featpipe.serve.app import create_app
 from featpipe.serve.batcher import MicroBatcher
 from featpipe.serve.limits import Limits
+from featpipe.serve.models import load_served_model, parse_model_sources
 from featpipe.serve.problems import Problem
 from serve_support import make_service, metric_value, run_async, running_client
 
@@ -210,3 +212,13 @@ def test_a_lone_request_does_not_wait_for_company(runs, image_files):
     assert [a.status_code for a in answers] == [200] * 3
     assert seconds < 3, f"three lone requests took {seconds:.1f} s: each waited for a batch that could not fill"
     assert arriving == 0
+
+
+def test_warming_freezes_the_model_out_of_the_garbage_collectors_walks(runs):
+    served = load_served_model(parse_model_sources([str(runs["raw+svm"])])[0])
+    tracked = {id(item) for item in gc.get_objects()}
+    assert id(served.model) in tracked and id(served.model[-1]) in tracked
+    served.warm_up(4)
+    walked = {id(item) for item in gc.get_objects()}
+    assert served.warm.is_set()
+    assert id(served.model) not in walked and id(served.model[-1]) not in walked

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from serve_support import free_port, model_outputs, server_process
+from featpipe.serve.limits import Limits
+from featpipe.serve.server import ServeOptions
+from serve_support import free_port, metric_value, model_outputs, server_process
 
 
 def test_tritonclient_infers_with_binary_and_json_outputs(runs, image_files):
@@ -77,3 +79,35 @@ def test_sigterm_drains_requests_in_flight_and_exits_0(runs, image_files):
     assert status == 0, log
     assert "POST /v1/models/raw+svm/predict 200" in log and "id=in-flight" in log
     assert "Traceback" not in log
+
+
+def test_connection_limit_answers_503_before_the_app_and_counts_it(runs, image_files):
+    port = free_port()
+    body = image_files[1].read_bytes()
+    url = f"http://127.0.0.1:{port}/v1/models/raw+svm/predict"
+    with server_process([runs["raw+svm"], "--max-connections", "3", "--log-level", "warning"], port) as process:
+        alone = httpx.post(url, content=body, headers={"Content-Type": "image/jpeg"}, timeout=10)
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        time.sleep(0.3)
+        crowded = httpx.post(url, content=body, headers={"Content-Type": "image/jpeg"}, timeout=10)
+        for connection in idle:
+            connection.close()
+        for _ in range(50):
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            if metrics.status_code == 200:
+                break
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        log = process.stderr.read()
+    assert alone.status_code == 200
+    assert crowded.status_code == 503 and crowded.headers["connection"] == "close"
+    assert metric_value(metrics.text, "featpipe_rejections_total", reason="connection_limit") == 1
+    assert "Exceeded concurrency limit" not in log
+
+
+def test_connection_limit_and_backlog_follow_the_queue_unless_given():
+    derived = ServeOptions(run_dirs=(), limits=Limits(queue_size=10))
+    assert (derived.connection_limit, derived.listen_backlog) == (40, 40)
+    given = ServeOptions(run_dirs=(), limits=Limits(queue_size=10), max_connections=7, backlog=9)
+    assert (given.connection_limit, given.listen_backlog) == (7, 9)
+    assert ServeOptions(run_dirs=(), max_connections=0).connection_limit is None

@@ -181,6 +181,6 @@ class RequestEnvelope:
         route_path = getattr(route, "path", None) or "unmatched"
         name = (scope.get("path_params") or {}).get("name")
         model = name if name is not None and self.service.registry.get(name) is not None else ""
-        self.service.metrics.request_duration.labels(route_path, model, str(status)).observe(milliseconds / 1000)
+        self.service.metrics.observe_request(route_path, model, str(status), milliseconds / 1000)
         access_log.info("%s %s %d %.1fms images=%d id=%s", scope["method"], scope["path"], status,
                         milliseconds, state.get("images", 0), request_id)

@@ -16,6 +16,11 @@ What cannot wedge it:
 - When the model raises on a batch, each request of the batch is retried
   alone, so only the request that causes the error gets it.
 - The workers catch everything; nothing a request does ends them.
+
+Waits with a deadline use :func:`asyncio.timeout`, not :func:`asyncio.wait_for`:
+in Python 3.11 ``wait_for`` runs a coroutine in a task of its own and relays
+the outcome through one more future, and each of those hand-offs costs a
+pass of the event loop, which under load is every other request's turn.
 """
 
 import asyncio
@@ -117,7 +122,8 @@ class MicroBatcher:
         self._arrived.set()
         remaining = deadline - time.monotonic()
         try:
-            return await asyncio.wait_for(future, timeout=max(remaining, 0.001))
+            async with asyncio.timeout(max(remaining, 0.001)):
+                return await future
         except TimeoutError:
             raise Problem(503, "the request waited past its deadline", reason="deadline") from None
 
@@ -152,7 +158,8 @@ class MicroBatcher:
                 break
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
             except TimeoutError:
                 break
         return self._live(batch)

@@ -11,7 +11,7 @@ bad image fails the request with a 400.
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from featpipe import __version__
 from featpipe.serve.limits import read_body

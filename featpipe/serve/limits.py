@@ -114,14 +114,12 @@ async def read_body(request, limit, deadline):
     check_content_length(request.headers, limit)
     received = bytearray()
 
-    async def receive_all():
-        async for chunk in request.stream():
-            received.extend(chunk)
-            if len(received) > limit:
-                raise Problem(413, f"request body is over the limit of {limit} bytes", reason="body_too_large")
-
     try:
-        await asyncio.wait_for(receive_all(), timeout=max(deadline - time.monotonic(), 0.001))
+        async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+            async for chunk in request.stream():
+                received.extend(chunk)
+                if len(received) > limit:
+                    raise Problem(413, f"request body is over the limit of {limit} bytes", reason="body_too_large")
     except TimeoutError:
         raise Problem(408, "the request body did not arrive before the request timeout",
                       reason="body_timeout") from None

@@ -47,9 +47,18 @@ class ServiceMetrics:
             registry=self.registry)
         self.in_flight = Gauge(
             "featpipe_requests_in_flight", "Requests being served.", registry=self.registry)
+        self._request_series = {}
         self.ready = Gauge(
             "featpipe_ready", "1 when every model is loaded and warm and the server is not draining.",
             registry=self.registry)
+
+    def observe_request(self, route, model, status, seconds):
+        """Add one request to ``featpipe_request_duration_seconds`` (each series looked up once)."""
+        key = (route, model, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = self.request_duration.labels(route, model, status)
+        series.observe(seconds)
 
     def for_model(self, name):
         """The observer a model's batcher reports to."""
@@ -61,22 +70,30 @@ class ServiceMetrics:
 
 
 class _BatchObserver:
-    """Translates a batcher's events into one model's metrics."""
+    """Translates a batcher's events into one model's metrics.
+
+    The model's labelled series are looked up once: ``labels()`` takes a
+    lock and builds a key on every call, and the batcher reports several
+    events per request, all on the event loop.
+    """
 
     def __init__(self, metrics, model):
         self.metrics = metrics
-        self.model = model
+        self._batch_size = metrics.batch_size.labels(model)
+        self._queue_wait = metrics.queue_wait.labels(model)
+        self._images_processed = metrics.images_processed.labels(model)
+        self._queue_depth = metrics.queue_depth_gauge.labels(model)
 
     def batch_started(self, n_images, waits):
-        self.metrics.batch_size.labels(self.model).observe(n_images)
+        self._batch_size.observe(n_images)
         for wait in waits:
-            self.metrics.queue_wait.labels(self.model).observe(wait)
+            self._queue_wait.observe(wait)
 
     def batch_done(self, n_images):
-        self.metrics.images_processed.labels(self.model).inc(n_images)
+        self._images_processed.inc(n_images)
 
     def queue_depth(self, n_images):
-        self.metrics.queue_depth_gauge.labels(self.model).set(n_images)
+        self._queue_depth.set(n_images)
 
     def dropped(self, reason):
         self.metrics.rejections.labels(reason).inc()

@@ -31,6 +31,17 @@ logger = logging.getLogger("featpipe.serve")
 GRACEFUL_SHUTDOWN_SECONDS = 60
 """Longest time uvicorn waits for open connections once the requests in flight are done."""
 
+CONNECTIONS_PER_QUEUE_PLACE = 4
+"""Default ``--max-connections`` and ``--backlog``: this many times ``--queue-size``.
+
+Above ``queue_size`` admitted requests, the service's own admission answers
+503 (JSON, ``Retry-After``) while health probes still pass; the connection
+limit is the guard behind it, for floods of connections, so it sits well
+above the queue with room for idle keep-alive connections and probes."""
+
+CONNECTION_LIMIT_MESSAGE = "Exceeded concurrency limit."
+"""What uvicorn logs for every request its connection limit refuses (counted as a metric instead)."""
+
 
 @dataclass(frozen=True)
 class ServeOptions:
@@ -55,6 +66,13 @@ class ServeOptions:
         Jobs running at once.
     scheduler : str or None
         Dask scheduler address the extract jobs run their chunks on.
+    max_connections : int or None
+        Open connections (or requests in flight) at which uvicorn itself
+        answers 503 (before reading the body, then closes the connection);
+        0: no limit; None: ``CONNECTIONS_PER_QUEUE_PLACE x queue_size``.
+    backlog : int or None
+        Connections the kernel holds before they are accepted; None:
+        ``CONNECTIONS_PER_QUEUE_PLACE x queue_size``.
     """
 
     run_dirs: tuple
@@ -67,6 +85,20 @@ class ServeOptions:
     job_folders: tuple | None = None
     max_running_jobs: int = 1
     scheduler: str | None = None
+    max_connections: int | None = None
+    backlog: int | None = None
+
+    @property
+    def connection_limit(self):
+        """uvicorn's ``limit_concurrency``: ``max_connections``, derived from the queue when None, no limit at 0."""
+        if self.max_connections is None:
+            return CONNECTIONS_PER_QUEUE_PLACE * self.limits.queue_size
+        return self.max_connections or None
+
+    @property
+    def listen_backlog(self):
+        """The listening socket's backlog: ``backlog``, derived from the queue when None."""
+        return self.backlog if self.backlog is not None else CONNECTIONS_PER_QUEUE_PLACE * self.limits.queue_size
 
 
 def serve_options_from(run_dirs, params):
@@ -80,7 +112,8 @@ def serve_options_from(run_dirs, params):
     return ServeOptions(run_dirs=tuple(run_dirs), host=params["host"], port=params["port"],
                         api_key_file=params["api_key_file"], insecure=params["insecure"], limits=limits,
                         log_level=params["log_level"], job_folders=job_folders_from(run_dirs, params),
-                        max_running_jobs=params["max_running_jobs"], scheduler=params["scheduler"])
+                        max_running_jobs=params["max_running_jobs"], scheduler=params["scheduler"],
+                        max_connections=params["max_connections"], backlog=params["backlog"])
 
 
 def build_service(options):
@@ -123,6 +156,25 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+class ConnectionLimitCounter(logging.Filter):
+    """Turn uvicorn's warning per request refused at the connection limit into a count.
+
+    Under a flood, uvicorn logs one line per refused request; this filter
+    drops those lines and counts them as
+    ``featpipe_rejections_total{reason="connection_limit"}`` instead.
+    """
+
+    def __init__(self, metrics):
+        super().__init__()
+        self.metrics = metrics
+
+    def filter(self, record):
+        if record.getMessage() == CONNECTION_LIMIT_MESSAGE:
+            self.metrics.rejections.labels("connection_limit").inc()
+            return False
+        return True
+
+
 def run_server(options):
     """Serve until drained; return the exit status (0)."""
     service = build_service(options)
@@ -131,8 +183,10 @@ def run_server(options):
     config = uvicorn.Config(
         create_app(service, build_job_runner(options)), host=options.host, port=options.port, access_log=False,
         log_level=options.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        timeout_keep_alive=5, lifespan="on",
+        timeout_keep_alive=5, lifespan="on", limit_concurrency=options.connection_limit,
+        backlog=options.listen_backlog,
     )
     server = DrainingServer(config, service)
+    logging.getLogger("uvicorn.error").addFilter(ConnectionLimitCounter(service.metrics))
     server.run()
     return 0
