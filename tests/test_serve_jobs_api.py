@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from featpipe.pipeline.extract_job import run_extract_job
 from featpipe.serve.jobs.runner import JobRunner
 from featpipe.store import format as store_format
-from helpers import read_shard_bytes
+from helpers import make_colour_images, read_shard_bytes
 from jobs_helpers import jobs_app, make_roots, slow_shards, wait_for
 
 CHUNK = 40
@@ -209,3 +210,44 @@ def test_a_model_name_is_refused_when_served_or_trained_by_another_active_job(ro
     assert second.status_code == 400
     assert f"job {first.json()['id']} (queued) trains a model named 'hog+svm' already" in second.json()["error"]
     assert client.post("/v1/jobs", json={**train, "run": "two", "name": "hog-2"}).status_code == 202
+
+
+def test_a_run_folder_that_is_not_empty_is_refused(idle, roots):
+    (roots.runs / "old").mkdir()
+    (roots.runs / "old" / "metrics.json").write_text("{}")
+    (roots.runs / "empty").mkdir()
+    train = {"kind": "run", "pipeline": "hog+svm", "data": "small.npz"}
+    refused = idle.post("/v1/jobs", json={**train, "run": "old"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == ("run folder 'old' exists and is not empty: a run never replaces another; "
+                                       "give the job another 'run'")
+    assert idle.post("/v1/jobs", json={**train, "run": "empty"}).status_code == 202
+
+
+def test_a_run_job_on_a_store_of_other_features_is_refused_at_submission(idle, roots):
+    run_extract_job("hog", roots.data / "small.npz", roots.stores / "hog", n_jobs=1, progress=False)
+    train = {"kind": "run", "store": "hog"}
+    answers = {pipeline: idle.post("/v1/jobs", json={**train, "pipeline": pipeline, "run": pipeline})
+               for pipeline in ("hog+color+svm2", "hog+svm", "hog+svm2")}
+    assert answers["hog+color+svm2"].json() == {
+        "error": "feature store hog holds hog features; the pipeline asks for hog+color"}
+    assert answers["hog+svm"].json() == {  # the shipped pipeline file hog+svm: two cell sizes
+        "error": "feature store hog has hog pixels_per_cell=[8, 8]; the pipeline asks for pixels_per_cell=[[4, 4], "
+                 "[8, 8]]: run on the images, or extract a store with these parameters"}
+    assert answers["hog+svm2"].status_code == 202
+
+
+def test_unreadable_images_are_skipped_and_counted(running, roots, tmp_path):
+    images, labels = make_colour_images(3, n_classes=2, size=32)
+    for number, (image, label) in enumerate(zip(images, labels)):
+        folder = roots.data / "images" / ["red", "green"][label]
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / f"{number}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    job_id = running.post("/v1/jobs", json=extract(data="images", store="partial", features="color")).json()["id"]
+    job = finished(running, job_id)
+    reference = run_extract_job("color", roots.data / "images", tmp_path / "reference", n_jobs=1, chunk_size=CHUNK,
+                                progress=False)
+    assert job["state"] == "done" and len(reference.manifest["skipped"]) == 1
+    assert job["progress"]["skipped"] == 1 and job["progress"]["images_total"] == 7
+    assert read_shard_bytes(roots.stores / "partial") == read_shard_bytes(reference.path)

@@ -10,7 +10,7 @@ from featpipe.serve.jobs.job_store import JobConflict, JobStore
 from featpipe.serve.jobs.paths import confine
 from featpipe.serve.jobs.runner import JobRunner
 from featpipe.serve.jobs.submission import ExtractRequest, prepare
-from featpipe.serve.jobs.worker import NICE_INCREMENT
+from featpipe.serve.jobs.worker import NICE_INCREMENT, _run_folder_written
 from jobs_helpers import make_roots, slow_shards, wait_for
 
 
@@ -31,10 +31,6 @@ def state_of(roots, job_id):
     return JobStore(roots.database).get(job_id)
 
 
-def _nice(pid):
-    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
-
-
 @pytest.fixture
 def runner(roots):
     runner = JobRunner(roots, max_running=1)
@@ -42,22 +38,28 @@ def runner(roots):
     runner.stop()
 
 
-def test_one_job_runs_at_a_time_below_the_server_priority(roots, runner, tmp_path, monkeypatch):
-    slow_shards(monkeypatch, tmp_path, delay=0.2)
-    first, second = submit(roots, "a"), submit(roots, "b")
+def test_at_most_max_running_jobs_run_at_once_below_the_server_priority(roots, tmp_path, monkeypatch):
+    slow_shards(monkeypatch, tmp_path, delay=0.3)
+    jobs = [submit(roots, name, chunk_size=60) for name in ("a", "b", "c")]
+    runner = JobRunner(roots, max_running=2)
     runner.start()
-    job = wait_for(lambda: (job := state_of(roots, first))["chunks_done"] and job)
-    assert _nice(job["worker_pid"]) == min(19, _nice(os.getpid()) + NICE_INCREMENT)
     seen_running = set()
 
-    def both_done():
-        states = {job_id: state_of(roots, job_id)["state"] for job_id in (first, second)}
-        seen_running.add(tuple(sorted(job_id for job_id, state in states.items() if state == "running")))
-        assert runner.running_count() <= 1
-        return all(state == "done" for state in states.values())
+    def all_done():
+        states = [state_of(roots, job_id)["state"] for job_id in jobs]
+        seen_running.add(tuple(job_id for job_id, state in zip(jobs, states) if state == "running"))
+        assert runner.running_count() <= 2
+        return all(state == "done" for state in states)
 
-    wait_for(both_done)
-    assert seen_running >= {(first,), (second,)} and (first, second) not in seen_running
+    try:
+        job = wait_for(lambda: (job := state_of(roots, jobs[0]))["chunks_done"] and job)
+        assert os.getpriority(os.PRIO_PROCESS, job["worker_pid"]) == min(19, os.getpriority(os.PRIO_PROCESS, 0)
+                                                                          + NICE_INCREMENT)
+        wait_for(all_done)
+    finally:
+        runner.stop()
+    assert tuple(jobs[:2]) in seen_running  # the oldest two ran together; the third only after one ended
+    assert max(len(running) for running in seen_running) == 2 and tuple(jobs) not in seen_running
 
 
 def test_a_job_that_fails_ends_failed_with_one_line(roots, runner):
@@ -93,3 +95,18 @@ def test_two_servers_cannot_share_a_state_folder(roots):
     second = JobRunner(roots)
     second.claim()
     second.stop()
+
+
+def test_a_later_attempt_takes_back_the_run_folder_a_killed_attempt_left(tmp_path):
+    runs = tmp_path / "runs"
+    run_dir, staging = runs / "r", runs / ".r.partial-x1"
+    run_dir.mkdir(parents=True)
+    staging.mkdir()
+    (staging / "metrics.json").write_text("{}")
+    (runs / ".other.partial-x2").mkdir()
+    assert not _run_folder_written(run_dir, attempts=2)
+    assert sorted(path.name for path in runs.iterdir()) == [".other.partial-x2"]
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text("{}")
+    assert _run_folder_written(run_dir, attempts=2)
+    assert not _run_folder_written(run_dir, attempts=1) and (run_dir / "metrics.json").is_file()

@@ -44,7 +44,9 @@ def test_a_server_with_job_folders_trains_and_serves_without_restart(tmp_path, s
         assert second.returncode == 2 and second.stderr == (
             f"featpipe: error: another featpipe serve uses the state folder {folders['state']}; "
             "give each server its own --state-dir\n")
-        assert httpx.get(f"{base}/v1/jobs").status_code == 401
+        for method, path in (("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/x"),
+                             ("DELETE", "/v1/jobs/x"), ("GET", "/v1/jobs/x/result")):
+            assert httpx.request(method, f"{base}{path}", json={}).status_code == 401, (method, path)
         assert httpx.get(f"{base}/v1/jobs", headers=auth).json() == {"jobs": []}
         assert 'id="jobs"' in httpx.get(f"{base}/", headers=auth).text
 

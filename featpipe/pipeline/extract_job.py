@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 import featpipe
@@ -208,6 +207,25 @@ def _final_manifest(plan, pairs, collection, records):
     }
 
 
+def _on_cluster(client, tasks):
+    """Run the chunk ``tasks`` on the Dask cluster of ``client``; yield their records as they finish.
+
+    The tasks go to the cluster's workers directly: joblib's ``Parallel``
+    runs every task in the calling process when the cluster has a single
+    worker thread. The extractors and options every task shares are
+    scattered once.
+    """
+    from distributed import as_completed
+
+    if not tasks:
+        return
+    extractors, options = client.scatter(list(tasks[0][4:]), broadcast=True, hash=False)
+    futures = [client.submit(_extract_chunk, store_dir, index, start, inputs, extractors, options, pure=False)
+               for store_dir, index, start, inputs, _, _ in tasks]
+    for future in as_completed(futures):
+        yield future.result()
+
+
 def run_extract_job(features, data, out, *, options=None, on_progress=None, **option_values):
     """Extract features of a whole image collection into a feature store, resumably.
 
@@ -331,9 +349,8 @@ def run_extract_job(features, data, out, *, options=None, on_progress=None, **op
                     raise StoreError(f"{error}; finished shards are kept: run the same command again "
                                      "to resume") from None
             else:
-                with dask_backend(options.n_jobs, options.scheduler):
-                    for record in Parallel(n_jobs=-1, return_as="generator_unordered")(
-                            delayed(_extract_chunk)(*task) for task in tasks):
+                with dask_backend(options.n_jobs, options.scheduler) as client:
+                    for record in _on_cluster(client, tasks):
                         finished(record)
         if saving is not None:
             saving.result()

@@ -57,6 +57,34 @@ def _check_same_parameters(path, spec, feature_params, manifest):
                 )
 
 
+def check_store_serves(path, spec, seed, manifest):
+    """Refuse, from a store's manifest alone, a pipeline whose features the store does not hold.
+
+    The feature names, their order and every extractor parameter are
+    compared as a run compares them when it opens the store (``random_state``
+    seeded with ``seed``, as a run seeds it), without reading a shard: how a
+    run job on a store is refused at submission rather than failing in its
+    worker.
+
+    Raises
+    ------
+    SpecError
+        Naming the first difference.
+    """
+    stored = [block["name"] for block in manifest["features"]]
+    wanted = [step.name for step in spec.features]
+    if stored != wanted:
+        raise SpecError(f"feature store {path} holds {'+'.join(stored)} features; "
+                        f"the pipeline asks for {'+'.join(wanted)}")
+    feature_params = []
+    for step in spec.features:
+        params = dict(step.params)
+        if "random_state" in make_feature(step.name, params).get_params(deep=False):
+            params.setdefault("random_state", seed)
+        feature_params.append(params)
+    _check_same_parameters(path, spec, feature_params, manifest)
+
+
 def jsonable(value):
     """``value`` as JSON would give it back (tuples become lists), for comparing parameters."""
     return json.loads(json.dumps(value, sort_keys=True, default=repr))

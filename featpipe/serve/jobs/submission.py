@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from featpipe.errors import FeatpipeError, SpecError
+from featpipe.pipeline.inputs import check_store_serves
 from featpipe.pipeline.spec import parse_features, resolve
 from featpipe.serve.jobs.paths import check_links_inside, confine
 from featpipe.store import format as store_format
@@ -123,14 +124,18 @@ def _prepare_run(request, roots):
         manifest = store_format.read_manifest(store) if store.is_dir() else None
         if manifest is None or not manifest.get("complete"):
             raise SubmissionError(f"store {request.store!r} is not a finished feature store")
+        try:
+            check_store_serves(request.store, spec, request.seed, manifest)
+        except SpecError as error:
+            raise SubmissionError(str(error)) from None
         source, fields["store"] = str(store), _relative(request.store)
     else:
         source, fields["data"] = str(_check_data(roots, request.data)), _relative(request.data)
     fields["run"] = _relative(request.run or f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.name.replace('/', '_')}")
     run_dir = confine(roots.runs, fields["run"], "run")
-    if run_dir.exists() and (not run_dir.is_dir() or (any(run_dir.iterdir())
-                                                      and not (run_dir / "metrics.json").is_file())):
-        raise SubmissionError(f"run folder {fields['run']!r} exists and is not a run folder")
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise SubmissionError(f"run folder {fields['run']!r} exists and is not empty: a run never replaces "
+                              "another; give the job another 'run'")
     fields["name"] = request.name or spec.name
     identity = {"kind": "run", "pipeline": request.pipeline.strip(), "source": source,
                 "search": request.search, "name": fields["name"], "run": str(run_dir)}

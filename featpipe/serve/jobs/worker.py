@@ -14,13 +14,16 @@ in its environment (which its own extraction workers inherit). The process:
   then puts the job back in the queue, or marks it cancelled when a
   cancellation was asked;
 - runs the job with the same functions as ``featpipe extract`` and
-  ``featpipe run``, reporting an extract job's progress into the job store;
+  ``featpipe run``, reporting an extract job's progress into the job store
+  (a run job first takes back the run folder a killed attempt left, so it
+  resumes from its cached stages);
 - ends the job ``done``, or ``failed`` with one error line (the traceback of
   an unexpected error goes to the job's log file under ``--state-dir``).
 """
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -104,12 +107,32 @@ def _run_extract(request, roots, settings, reporter):
     run_extract_job(request["features"], str(paths["data"]), paths["store"], options=options, on_progress=reporter)
 
 
-def _run_pipeline(request, roots):
+def _run_folder_written(run_dir, attempts):
+    """Take back the run folder an earlier attempt of this job left; True when that attempt wrote it whole.
+
+    A worker killed in training leaves its reserved folder empty (and,
+    killed while writing, a ``.<name>.partial-*`` staging folder beside
+    it): both are removed, so the run starts again from its cached stages.
+    A folder holding ``metrics.json`` on a later attempt is this job's own
+    finished run (its worker died before recording it).
+    """
+    if attempts > 1 and (run_dir / "metrics.json").is_file():
+        return True
+    for staging in run_dir.parent.glob(f".{run_dir.name}.partial-*"):
+        shutil.rmtree(staging, ignore_errors=True)
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+    return False
+
+
+def _run_pipeline(request, roots, attempts):
     from featpipe.pipeline.options import RunOptions
     from featpipe.pipeline.run import run_pipeline
     from featpipe.pipeline.spec import resolve
 
     paths = _paths(request, roots)
+    if _run_folder_written(paths["run"], attempts):
+        return
     options = RunOptions(n_jobs=request.get("n_jobs") or -1, image_size=request.get("image_size"),
                          seed=request.get("seed", 0), search=request.get("search", False),
                          cache_dir=roots.cache, quiet=True)
@@ -135,7 +158,7 @@ def run_job(settings):
         if job["kind"] == "extract":
             _run_extract(job["request"], roots, settings, _ProgressReporter(store, job_id, stopper))
         else:
-            _run_pipeline(job["request"], roots)
+            _run_pipeline(job["request"], roots, job["attempts"])
     except StopRequested:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if store.get(job_id)["cancel_requested"]:
