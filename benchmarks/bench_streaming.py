@@ -4,18 +4,25 @@ The same head (the shipped words+svm settings by default: one-vs-rest squared
 hinge, L-BFGS, least-squares start, 100 iterations) is trained on the
 training split of a store and scored on its test split, three ways:
 
-- ``memory``: every split read into memory, scaler fitted and applied in place
-  (what ``featpipe run --data STORE`` did before streaming);
-- ``stream``: the scaler fitted shard by shard, the head trained on the
-  store's shards as row blocks (:mod:`featpipe.heads.blocks`), test rows
-  predicted shard by shard;
+- ``memory``: the training split read into memory once (one array, kept as
+  blocks with the shards' boundaries, what ``featpipe run --data STORE``
+  does under the budget);
+- ``stream``: the training split read from the store's shards on every
+  loss evaluation (each shard verified on its first read, memory-mapped
+  after), what ``featpipe run --data STORE`` does over the budget;
+
+both with the scaler fitted shard by shard and folded into the weights, test
+rows predicted block by block, so both follow the same optimizer path;
 - ``dask``: as ``stream``, the full-batch loss summed on a LocalCluster of
   ``--jobs`` single-threaded workers (:mod:`featpipe.pipeline.dask_loss`).
 
 Each mode runs in its own child process; this script samples the resident
 memory (RSS, memory-mapped pages included) of that child and all its
 descendants every 50 ms and reports the peak of the sum, with the seconds,
-test accuracy, final loss and iterations, one JSON line per mode.
+test accuracy, final loss and iterations, one JSON line per mode and repeat.
+The modes run one after the other, ``--repeats`` times in turn (memory,
+stream, memory, stream, ...), so both see the same machine load; a last
+line gives each mode's median seconds and the ratio of the medians.
 
 ``--shard-costs`` instead times, on the store's first shard, one read with
 its sha256 check, one squared-hinge loss and gradient, and its share of the
@@ -24,12 +31,14 @@ docs/scaling.md.
 
 Usage::
 
+    python benchmarks/bench_streaming.py STORE --modes memory stream --repeats 3
     python benchmarks/bench_streaming.py STORE --modes memory stream dask --jobs 2
     python benchmarks/bench_streaming.py STORE --shard-costs
 """
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -75,40 +84,27 @@ def head_from_args(args):
                      n_epochs=args.iterations, random_state=0)
 
 
-def train_in_memory(store, head):
+def train(store, head, mode, client=None):
+    """Fit ``head`` on the store's training split in ``mode``; return it and its test accuracy."""
     import numpy as np
     from sklearn.preprocessing import StandardScaler
 
-    from featpipe.heads.blocks import ArrayBlocks, fit_scaler_by_blocks
+    from featpipe.heads.blocks import fit_scaler_by_blocks
 
-    X_train, y_train = store.split("train")
-    X_val, y_val = store.split("val")
-    X_test, y_test = store.split("test")
-    scaler = fit_scaler_by_blocks(StandardScaler(), ArrayBlocks(X_train))
-    for X in (X_train, X_val, X_test):
-        X -= scaler.mean_.astype(np.float32)
-        X /= scaler.scale_.astype(np.float32)
-    head.fit(X_train, y_train, X_val=X_val, y_val=y_val)
-    return head, head.score(X_test, y_test)
-
-
-def train_streamed(store, head, client=None):
-    import numpy as np
-    from sklearn.preprocessing import StandardScaler
-
-    from featpipe.heads.blocks import ScaledBlocks, fit_scaler_by_blocks
-
-    scaler = fit_scaler_by_blocks(StandardScaler(), store.blocks("train"))
-    source = ScaledBlocks(store.blocks(), scaler.mean_, scaler.scale_)
+    masks = {split: store.splits == split for split in ("train", "val", "test")}
+    blocks = store.blocks()
     if client is not None:
         from featpipe.pipeline.dask_loss import DistributedBlocks
 
-        source = DistributedBlocks(source, client)
-    masks = {split: store.splits == split for split in ("train", "val", "test")}
-    X_val = np.asarray(source.select(masks["val"]))
-    head.fit(source.select(masks["train"]), store.labels[masks["train"]], X_val=X_val,
+        blocks = DistributedBlocks(blocks, client)
+    train_rows = blocks.select(masks["train"])
+    if mode == "memory":
+        train_rows = train_rows.in_memory()
+    scaler = fit_scaler_by_blocks(StandardScaler(), train_rows)
+    X_val = np.asarray(blocks.select(masks["val"]).scaled(scaler.mean_, scaler.scale_))
+    head.fit(train_rows.scaled(scaler.mean_, scaler.scale_), store.labels[masks["train"]], X_val=X_val,
              y_val=store.labels[masks["val"]])
-    predicted = head.predict(source.select(masks["test"]))
+    predicted = head.predict(blocks.select(masks["test"]).scaled(scaler.mean_, scaler.scale_))
     return head, float(np.mean(predicted == store.labels[masks["test"]]))
 
 
@@ -122,17 +118,14 @@ def run_mode(args):
     store = featpipe.store.open(args.store, verify=False)
     head = head_from_args(args)
     with ExitStack() as stack:
-        if args.mode == "memory":
-            head, accuracy = train_in_memory(store, head)
-        elif args.mode == "stream":
-            head, accuracy = train_streamed(store, head)
-        else:
+        client = None
+        if args.mode == "dask":
             from distributed import Client, LocalCluster
 
             cluster = stack.enter_context(LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True,
                                                        host="127.0.0.1", dashboard_address=":0"))
             client = stack.enter_context(Client(cluster))
-            head, accuracy = train_streamed(store, head, client)
+        head, accuracy = train(store, head, args.mode, client)
     print(json.dumps({"mode": args.mode, "seconds": round(time.perf_counter() - started, 2),
                       "test_accuracy": round(accuracy, 4), "final_loss": head.loss_history_[-1],
                       "n_iter": head.n_iter_, "n_train": int((store.splits == "train").sum()),
@@ -141,8 +134,6 @@ def run_mode(args):
 
 def shard_costs(store_path, repeats=3):
     """Seconds of the per-shard steps of streamed training on the store's first shard, medians."""
-    import statistics
-
     import numpy as np
     from scipy.linalg.blas import dsyrk
 
@@ -180,6 +171,7 @@ def main():
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--reg", type=float, default=0.00167)
     parser.add_argument("--init", default="least_squares")
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--shard-costs", action="store_true")
     args = parser.parse_args()
     if args.shard_costs:
@@ -188,11 +180,19 @@ def main():
     if args.mode is not None:
         run_mode(args)
         return
-    for mode in args.modes:
-        command = [sys.executable, __file__, args.store, "--mode", mode, "--jobs", str(args.jobs),
-                   "--iterations", str(args.iterations), "--reg", str(args.reg), "--init", args.init]
-        print(json.dumps(measure(command)), flush=True)
-
+    seconds = {mode: [] for mode in args.modes}
+    for _ in range(args.repeats):
+        for mode in args.modes:
+            command = [sys.executable, __file__, args.store, "--mode", mode, "--jobs", str(args.jobs),
+                       "--iterations", str(args.iterations), "--reg", str(args.reg), "--init", args.init]
+            figures = measure(command)
+            seconds[mode].append(figures["wall_seconds"])
+            print(json.dumps(figures), flush=True)
+    medians = {mode: statistics.median(values) for mode, values in seconds.items()}
+    summary = {"median_wall_seconds": medians, "repeats": args.repeats}
+    if "memory" in medians:
+        summary["ratio_to_memory"] = {mode: round(value / medians["memory"], 3) for mode, value in medians.items()}
+    print(json.dumps(summary), flush=True)
 
 if __name__ == "__main__":
     main()

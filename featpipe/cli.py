@@ -267,8 +267,8 @@ def compare(names, out, from_runs, data, **params):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("images", nargs=-1, type=click.Path())
 @click.option("--data", default=None,
-              help="A whole collection instead of IMAGE...: an image folder, a .npz file or a feature store "
-                   "made with the run's extractors; needs --out.")
+              help="A whole collection instead of IMAGE...: an image folder (class folders, or the images "
+                   "directly in it), a .npz file or a feature store made with the run's extractors; needs --out.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="CSV written for --data: path,label,probability per image (resumable).")
 @click.option("--jobs", "n_jobs", type=int, default=-1, show_default=True,

@@ -130,16 +130,16 @@ STREAM_SHARD_ROWS = (150, 0, 230, 170, 200, 50)
 """Rows per shard of :func:`write_streaming_store` (one shard empty)."""
 
 
-def write_streaming_store(folder, seed=0, n_features=12):
-    """A finished store of six shards (one empty) of separable-but-noisy five-class rows; return X, y, splits."""
+def write_streaming_store(folder, seed=0, n_features=12, shard_rows=STREAM_SHARD_ROWS):
+    """A finished store of ``shard_rows`` rows per shard of separable-but-noisy five-class rows; return X, y, splits."""
     rng = np.random.default_rng(seed)
-    n_rows = sum(STREAM_SHARD_ROWS)
+    n_rows = sum(shard_rows)
     y = rng.integers(0, 5, size=n_rows)
     centres = rng.normal(scale=0.6, size=(5, n_features))
     X = (3.0 + centres[y] + rng.normal(size=(n_rows, n_features)) * 2.0).astype(np.float32)
     splits = np.where(np.arange(n_rows) % 10 == 0, "test", "train")
     (folder / store_format.SHARDS_DIR).mkdir(parents=True)
-    offsets = np.cumsum((0,) + STREAM_SHARD_ROWS)
+    offsets = np.cumsum((0,) + tuple(shard_rows))
     records = [store_format.write_shard(folder, index, X[start:stop], (start, stop), [])
                for index, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:]))]
     store_format.write_manifest(folder, {

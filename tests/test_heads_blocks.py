@@ -174,3 +174,26 @@ def test_the_default_search_grid_of_blocks_is_the_grid_of_the_array():
 
     X, _ = classes_in_blobs(n=3000)
     assert default_grid(ArrayBlocks(X, block_rows=512), step=0.1) == default_grid(X, step=0.1)
+
+
+@pytest.mark.parametrize("loss, params", [
+    (svm_loss, {"squared": True, "multi_class": "ovr"}),
+    (softmax_loss, {}),
+])
+def test_the_scaler_folded_into_the_weights_gives_the_loss_of_the_standardized_rows(loss, params):
+    X, y = classes_in_blobs(n=700, dtype=np.float64)
+    X = X * np.linspace(0.5, 20.0, X.shape[1]) + np.linspace(-30.0, 50.0, X.shape[1])  # far from standardized
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    W = np.random.default_rng(2).normal(scale=0.1, size=(X.shape[1] + 1, 5))
+
+    def data_loss(W, X_block, y_block):
+        return loss(W, X_block, y_block, reg=0.0, **params)
+
+    def no_penalty(W):
+        return 0.0, np.zeros_like(W)
+
+    source = ScaledBlocks(ArrayBlocks(X, block_rows=90), mean, scale)
+    value, gradient = full_batch_loss(data_loss, no_penalty)(W, source, y)
+    expected_value, expected_gradient = loss(W, (X - mean) / scale, y, reg=0.0, **params)
+    assert value == pytest.approx(expected_value, rel=1e-10)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-8, atol=1e-10)

@@ -38,8 +38,8 @@ def test_the_full_batch_loss_map_reduced_on_dask_workers_reaches_the_local_optim
     mean, scale = X[train].mean(axis=0), X[train].std(axis=0)
     local = head.set_params(random_state=0).fit(ScaledBlocks(opened.blocks("train"), mean, scale), y[train])
     expected_loss, expected_iterations = local.loss_history_[-1], local.n_iter_
-    source = ScaledBlocks(StoreBlocks(opened), mean, scale)
-    distributed_source = DistributedBlocks(source, client, blocks_per_task=2).select(train)
+    distributed_source = ScaledBlocks(DistributedBlocks(StoreBlocks(opened), client, blocks_per_task=2).select(train),
+                                      mean, scale)
     with distributed.get_task_stream(client) as stream:
         remote = head.set_params(random_state=0).fit(distributed_source, y[train])
     assert remote.n_iter_ == expected_iterations

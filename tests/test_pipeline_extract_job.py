@@ -16,7 +16,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from featpipe.datasets import DatasetError, load_dataset
 from featpipe.features.hog import HOG
 from featpipe.model_io import save_model
-from featpipe.pipeline import extract_job
+from featpipe.pipeline import extract_inputs
 from featpipe.pipeline.extract_job import run_extract_job
 from featpipe.store import format as store
 from featpipe.store.format import StoreError
@@ -211,13 +211,13 @@ def test_extractors_come_from_a_finished_run(folder, tmp_path):
 
 @pytest.mark.cifar
 def test_image_missing_at_read_time_stops_the_job(folder, tmp_path, monkeypatch):
-    scan = extract_job.scan_image_folder
+    scan = extract_inputs.scan_image_folder
 
     def scan_with_a_vanished_file(root):
         paths, labels, classes, splits = scan(root)
         return [*paths[:-1], str(tmp_path / "vanished.jpg")], labels, classes, splits
 
-    monkeypatch.setattr(extract_job, "scan_image_folder", scan_with_a_vanished_file)
+    monkeypatch.setattr(extract_inputs, "scan_image_folder", scan_with_a_vanished_file)
     with pytest.raises(StoreError, match="vanished.jpg was listed when the job started but cannot be found"):
         run_extract_job(FEATURES, folder, tmp_path / "store", n_jobs=1, chunk_size=CHUNK, progress=False)
     assert len(read_shard_bytes(tmp_path / "store")) == 7

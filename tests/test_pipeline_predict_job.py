@@ -101,3 +101,31 @@ def test_a_store_made_with_other_extractors_is_refused(trained, small_npz, tmp_p
     with pytest.raises(StoreError, match="holds raw features"):
         run_predict_job(run_dir, str(other.path), tmp_path / "p.csv", progress=False)
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_flat_folder_of_unlabelled_images_is_predicted_with_the_runs_class_names(trained, small_npz, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from featpipe.cli import cli
+
+    _, run_dir, _ = trained
+    images = load_dataset(str(small_npz)).X_test[::5][:12]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"photo{index:02d}.png")  # lossless: the same pixels come back
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty-subfolder").mkdir()
+    out = tmp_path / "photos.csv"
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", str(folder), "--out", str(out),
+                                       "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    header, rows = read_rows(out)
+    model = load_model(run_dir / "model.skops")
+    classes = ["red", "green", "blue"]
+    assert header == ["path", "label", "probability"]
+    assert [row[0] for row in rows] == [str(folder / f"photo{index:02d}.png") for index in range(12)]
+    assert [row[1] for row in rows] == [classes[label] for label in model.predict(images)]
+    np.testing.assert_allclose([float(row[2]) for row in rows], model.predict_proba(images).max(axis=1), atol=1e-4)
+    assert len({row[1] for row in rows}) > 1  # the test images span the classes

@@ -18,8 +18,11 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "UnreadableImageWarning": "core",
     "assign_splits": "splits",
     "describe_source": "loader",
+    "describe_unlabelled_folder": "loader",
+    "is_unlabelled_folder": "images",
     "load_dataset": "loader",
     "read_images": "images",
     "round_robin_by_class": "splits",
     "scan_image_folder": "images",
+    "scan_unlabelled_folder": "images",
 })

@@ -141,6 +141,36 @@ def _has_loose_images(directory):
         return any(entry.is_file() and _is_image_file(entry.name) for entry in entries)
 
 
+def is_unlabelled_folder(root):
+    """Whether ``root`` is a flat folder of images: image files directly in it, and no class folder holding any."""
+    root = Path(root).expanduser()
+    if not root.is_dir() or not _has_loose_images(root):
+        return False
+    if all((root / split).is_dir() for split in _SPLIT_LAYOUT):
+        return False
+    return not _class_folders(root)
+
+
+def scan_unlabelled_folder(root):
+    """Sorted paths of the image files directly in a flat folder (see :func:`is_unlabelled_folder`).
+
+    Only ``featpipe predict`` and ``featpipe extract --from RUN`` read such
+    a folder: they need no labels, the extractors being fitted already.
+
+    Raises
+    ------
+    DatasetError
+        If ``root`` holds no image file directly.
+    """
+    root = Path(root).expanduser()
+    with os.scandir(root) as entries:
+        paths = sorted(os.path.join(root, entry.name) for entry in entries
+                       if entry.is_file() and _is_image_file(entry.name))
+    if not paths:
+        raise DatasetError(f"no images found directly in {root}")
+    return paths
+
+
 def scan_image_folder(root):
     """List the images of a class-per-folder tree, without decoding any.
 

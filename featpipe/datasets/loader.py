@@ -26,7 +26,7 @@ from .core import (
     check_image_size,
     fingerprint_of,
 )
-from .images import read_images, resize_batch, scan_image_folder
+from .images import read_images, resize_batch, scan_image_folder, scan_unlabelled_folder
 from .npz import read_npz
 from .options import DEFAULT_IMAGE_SIZE, LoadOptions
 from .splits import VAL_STREAM, assign_splits, resolve_val_size, stratified_holdout
@@ -288,3 +288,28 @@ def load_dataset(data=None, options=None, *, progress=None, n_jobs=-1, **option_
         fingerprint=source["fingerprint"],
         skipped=skipped,
     )
+
+
+def describe_unlabelled_folder(data, options=None, **option_values):
+    """:func:`describe_source` of a flat folder of images without class folders; also its image paths.
+
+    Returns
+    -------
+    source : dict
+        As :func:`describe_source` gives it, of kind ``"unlabelled-folder"``.
+    paths : list of str
+        The images (:func:`featpipe.datasets.images.scan_unlabelled_folder`).
+    """
+    options = _load_options(options, option_values)
+    path = Path(data).expanduser().resolve()
+    paths = scan_unlabelled_folder(path)
+    kind = "unlabelled-folder"
+    source = {
+        "kind": kind,
+        "name": _name(kind, path),
+        "path": str(path),
+        "n_images": len(paths),
+        "fingerprint": fingerprint_of(kind, _listing_digest(path, paths), options.image_size, options.val_size,
+                                      options.seed),
+    }
+    return source, paths

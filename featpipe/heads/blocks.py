@@ -23,7 +23,19 @@ source with ``can_map_reduce = True`` also implements
 ``map_reduce_loss(data_loss, W, y, mask=None)``, which returns the summed
 data loss and gradient computed elsewhere (on the workers of a Dask
 cluster, where the blocks are read).
+
+One engine: the heads train an in-memory array through the same block sums
+(:class:`ArrayBlocks`), and :meth:`RowBlocks.in_memory` loads a source into
+an array *with the source's block boundaries*, so training in memory and
+training streamed from a store take the same sums in the same order and
+follow the same optimizer path. A standardized source
+(:class:`ScaledBlocks`) never standardizes its rows for the loss: it folds
+the scaler into the weights, ``((x - mu) / sigma) W + b = x (W / sigma) +
+(b - (mu / sigma) W)``, sums the raw blocks' losses at the folded weights,
+and maps the summed gradient back once per evaluation.
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -90,9 +102,20 @@ class RowBlocks:
         """This source standardized, ``(x - mean) / scale`` block by block (see :class:`ScaledBlocks`)."""
         return ScaledBlocks(self, mean, scale)
 
+    def in_memory(self):
+        """Every row read into one array, kept as blocks with this source's boundaries (:class:`ArrayBlocks`)."""
+        return ArrayBlocks(np.asarray(self), block_bounds=self.block_bounds)
+
+    def summed_loss(self, data_loss, W, y):
+        """Sum over blocks of ``rows * data_loss(W, block, labels)``: (float64 value, float64 gradient)."""
+        return sum_block_losses(data_loss, W, self, y)
+
     def __array__(self, dtype=None, copy=None):
-        blocks = [self.read_block(index) for index in range(self.n_blocks)]
-        array = np.concatenate(blocks) if blocks else np.empty(self.shape, dtype=self.dtype)
+        array = np.empty(self.shape, dtype=self.dtype)
+        for index in range(self.n_blocks):
+            start, stop = self.block_bounds[index:index + 2]
+            if stop > start:
+                array[start:stop] = self.read_block(index)
         return array if dtype is None else array.astype(dtype, copy=False)
 
 
@@ -103,6 +126,10 @@ class ArrayBlocks(RowBlocks):
     ----------
     X : ndarray of shape (N, D)
     block_rows : int, default=4096
+    block_bounds : array-like of int or None
+        Row offsets of the blocks (``n_blocks + 1`` of them, from 0 to N),
+        instead of ``block_rows``: the boundaries of another source, so
+        that sums over blocks run as they run over that source.
 
     Examples
     --------
@@ -112,13 +139,19 @@ class ArrayBlocks(RowBlocks):
     (3, [[8.0, 9.0]])
     """
 
-    def __init__(self, X, block_rows=DEFAULT_BLOCK_ROWS):
+    def __init__(self, X, block_rows=DEFAULT_BLOCK_ROWS, block_bounds=None):
         self.X = X
         self.n_features = X.shape[1]
         self.dtype = X.dtype
-        self.block_bounds = np.append(np.arange(0, X.shape[0], max(1, int(block_rows))), X.shape[0])
-        if X.shape[0] == 0:
+        if block_bounds is not None:
+            self.block_bounds = np.asarray(block_bounds, dtype=np.int64)
+            bounds = self.block_bounds
+            if bounds[0] != 0 or bounds[-1] != X.shape[0] or np.any(np.diff(bounds) < 0):
+                raise ValueError(f"block_bounds must rise from 0 to {X.shape[0]} rows")
+        elif X.shape[0] == 0:
             self.block_bounds = np.zeros(1, dtype=np.int64)
+        else:
+            self.block_bounds = np.append(np.arange(0, X.shape[0], max(1, int(block_rows))), X.shape[0])
 
     def _read_block(self, index):
         return self.X[self.block_bounds[index]:self.block_bounds[index + 1]]
@@ -147,17 +180,26 @@ class SelectedRows(RowBlocks):
         """Whether the parent computes summed losses remotely."""
         return self.parent.can_map_reduce
 
-    def scaled(self, mean, scale):
-        """The same rows of the parent standardized (the parent decides where the scaling runs)."""
-        return SelectedRows(self.parent.scaled(mean, scale), self.mask)
-
-    def map_reduce_loss(self, data_loss, W, y, mask=None):
-        """The parent's remote reduction, over this source's rows only."""
-        return self.parent.map_reduce_loss(data_loss, W, y, mask=self.mask)
+    def summed_loss(self, data_loss, W, y):
+        """The parent's remote reduction over this source's rows when it has one, else the local sum."""
+        if self.parent.can_map_reduce:
+            return self.parent.map_reduce_loss(data_loss, W, y, mask=self.mask)
+        return super().summed_loss(data_loss, W, y)
 
 
 class ScaledBlocks(RowBlocks):
-    """The blocks of ``parent`` standardized: ``(x - mean) / scale`` as float32 copies.
+    """The blocks of ``parent`` standardized, ``(x - mean) / scale``, with the scaler folded into the loss.
+
+    Reading a block (:meth:`read_block`: predictions, samples, the
+    least-squares start, SGD) gives standardized float32 copies. The
+    full-batch loss (:meth:`summed_loss`) never standardizes a row: it
+    evaluates the parent's raw blocks at the folded weights ``W' = [V /
+    scale; b - (mean / scale) V]`` (``W = [V; b]``), which give the same
+    scores, and maps the summed gradient back, ``dV = dV' / scale -
+    (mean / scale) db'^T`` and ``db = db'``, once per evaluation. So an
+    evaluation reads each raw block once and does no per-row arithmetic
+    besides the loss itself, and a remote parent (a Dask cluster) only
+    ever sees raw blocks and folded weights.
 
     Parameters
     ----------
@@ -178,6 +220,31 @@ class ScaledBlocks(RowBlocks):
         block = np.subtract(self.parent.read_block(index), self.mean, dtype=self.dtype)
         block /= self.scale
         return block
+
+    def select(self, rows):
+        """The standardized rows ``rows``: the parent's selection, standardized (the fold stays on top)."""
+        return ScaledBlocks(self.parent.select(rows), self.mean, self.scale)
+
+    def in_memory(self):
+        """The parent's rows loaded into memory (raw), standardized on the fly as here."""
+        return ScaledBlocks(self.parent.in_memory(), self.mean, self.scale)
+
+    def summed_loss(self, data_loss, W, y):
+        """The parent's summed loss at the folded weights, its gradient mapped back to ``W``."""
+        if W.shape[0] != self.n_features + 1:  # no bias row to absorb the mean: standardize the rows
+            return super().summed_loss(data_loss, W, y)
+        inverse_scale = 1.0 / self.scale.astype(np.float64)
+        shift = self.mean.astype(np.float64) * inverse_scale
+        weights = W[:-1].astype(np.float64)
+        folded = np.empty_like(W)
+        folded[:-1] = weights * inverse_scale[:, np.newaxis]
+        folded[-1] = W[-1] - shift @ weights
+        total, folded_gradient = self.parent.summed_loss(data_loss, folded, y)
+        gradient = np.empty_like(folded_gradient)
+        gradient[:-1] = folded_gradient[:-1] * inverse_scale[:, np.newaxis]
+        gradient[:-1] -= np.outer(shift, folded_gradient[-1])
+        gradient[-1] = folded_gradient[-1]
+        return total, gradient
 
 
 def fit_scaler_by_blocks(scaler, source):
@@ -205,16 +272,14 @@ def full_batch_loss(data_loss, penalty):
     loss : callable
         ``loss(W, source, y) -> (value, dW)``: the mean data loss over every
         row of ``source`` (labels ``y``) plus the penalty, the same value an
-        in-memory loss gives on the whole matrix. A source with a
-        ``can_map_reduce`` computes the sum itself (e.g. on a
-        cluster); otherwise blocks are read here one at a time.
+        in-memory loss gives on the whole matrix. The source sums its
+        blocks (:meth:`RowBlocks.summed_loss`): here one block at a time,
+        on a cluster for a source that can map-reduce, at folded weights
+        for a standardized source.
     """
 
     def loss(W, source, y):
-        if source.can_map_reduce:
-            total, gradient = source.map_reduce_loss(data_loss, W, y)
-        else:
-            total, gradient = sum_block_losses(data_loss, W, source, y)
+        total, gradient = source.summed_loss(data_loss, W, y)
         n_rows = max(source.shape[0], 1)
         value, penalty_gradient = penalty(W)
         gradient = (gradient / n_rows).astype(W.dtype)
@@ -228,16 +293,27 @@ def sum_block_losses(data_loss, W, source, y, blocks=None, first_row=0):
     """Sum over blocks of ``rows * data_loss``: (float64 value, float64 gradient), not yet divided by N.
 
     ``blocks`` limits the sum to those block indices; ``y`` then may hold
-    only the labels from row ``first_row`` on.
+    only the labels from row ``first_row`` on. The next block is read in a
+    background thread while the loss of the current one is computed (BLAS
+    and file reads release the GIL), so at most two blocks are in memory;
+    the sum still runs block by block in index order.
     """
+    indices = [index for index in (range(source.n_blocks) if blocks is None else blocks)
+               if source.block_bounds[index + 1] > source.block_bounds[index]]
     total, gradient = 0.0, np.zeros(W.shape, dtype=np.float64)
-    for index in range(source.n_blocks) if blocks is None else blocks:
-        start, stop = source.block_bounds[index:index + 2]
-        if stop == start:
-            continue
-        value, block_gradient = data_loss(W, source.read_block(index), y[start - first_row:stop - first_row])
-        total += value * (stop - start)
-        gradient += (stop - start) * block_gradient.astype(np.float64)
+    if not indices:
+        return total, gradient
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = reader.submit(source.read_block, indices[0])
+        for position, index in enumerate(indices):
+            block = upcoming.result()
+            if position + 1 < len(indices):
+                upcoming = reader.submit(source.read_block, indices[position + 1])
+            start, stop = source.block_bounds[index:index + 2]
+            value, block_gradient = data_loss(W, block, y[start - first_row:stop - first_row])
+            del block
+            total += value * (stop - start)
+            gradient += (stop - start) * block_gradient.astype(np.float64)
     return total, gradient
 
 

@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, check_X_y, column_or_1d, validate_data
 
 from featpipe.errors import ParameterError
-from featpipe.heads.blocks import full_batch_loss, is_block_source, predict_by_blocks
+from featpipe.heads.blocks import ArrayBlocks, full_batch_loss, is_block_source, predict_by_blocks
 from featpipe.heads.losses import PENALTIES, penalty_value_and_grad
 from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
@@ -206,8 +206,14 @@ class LinearHead(ClassifierMixin, BaseEstimator):
                 and X.repeats_labels(y_index))
 
     def _fit_full_batch(self, W, X, y_index, learning_rate, mean_sq_norm, rng, on_epoch):
-        """Full-batch training ("gd", "lbfgs" or "random"); held-out rows were already removed."""
-        loss = full_batch_loss(partial(self._loss, reg=0.0), self._penalty) if is_block_source(X) else self._loss
+        """Full-batch training ("gd", "lbfgs" or "random"); held-out rows were already removed.
+
+        An array is trained as blocks of rows too (:class:`ArrayBlocks`, views):
+        one loss engine, whether the rows are in memory or in a store.
+        """
+        if not is_block_source(X):
+            X = ArrayBlocks(X)
+        loss = full_batch_loss(partial(self._loss, reg=0.0), self._penalty)
         if self.optimizer == "lbfgs":
             return lbfgs(loss, W, X, y_index, n_epochs=self.n_epochs, on_epoch=on_epoch)
         if self.optimizer == "gd":

@@ -132,6 +132,10 @@ class MirroredRows(RowBlocks):
             return MirroredRows(self.rows.scaled(mean, scale), self.permutation)
         return super().scaled(mean, scale)
 
+    def summed_loss(self, data_loss, W, y):
+        """Sum of every row's data loss, the mirrors by permuted weights (:meth:`map_reduce_loss`)."""
+        return self.map_reduce_loss(data_loss, W, y)
+
     def map_reduce_loss(self, data_loss, W, y, mask=None):
         """Sum over every selected row of its data loss, the mirrored rows by permuted weights.
 

@@ -35,7 +35,7 @@ def _batches(X, y, rows, batch_size, rng):
     source (:mod:`featpipe.heads.blocks`) is visited block by block in
     random order instead, so only one block is read at a time.
     """
-    if rows is None and batch_size >= X.shape[0]:
+    if batch_size is None or (rows is None and batch_size >= X.shape[0] and not is_block_source(X)):
         yield X, y
         return
     if is_block_source(X):
@@ -66,8 +66,9 @@ def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
     y : ndarray of shape (N,)
     learning_rate : float
         Step size, > 0.
-    batch_size : int, default=256
-        Examples per step; clipped to N.
+    batch_size : int or None, default=256
+        Examples per step; clipped to N. ``None`` is the full batch: the
+        loss gets ``X`` itself (an array or a whole block source) every step.
     n_epochs : int, default=20
         Passes over the data.
     momentum : float in [0, 1), default=0.0
@@ -102,7 +103,7 @@ def minibatch_sgd(loss, W, X, y, *, learning_rate, batch_size=256, n_epochs=20,
         raise ParameterError(f"lr_decay must lie in (0, 1]; got {lr_decay!r}")
     rng = np.random.default_rng(rng)
     n_samples = X.shape[0] if rows is None else len(rows)
-    batch_size = int(min(batch_size, n_samples))
+    batch_size = None if batch_size is None else int(min(batch_size, n_samples))
     velocity = np.zeros_like(W) if momentum else None
     loss_history = []
     W_average, n_averaged = None, 0
@@ -147,7 +148,7 @@ def gradient_descent(loss, W, X, y, *, learning_rate, n_epochs=100, momentum=0.0
     loss_history : list of float
         Loss at the start of each step.
     """
-    return minibatch_sgd(loss, W, X, y, learning_rate=learning_rate, batch_size=X.shape[0],
+    return minibatch_sgd(loss, W, X, y, learning_rate=learning_rate, batch_size=None,
                          n_epochs=n_epochs, momentum=momentum, lr_decay=lr_decay,
                          rng=0, on_epoch=on_epoch)
 

@@ -10,7 +10,10 @@ partial sums are added on the workers in a tree; only the weights go out
 and only the gradient comes back (the source description, the loss function
 and the labels are sent once per fit). The heads see an ordinary block
 source: L-BFGS, gradient descent and random search run unchanged, SGD and
-the least-squares start read blocks locally.
+the least-squares start read blocks locally. Standardizing wraps this
+source in a :class:`~featpipe.heads.blocks.ScaledBlocks`, which folds the
+scaler into the weights, so the workers read raw shards and receive folded
+weights.
 
 Workers must see the store at the same path (one machine, or a shared file
 system on a cluster).
@@ -71,9 +74,9 @@ class DistributedBlocks(RowBlocks):
     def _read_block(self, index):
         return self.source.read_block(index)
 
-    def scaled(self, mean, scale):
-        """The source standardized on the workers, where its blocks are read."""
-        return DistributedBlocks(self.source.scaled(mean, scale), self.client, self.blocks_per_task)
+    def summed_loss(self, data_loss, W, y):
+        """The summed loss of every block, on the workers (:meth:`map_reduce_loss`)."""
+        return self.map_reduce_loss(data_loss, W, y)
 
     def _send_fit_constants(self, data_loss, y, mask):
         """Scatter what stays the same during a fit (source, loss, labels) once; return the futures."""

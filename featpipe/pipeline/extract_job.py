@@ -12,7 +12,6 @@ depend only on its images and the fitted extractors, so a resumed, a
 parallel and a cluster run all write the same store.
 """
 
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -23,15 +22,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import featpipe
-from featpipe.datasets import SPLITS, assign_splits, describe_source, load_dataset, read_images, scan_image_folder
-from featpipe.datasets.npz import count_npz_images
+from featpipe.datasets import read_images
 from featpipe.datasets.options import DEFAULT_IMAGE_SIZE
 from featpipe.errors import ParameterError, SpecError
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
-from featpipe.memory_budget import check_in_memory_load, default_budget
+from featpipe.memory_budget import check_in_memory_load
 from featpipe.parallel import DEFAULT_CHUNK_SIZE, chunk_bounds
 from featpipe.pipeline.dask_backend import dask_backend
-from featpipe.pipeline.inputs import KNOWN_IMAGE_COUNTS, jsonable
+from featpipe.pipeline.extract_inputs import ExtractInputs, extract_budget
+from featpipe.pipeline.inputs import jsonable
 from featpipe.pipeline.options import ExtractOptions, resolve_options
 from featpipe.pipeline.registry import make_feature
 from featpipe.pipeline.spec import Step, parse_features
@@ -64,60 +63,6 @@ def _feature_pairs(features, from_run):
     return [(name, extractor) for name, (_, extractor) in zip(names, steps)], False
 
 
-def _budget(options):
-    """Bytes of decoded images the job may hold at once (``options.memory_budget`` or the default)."""
-    return default_budget() if options.memory_budget is None else options.memory_budget
-
-
-class _Collection:
-    """The job's inputs: file paths read lazily, or an in-memory image array."""
-
-    def __init__(self, data, options):
-        self.source = describe_source(data, options)
-        self.images = None
-        self.skipped_at_load = []
-        if self.source["kind"] == "folder":
-            self.paths, self.labels, self.classes, scanned = scan_image_folder(self.source["path"])
-            self.splits = assign_splits(self.labels, scanned, options.val_size, options.seed)
-            return
-        n_images = self.source["n_images"] or (count_npz_images(self.source["path"]) if self.source["kind"] == "npz"
-                                               else KNOWN_IMAGE_COUNTS.get(self.source["kind"]))
-        if n_images is not None:  # data that is not a folder of files is loaded whole, then cut into chunks
-            check_in_memory_load(n_images, options.image_size, _budget(options),
-                                 what=f"load of {self.source['name']}",
-                                 advice="lower --image-size, or extract from a folder of image files, which streams")
-        dataset = load_dataset(data, options)
-        self.images = np.concatenate([getattr(dataset, f"X_{split}") for split in SPLITS])
-        self.labels = np.concatenate([getattr(dataset, f"y_{split}") for split in SPLITS])
-        sizes = [len(getattr(dataset, f"y_{split}")) for split in SPLITS]
-        self.splits = np.repeat(np.asarray(SPLITS), sizes)
-        self.paths = [f"{split}/{index}" for split, size in zip(SPLITS, sizes) for index in range(size)]
-        self.classes = list(dataset.classes)
-        self.skipped_at_load = [{"path": path, "reason": reason} for path, reason in dataset.skipped]
-
-    def __len__(self):
-        return len(self.paths)
-
-    def digest(self):
-        """sha256 of the input list: paths, labels and splits, in order."""
-        digest = hashlib.sha256("\n".join(self.paths).encode("utf-8"))
-        digest.update(self.labels.astype("<i8").tobytes())
-        digest.update("\n".join(self.splits.tolist()).encode("utf-8"))
-        return digest.hexdigest()
-
-    def chunk(self, start, stop):
-        """What a worker needs for inputs ``start:stop``: their paths, or their images."""
-        return self.paths[start:stop] if self.images is None else self.images[start:stop]
-
-    def read(self, indices, options):
-        """Images and labels of the readable inputs among ``indices``."""
-        if self.images is not None:
-            return self.images[indices], self.labels[indices]
-        batch = read_images([self.paths[index] for index in indices], options.image_size, strict=options.strict,
-                            n_jobs=-1, max_pixels=options.max_pixels)
-        return batch.images, self.labels[indices][batch.ok]
-
-
 def _learns_from_data(extractor):
     return type(extractor)._fit_images is not ImageFeatureExtractor._fit_images
 
@@ -128,12 +73,12 @@ def _fit(pairs, collection, options):
     Extractors that learn nothing (the base class's ``_fit_images``) only
     need the image size, so a few images fit them.
     """
-    train = np.flatnonzero(collection.splits == "train")
+    train = np.flatnonzero((collection.splits == "train") & ~collection.mirrored)
     if not any(_learns_from_data(extractor) for _, extractor in pairs):
         train = train[:64]
     elif len(train) > options.fit_samples:
         train = np.sort(np.random.default_rng(options.seed).choice(train, options.fit_samples, replace=False))
-    check_in_memory_load(len(train), options.image_size, _budget(options), what="fit sample of the extractors",
+    check_in_memory_load(len(train), options.image_size, extract_budget(options), what="fit sample of the extractors",
                          advice="lower --image-size or raise --memory-budget")
     images, labels = collection.read(train, options)
     if len(images) == 0:
@@ -141,12 +86,16 @@ def _fit(pairs, collection, options):
     return [(name, extractor.fit(images, labels)) for name, extractor in pairs]
 
 
-def _extract_chunk(store_dir, index, start, inputs, extractors, options):
+def _extract_chunk(store_dir, index, start, chunk, extractors, options):
     """Read one chunk, extract its features and write its shard; return the shard's record.
 
-    ``inputs`` are file paths (decoded here; corrupt files are skipped
-    unless ``options.strict``, missing ones stop the job) or a uint8 image array.
+    ``chunk.inputs`` are file paths (decoded here; corrupt files are
+    skipped unless ``options.strict``, missing ones stop the job) or a
+    uint8 image array; ``chunk.mirrored`` (bool per path, or ``None``)
+    marks the paths whose image is mirrored left to right before
+    extraction (:class:`featpipe.pipeline.extract_inputs.Chunk`).
     """
+    inputs, mirrored = chunk
     if isinstance(inputs, np.ndarray):
         images, skipped = inputs, []
     else:
@@ -156,6 +105,9 @@ def _extract_chunk(store_dir, index, start, inputs, extractors, options):
             raise StoreError(f"{missing[0]} was listed when the job started but cannot be found now; on a "
                              "cluster, every worker must see the data at the same path")
         images = batch.images
+        if mirrored is not None:
+            flip = mirrored[batch.ok]
+            images[flip] = images[flip][:, :, ::-1]
         skipped = [(int(position), path, reason)
                    for position, (path, reason) in zip(np.flatnonzero(~batch.ok), batch.skipped)]
     widths = [extractor.n_features_out_ for extractor in extractors]
@@ -179,6 +131,7 @@ def _plan(pairs, fitted, collection, options):
         "image_size": int(options.image_size),
         "chunk_size": int(options.chunk_size),
         "max_pixels": options.max_pixels,
+        **({"augment": list(options.augment)} if options.augment else {}),
     }
 
 
@@ -249,6 +202,7 @@ def _final_manifest(plan, pairs, collection, records):
         "paths": [collection.paths[row] for row in rows],
         "labels": collection.labels[rows].tolist(),
         "splits": collection.splits[rows].tolist(),
+        "mirrored": np.flatnonzero(collection.mirrored[rows]).tolist(),
         "skipped": skipped,
     }
 
@@ -341,10 +295,10 @@ def run_extract_job(features, data, out, *, options=None, on_progress=None, **op
                              f"images, not {options.image_size}")
         options = replace(options, chunk_size=chunk_size,
                           image_size=options.image_size or fitted_size or DEFAULT_IMAGE_SIZE)
-        collection = _Collection(data, options)
+        collection = ExtractInputs(data, options)
         processes = 1 if on_dask else pool.n_workers + 1
         in_flight = min(chunk_size, len(collection))
-        check_in_memory_load(in_flight * processes, options.image_size, _budget(options),
+        check_in_memory_load(in_flight * processes, options.image_size, extract_budget(options),
                              what=f"extraction ({processes} process(es) x {in_flight:,} images a chunk)",
                              advice="lower --chunk-size or --jobs, or raise --memory-budget")
         plan = _plan(pairs, fitted, collection, options)

@@ -11,7 +11,9 @@ interrupted one resumes it.
 
 The extractors that learn (``words``) are then fitted on a seeded sample of
 at most 50,000 training images, as ``featpipe extract`` fits them, instead
-of on every training image.
+of on every training image. An augmented pipeline (``augment = ["hflip"]``)
+gets its mirrored training images extracted as extra training rows of the
+store, so it streams too.
 """
 
 import sys
@@ -60,7 +62,8 @@ def extract_into_cache(spec, data, feature_params, options, client=None):
     source = describe_source(data, options)
     root = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
     store_dir = root / "stores" / fingerprint(source["fingerprint"], [step.name for step in spec.features],
-                                              feature_params, options.image_size, options.val_size, options.seed)
+                                              feature_params, options.image_size, options.val_size, options.seed,
+                                              *([list(spec.augment)] if spec.augment else []))
     if not options.quiet:
         print(f"featpipe: the images of {data} and their features would not fit the memory budget: extracting them into "
               f"{store_dir}, then training from it shard by shard", file=sys.stderr)
@@ -68,5 +71,5 @@ def extract_into_cache(spec, data, feature_params, options, client=None):
     run_extract_job(features, data, store_dir, n_jobs=options.n_jobs, chunk_size=options.chunk_size,
                     scheduler=None if client is None else client.scheduler.address, strict=options.strict,
                     cache_dir=options.cache_dir, progress=not options.quiet, image_size=options.image_size,
-                    val_size=options.val_size, seed=options.seed)
+                    val_size=options.val_size, seed=options.seed, augment=tuple(spec.augment))
     return store_dir

@@ -219,14 +219,22 @@ class ImageSource:
 
 
 class StoreSource:
-    """Features read from a finished feature store: nothing is extracted again."""
+    """Features read from a finished feature store: nothing is extracted again.
+
+    A store extracted with ``augment`` (its mirrored training images as
+    extra training rows) serves only a pipeline with the same ``augment``.
+    """
 
     def __init__(self, spec, path, clock, feature_params):
-        if spec.augment:
-            raise SpecError(f"feature store {path} holds features, not images, so it cannot be augmented "
-                            f"({', '.join(spec.augment)}); run on the images, or drop augment")
         with clock.timed("load"):
             self.store = open_store(path)
+        stored_augment = list(self.store.manifest["plan"].get("augment", []))
+        if stored_augment != list(spec.augment):
+            if not stored_augment:
+                raise SpecError(f"feature store {path} holds features, not images, so it cannot be augmented "
+                                f"({', '.join(spec.augment)}); run on the images, or drop augment")
+            raise SpecError(f"feature store {path} holds augmented training rows ({', '.join(stored_augment)}); "
+                            f"the pipeline asks for augment = {json.dumps(list(spec.augment))}")
         stored = self.store.feature_names
         wanted = [step.name for step in spec.features]
         if stored != wanted:
@@ -277,16 +285,23 @@ class StoreSource:
             return [extractor for _, extractor in self.store.load_extractors()]
 
     def features(self):
-        """Each split's stored rows, read into memory (as row blocks after :meth:`stream`)."""
-        if self._features is None and self._streamed:
+        """Each split's stored rows as row blocks, one per shard: read into memory, or streamed after :meth:`stream`.
+
+        In memory, each split is one array kept with the shard boundaries
+        (:meth:`featpipe.heads.blocks.RowBlocks.in_memory`), so the heads sum
+        their losses over the same blocks in the same order as when they
+        stream: both train along the same path to the same weights. The
+        validation split, which the heads score after every epoch, is
+        always an array.
+        """
+        if self._features is None:
             blocks = self.store.blocks(verify=False)  # checked when the store was opened
-            if self._client is not None:
+            if self._streamed and self._client is not None:
                 blocks = DistributedBlocks(blocks, self._client)
             self._features = {split: blocks.select(self.store.splits == split) for split in SPLITS}
             with self.clock.timed("extract"):
                 self._features["val"] = np.asarray(self._features["val"])
-        if self._features is None:
-            with self.clock.timed("extract"):
-                self._features = {split: np.ascontiguousarray(self.store.split(split)[0])
-                                  for split in SPLITS}
+                if not self._streamed:
+                    self._features = {split: (features if split == "val" else features.in_memory())
+                                      for split, features in self._features.items()}
         return self._features

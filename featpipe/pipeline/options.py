@@ -92,6 +92,11 @@ class ExtractOptions(LoadOptions):
         Training images the extractors that learn are fitted on, at most.
     progress : bool, default=True
         Show a progress bar with images per second and the time left.
+    augment : tuple of str, default=()
+        Training-set augmentations (:mod:`featpipe.pipeline.augment`):
+        ``("hflip",)`` appends the mirror image of every training image as
+        an extra training row of the store (extracted like any other
+        image, listed in the manifest's ``mirrored`` rows).
     """
 
     n_jobs: int | None = None
@@ -101,6 +106,7 @@ class ExtractOptions(LoadOptions):
     from_run: str | Path | None = None
     fit_samples: int = DEFAULT_FIT_SAMPLES
     progress: bool = True
+    augment: tuple = ()
 
 
 def options_from(options_class, values, **derived):

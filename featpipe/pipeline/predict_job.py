@@ -121,9 +121,11 @@ def score_store(store, model, out, identity, client=None, progress=None):
     out : path-like
         The CSV file; written by a final rename, so it exists only complete.
     identity : dict
-        What the parts depend on (the model file's and the store's
-        digests); parts left by a job of another identity are deleted
-        instead of being resumed from.
+        What the parts depend on: the model file's and the store's digests
+        and ``classes``, the run's class names, indexed by the head's
+        labels (not the store's own classes: a folder to predict may have
+        other class folders, or none). Parts left by a job of another
+        identity are deleted instead of being resumed from.
     client : distributed.Client or None
         Score the shards on this cluster's workers (they read the shards
         and write the parts themselves; the store and ``out`` must be on
@@ -147,7 +149,7 @@ def score_store(store, model, out, identity, client=None, progress=None):
             progress(records[index]["n_rows"])
     tasks = [{"store": str(store.path), "record": records[index], "n_features": n_features,
               "part": str(_part_path(parts_dir, records[index])),
-              "paths": store.paths[row_starts[index]:row_starts[index + 1]], "classes": store.classes}
+              "paths": store.paths[row_starts[index]:row_starts[index + 1]], "classes": list(identity["classes"])}
              for index in todo]
     if client is None:
         for task in tasks:
@@ -185,8 +187,9 @@ def run_predict_job(run_dir, data, out, *, options=None, **option_values):
     run_dir : path-like
         A finished run folder (its ``model.skops`` and ``metrics.json``).
     data : str or path-like
-        A feature store made with the run's extractors, or images as
-        ``featpipe extract`` reads them; images are extracted first into a
+        A feature store made with the run's extractors, images as
+        ``featpipe extract`` reads them, or a flat folder of images without
+        class folders; images are extracted first into a
         store under ``<cache_dir>/predict/`` by the run's extractors
         (resumable; a second prediction of the same images reuses it).
     out : path-like
@@ -220,20 +223,23 @@ def run_predict_job(run_dir, data, out, *, options=None, **option_values):
     model_path = run_dir / "model.skops"
     model = load_model(model_path)
     model_digest = file_sha256(model_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     on_dask = options.scheduler is not None or options.backend == "dask"
     if data is not None and is_store(data):
         store = open_store(data, verify=False)
         check_same_extractors(store, model, run_dir)
     else:
-        from featpipe.datasets import describe_source
+        from dataclasses import replace
 
-        image_size = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["dataset"]["image_size"]
-        source = describe_source(data, options, image_size=image_size)
+        from featpipe.pipeline.extract_inputs import describe_inputs
+
+        source, _ = describe_inputs(data, replace(options, image_size=metrics["dataset"]["image_size"]))
         root = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
         store_dir = root / "predict" / fingerprint(model_digest, source["fingerprint"])
         store = run_extract_job(list(model.named_steps["features"].transformer_list), data, store_dir,
                                 options=options)
-    identity = {"model": model_digest, "store": fingerprint(store.manifest["shards"])}
+    identity = {"model": model_digest, "store": fingerprint(store.manifest["shards"]),
+                "classes": list(metrics["dataset"]["classes"])}
     with ExitStack() as stack:
         client = None
         if on_dask:

@@ -184,12 +184,12 @@ def _source(spec, data, options, feature_params, cached, client):
     memory budget, and always on Dask (the losses are summed on the workers);
     images whose pixels and features would exceed the budget are extracted
     into a store under the cache first (:mod:`featpipe.pipeline.image_store`),
-    except for augmented pipelines, which the image load then refuses.
+    mirrored training images as extra rows for augmented pipelines.
     """
     budget = default_budget() if options.memory_budget is None else options.memory_budget
     store_path = data if data is not None and is_store(data) else None
     needed = None if store_path is not None else in_memory_bytes(spec, data, options)
-    if needed is not None and needed > budget and not spec.augment:
+    if needed is not None and needed > budget:
         _check_head_streams(spec, needed, budget)
         store_path = extract_into_cache(spec, data, feature_params, options, client)
     if store_path is None:

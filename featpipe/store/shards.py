@@ -1,12 +1,15 @@
 """A feature store read shard by shard: as heads' row blocks, and as a Dask array.
 
-:func:`featpipe.store.open` memory-maps every shard, which is convenient for
-random access, but every page read through a memory map stays resident
-(and counts in the process's memory) until the kernel needs it back. Code
-that walks the whole store - training on more rows than fit in memory,
-predicting a whole collection - reads each shard here instead: one plain
-read into a fresh array, the sha256 of the manifest checked on those very
-bytes, the array freed when the caller drops it.
+:func:`featpipe.store.open` memory-maps every shard and keeps the maps, which
+is convenient for random access, but every page read through a kept map
+stays resident (and counts in the process's memory). Code that walks the
+whole store - training on more rows than fit in memory, predicting a whole
+collection - reads each shard here instead. The first read of a shard in a
+process is one plain read into a fresh array, the sha256 of the manifest
+checked on those very bytes; later reads (every iteration of a full-batch
+optimizer) memory-map the verified file for the time the caller holds the
+block, so the rows come straight from the page cache without a copy, and
+the pages leave the process's resident set when the block is dropped.
 """
 
 import hashlib
@@ -81,6 +84,25 @@ def read_shard(store_path, record, n_features, verify=True):
     return np.frombuffer(buffer, dtype=np.float32, offset=offset).reshape(expected)
 
 
+def map_shard(store_path, record, n_features):
+    """Memory-map one shard already verified in this process, checking its shape (a plain ndarray view).
+
+    Raises
+    ------
+    StoreError
+        When the shard is missing or not the float32 array the manifest describes.
+    """
+    path = _shard_path(store_path, record)
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise StoreError(f"shard {path} cannot be read: {error}") from None
+    expected = (int(record["n_rows"]), int(n_features))
+    if array.shape != expected or array.dtype != np.float32:
+        raise StoreError(f"shard {path} holds {array.dtype} {array.shape}; the manifest says float32 {expected}")
+    return np.asarray(array)
+
+
 class _BufferReader:
     """The ``read`` numpy's header parser needs, over an in-memory buffer."""
 
@@ -97,8 +119,9 @@ class _BufferReader:
 class StoreBlocks(RowBlocks):
     """A finished store's features as row blocks for the heads: one block per shard.
 
-    Each :meth:`read_block` reads its shard from disk into a fresh array;
-    the first read of a shard in a process checks its sha256. Picklable and
+    The first :meth:`read_block` of a shard in a process reads it into a
+    fresh array and checks its sha256; later reads memory-map it (see the
+    module's docstring). Picklable and
     small (paths and the manifest's shard records), so it can be sent to
     the workers of a cluster, which then read the shards themselves.
 
@@ -130,8 +153,9 @@ class StoreBlocks(RowBlocks):
         return {**self.__dict__, "_verified": set()}
 
     def _read_block(self, index):
-        check = self.verify and index not in self._verified
-        block = read_shard(self.path, self.records[index], self.n_features, verify=check)
+        if not self.verify or index in self._verified:
+            return map_shard(self.path, self.records[index], self.n_features)
+        block = read_shard(self.path, self.records[index], self.n_features, verify=True)
         self._verified.add(index)
         return block
 
