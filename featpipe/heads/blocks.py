@@ -38,6 +38,7 @@ and maps the summed gradient back once per evaluation.
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 DEFAULT_BLOCK_ROWS = 4096
 """Rows per block when an in-memory array is read as blocks."""
@@ -289,32 +290,59 @@ def full_batch_loss(data_loss, penalty):
     return loss
 
 
-def sum_block_losses(data_loss, W, source, y, blocks=None, first_row=0):
-    """Sum over blocks of ``rows * data_loss``: (float64 value, float64 gradient), not yet divided by N.
+def block_losses(data_loss, W, source, y, blocks, first_row=0, n_threads=1):
+    """``(rows, mean loss, gradient)`` of each of ``blocks`` of ``source``, in order, each by one BLAS thread.
 
-    ``blocks`` limits the sum to those block indices; ``y`` then may hold
-    only the labels from row ``first_row`` on. The next block is read in a
-    background thread while the loss of the current one is computed (BLAS
-    and file reads release the GIL), so at most two blocks are in memory;
-    the sum still runs block by block in index order.
+    Every block's float32 products run on a single BLAS thread, whichever
+    thread or machine computes them, so a block's loss and gradient are the
+    same bits here, in a pool of ``n_threads`` threads (one block each,
+    BLAS and file reads release the GIL) and on a Dask worker: summed in
+    block order (:func:`add_block_losses`), local and distributed training
+    take identical steps. At most ``n_threads`` blocks are in memory at
+    once. Returns an iterator; ``y`` holds the labels from row
+    ``first_row`` on.
     """
-    indices = [index for index in (range(source.n_blocks) if blocks is None else blocks)
-               if source.block_bounds[index + 1] > source.block_bounds[index]]
-    total, gradient = 0.0, np.zeros(W.shape, dtype=np.float64)
-    if not indices:
-        return total, gradient
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        upcoming = reader.submit(source.read_block, indices[0])
-        for position, index in enumerate(indices):
-            block = upcoming.result()
-            if position + 1 < len(indices):
-                upcoming = reader.submit(source.read_block, indices[position + 1])
-            start, stop = source.block_bounds[index:index + 2]
-            value, block_gradient = data_loss(W, block, y[start - first_row:stop - first_row])
-            del block
-            total += value * (stop - start)
-            gradient += (stop - start) * block_gradient.astype(np.float64)
+    def one_block(index):
+        start, stop = source.block_bounds[index:index + 2]
+        value, gradient = data_loss(W, source.read_block(index), y[start - first_row:stop - first_row])
+        return stop - start, value, gradient
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=max(1, n_threads)) as pool:
+        yield from pool.map(one_block, blocks)
+
+
+def add_block_losses(per_block, shape):
+    """Sum ``rows * loss`` and ``rows * gradient`` over ``(rows, loss, gradient)`` triples, in their order.
+
+    Returns (float64 value, float64 gradient of ``shape``), not yet divided by N.
+    """
+    total, gradient = 0.0, np.zeros(shape, dtype=np.float64)
+    for rows, value, block_gradient in per_block:
+        total += value * rows
+        gradient += rows * block_gradient.astype(np.float64)
     return total, gradient
+
+
+def non_empty_blocks(block_bounds):
+    """Indices of the blocks that hold at least one row."""
+    return [index for index in range(len(block_bounds) - 1) if block_bounds[index + 1] > block_bounds[index]]
+
+
+def sum_block_losses(data_loss, W, source, y):
+    """Sum over every block of ``rows * data_loss``: (float64 value, float64 gradient), not yet divided by N.
+
+    The blocks are computed by as many threads as the BLAS may use, each
+    with one BLAS thread (:func:`block_losses`), and added in block order.
+    """
+    per_block = block_losses(data_loss, W, source, y, non_empty_blocks(source.block_bounds),
+                             n_threads=_blas_threads())
+    return add_block_losses(per_block, W.shape)
+
+
+def _blas_threads():
+    """Threads the BLAS in use may run now (1 if none is found)."""
+    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    return max(counts, default=1)
 
 
 def shuffled_batches(source, y, batch_size, rng):

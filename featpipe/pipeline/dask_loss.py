@@ -5,10 +5,12 @@ data (a feature store's :class:`~featpipe.store.shards.StoreBlocks`, maybe
 standardized and restricted to a split) and hands its blocks to the workers
 of a ``dask.distributed`` cluster. Each evaluation of the full-batch loss
 sends the weights to every worker, each worker reads its blocks from the
-shared store and returns ``rows x (block loss, block gradient)``, and the
-partial sums are added on the workers in a tree; only the weights go out
-and only the gradient comes back (the source description, the loss function
-and the labels are sent once per fit). The heads see an ordinary block
+shared store and returns each block's ``(rows, loss, gradient)``, computed
+with one BLAS thread, and the client adds them in block order, exactly as
+local training does (:func:`featpipe.heads.blocks.block_losses`), so a
+cluster takes the same optimizer steps to the bit; only the weights go out
+and only per-block gradients come back (the source description, the loss
+function and the labels are sent once per fit). The heads see an ordinary block
 source: L-BFGS, gradient descent and random search run unchanged, SGD and
 the least-squares start read blocks locally. Standardizing wraps this
 source in a :class:`~featpipe.heads.blocks.ScaledBlocks`, which folds the
@@ -19,29 +21,17 @@ Workers must see the store at the same path (one machine, or a shared file
 system on a cluster).
 """
 
-import numpy as np
+from itertools import chain
 
-from featpipe.heads.blocks import RowBlocks, sum_block_losses
-
-_REDUCE_FAN_IN = 8
-"""Partial results added by one reduction task."""
+from featpipe.heads.blocks import RowBlocks, add_block_losses, block_losses, non_empty_blocks
 
 
 def _block_losses(source, blocks, data_loss, W, labels, first_row):
-    """Summed ``rows * loss`` and ``rows * gradient`` of ``blocks`` of ``source`` (runs on a worker).
+    """``(rows, loss, gradient)`` of each of ``blocks`` of ``source``, one BLAS thread each (runs on a worker).
 
     ``labels`` are those of the rows from ``first_row`` on, as far as the blocks reach.
     """
-    return sum_block_losses(data_loss, W, source, labels, blocks=blocks, first_row=first_row)
-
-
-def _add_results(*results):
-    """Sum of (value, gradient) pairs (runs on a worker)."""
-    total = sum(value for value, _ in results)
-    gradient = results[0][1].copy()
-    for _, other in results[1:]:
-        gradient += other
-    return total, gradient
+    return list(block_losses(data_loss, W, source, labels, blocks, first_row=first_row))
 
 
 class DistributedBlocks(RowBlocks):
@@ -118,15 +108,10 @@ class DistributedBlocks(RowBlocks):
         partials = [self.client.submit(_block_losses, source, group, loss, weights, labels, int(first_row),
                                        pure=False)
                     for group, first_row, labels in groups]
-        if not partials:
-            return 0.0, np.zeros(W.shape)
-        while len(partials) > 1:
-            partials = [self.client.submit(_add_results, *partials[start:start + _REDUCE_FAN_IN], pure=False)
-                        for start in range(0, len(partials), _REDUCE_FAN_IN)]
-        return partials[0].result()
+        return add_block_losses(chain.from_iterable(partial.result() for partial in partials), W.shape)
 
 
 def _groups(block_bounds, blocks_per_task):
     """Consecutive non-empty block indices, ``blocks_per_task`` at a time."""
-    non_empty = [index for index in range(len(block_bounds) - 1) if block_bounds[index + 1] > block_bounds[index]]
+    non_empty = non_empty_blocks(block_bounds)
     return [non_empty[start:start + blocks_per_task] for start in range(0, len(non_empty), blocks_per_task)]
