@@ -18,8 +18,8 @@ point. Figures, one JSON line each:
   server's best images/s among the points with p99 <= ``--p99-target-ms``
   and every answer a 200 (throughput at matched p99);
 - overload: an open-loop client offering 4x the saturated throughput to a
-  server with ``--queue-size 64`` (with the default connection limit, and
-  with ``--max-connections 0``), counting answers by status, requests left
+  server with ``--queue-size 64`` (with the defaults, no connection limit,
+  and with ``--max-connections 256``), counting answers by status, requests left
   without an answer, the latency of the 200s and of the 503s (from the
   request's creation, and from when it had one of the client's
   connections), and the server's peak RSS beside the bound the limits
@@ -233,7 +233,7 @@ def main():
         compare_with_litserve(run_dir, path, singles, args)
 
     if "overload" in args.parts:
-        for label, options in (("defaults", ()), ("no_connection_limit", ("--max-connections", "0"))):
+        for label, options in (("defaults", ()), ("connection_limit_256", ("--max-connections", "256"))):
             overload(run_dir, path, singles, args.duration, label, options)
 
 

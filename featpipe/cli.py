@@ -348,8 +348,8 @@ def _predict_collection(run_dir, images, data_and_out, params):
 @click.option("--request-timeout-ms", type=click.IntRange(min=1), default=30_000, show_default=True,
               help="Deadline of a request from its arrival (slow bodies: 408; waiting past it: 503).")
 @click.option("--max-connections", type=click.IntRange(min=0), default=None,
-              help="Open connections (or requests in flight) at which the server answers 503 before "
-                   "reading the request (0: no limit) [default: 4 x --queue-size].")
+              help="Open connections (or requests in flight) at which uvicorn answers a plain-text 503 "
+                   "before reading the request [default: no limit; the queue's JSON 503 comes first].")
 @click.option("--backlog", type=click.IntRange(min=1), default=None,
               help="Connections waiting to be accepted [default: 4 x --queue-size].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",

@@ -285,3 +285,26 @@ def test_an_augmented_pipeline_over_the_budget_streams_its_mirrored_images_as_ex
     assert streamed.metrics["accuracy"]["val"] == pytest.approx(in_memory.metrics["accuracy"]["val"], abs=0.05)
     assert streamed.metrics["history"]["loss"][-1] == pytest.approx(in_memory.metrics["history"]["loss"][-1],
                                                                     rel=1e-3)
+
+
+@pytest.mark.parametrize("spec_text, head, mirrored_rows, mirrored_images", [
+    ("patches+svm", "svm", False, False),        # permutation + featpipe's head: MirroredRows, no copies
+    ("patches+linearsvc", "linearsvc", True, False),  # permutation, but scikit-learn's head gets the rows
+    ("hog+svm", "svm", True, True),              # no permutation: the mirrored images are extracted
+])
+def test_the_memory_estimate_counts_mirrored_rows_only_where_they_are_materialized(
+        tmp_path, spec_text, head, mirrored_rows, mirrored_images):
+    from dataclasses import replace
+
+    from featpipe.memory_budget import image_bytes
+    from featpipe.pipeline.image_store import in_memory_bytes
+    from featpipe.pipeline.options import RunOptions
+    from featpipe.pipeline.registry import make_feature
+
+    n_images = len(_write_image_folder(tmp_path / "images", 20, seed=1)[0])
+    spec = replace(parse_spec(spec_text), augment=("hflip",))
+    options = RunOptions(image_size=16)
+    width = sum(make_feature(step.name, step.params).n_features_out((16, 16)) for step in spec.features)
+    expected = image_bytes(n_images * (1 + mirrored_images), 16) + n_images * (1 + mirrored_rows) * width * 4
+    assert spec.head.name == head
+    assert in_memory_bytes(spec, str(tmp_path / "images"), options) == expected

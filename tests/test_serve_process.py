@@ -105,9 +105,9 @@ def test_connection_limit_answers_503_before_the_app_and_counts_it(runs, image_f
     assert "Exceeded concurrency limit" not in log
 
 
-def test_connection_limit_and_backlog_follow_the_queue_unless_given():
+def test_connection_limit_is_opt_in_and_backlog_follows_the_queue_unless_given():
     derived = ServeOptions(run_dirs=(), limits=Limits(queue_size=10))
-    assert (derived.connection_limit, derived.listen_backlog) == (40, 40)
+    assert (derived.connection_limit, derived.listen_backlog) == (None, 40)
     given = ServeOptions(run_dirs=(), limits=Limits(queue_size=10), max_connections=7, backlog=9)
     assert (given.connection_limit, given.listen_backlog) == (7, 9)
     assert ServeOptions(run_dirs=(), max_connections=0).connection_limit is None

@@ -23,14 +23,18 @@ from featpipe.cache import default_cache_dir, fingerprint
 from featpipe.datasets import describe_source
 from featpipe.memory_budget import image_bytes
 from featpipe.pipeline.extract_job import run_extract_job
-from featpipe.pipeline.registry import make_feature
+from featpipe.pipeline.registry import OWN_HEADS, make_feature
 
 
 def in_memory_bytes(spec, data, options):
     """Bytes an in-memory run on ``data`` holds, or ``None`` when ``data`` is not a folder of image files.
 
-    Every decoded image (mirrored copies included) plus its float32
-    features: known before anything is decoded. Only a folder is read
+    Every decoded image plus its float32 features: known before anything
+    is decoded. Mirrored training images count twice, except where every
+    extractor gives the mirrored features as a permutation of the
+    original's (``mirror_permutation``): then no mirrored image is decoded,
+    and featpipe's own heads do not materialize the mirrored rows either
+    (:class:`featpipe.heads.mirrored_rows.MirroredRows`). Only a folder is read
     chunk by chunk by the extract job; other sources (the built-in set, a
     CIFAR-10 download, an ``.npz`` file) are loaded whole either way, so
     extracting them into a store would not bound the memory.
@@ -38,10 +42,14 @@ def in_memory_bytes(spec, data, options):
     source = describe_source(data, options)
     if source["kind"] != "folder" or source["n_images"] is None:
         return None
-    n_images = int(source["n_images"]) * (1 + len(spec.augment))
-    width = sum(make_feature(step.name, step.params).n_features_out((options.image_size, options.image_size))
-                for step in spec.features)
-    return image_bytes(n_images, options.image_size) + n_images * width * 4
+    n_images = int(source["n_images"])
+    extractors = [make_feature(step.name, step.params) for step in spec.features]
+    width = sum(extractor.n_features_out((options.image_size, options.image_size)) for extractor in extractors)
+    with_copies = n_images * (1 + len(spec.augment))
+    permuted = tuple(spec.augment) == ("hflip",) and all(hasattr(e, "mirror_permutation") for e in extractors)
+    decoded = n_images if permuted else with_copies
+    rows = n_images if permuted and spec.head.name in OWN_HEADS else with_copies
+    return image_bytes(decoded, options.image_size) + rows * width * 4
 
 
 def extract_into_cache(spec, data, feature_params, options, client=None):

@@ -32,12 +32,13 @@ GRACEFUL_SHUTDOWN_SECONDS = 60
 """Longest time uvicorn waits for open connections once the requests in flight are done."""
 
 CONNECTIONS_PER_QUEUE_PLACE = 4
-"""Default ``--max-connections`` and ``--backlog``: this many times ``--queue-size``.
+"""Default ``--backlog``: this many times ``--queue-size``.
 
 Above ``queue_size`` admitted requests, the service's own admission answers
-503 (JSON, ``Retry-After``) while health probes still pass; the connection
-limit is the guard behind it, for floods of connections, so it sits well
-above the queue with room for idle keep-alive connections and probes."""
+503 (JSON, ``Retry-After``) while health probes still pass. uvicorn's
+connection limit (``--max-connections``) is an opt-in guard behind it, off
+by default because uvicorn answers its 503 in plain text, not the JSON
+error every other answer carries."""
 
 CONNECTION_LIMIT_MESSAGE = "Exceeded concurrency limit."
 """What uvicorn logs for every request its connection limit refuses (counted as a metric instead)."""
@@ -68,8 +69,8 @@ class ServeOptions:
         Dask scheduler address the extract jobs run their chunks on.
     max_connections : int or None
         Open connections (or requests in flight) at which uvicorn itself
-        answers 503 (before reading the body, then closes the connection);
-        0: no limit; None: ``CONNECTIONS_PER_QUEUE_PLACE x queue_size``.
+        answers a plain-text 503 (before reading the body, then closes the
+        connection); None or 0: no limit.
     backlog : int or None
         Connections the kernel holds before they are accepted; None:
         ``CONNECTIONS_PER_QUEUE_PLACE x queue_size``.
@@ -90,9 +91,7 @@ class ServeOptions:
 
     @property
     def connection_limit(self):
-        """uvicorn's ``limit_concurrency``: ``max_connections``, derived from the queue when None, no limit at 0."""
-        if self.max_connections is None:
-            return CONNECTIONS_PER_QUEUE_PLACE * self.limits.queue_size
+        """uvicorn's ``limit_concurrency``: ``max_connections``, None (no limit) when it is None or 0."""
         return self.max_connections or None
 
     @property
