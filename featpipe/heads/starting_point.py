@@ -19,6 +19,16 @@ _NORM_SAMPLE = 2000
 _GRAM_ROWS = 512
 """Rows cast to float64 at a time while the Gram matrix is accumulated."""
 
+_SYRK_MAX_COLUMNS = 16_384
+"""Widest Gram matrix accumulated with scipy's ``dsyrk``; wider ones are filled panel by panel.
+
+The OpenBLAS that scipy bundles crashes (segmentation fault) in ``dsyrk``
+at 25,600 columns with 128 or more rows (benchmarks/RESULTS.md, section
+words-cold-final)."""
+
+_GRAM_PANEL = 2048
+"""Columns of a wide Gram matrix that one float64 matrix product fills."""
+
 _INIT_SCORE_SCALE = 0.01
 """Typical size of a class score at the random start: small, so every class scores about the same."""
 
@@ -154,5 +164,22 @@ def _row_sums(source, label_sets, n_classes):
         class_sums += block.T @ one_hot
         for first in range(0, stop - start, _GRAM_ROWS):
             rows = np.asarray(block[first:first + _GRAM_ROWS], dtype=np.float64)
-            gram = dsyrk(1.0, rows.T, beta=1.0, c=gram, overwrite_c=1)
+            gram = _add_to_gram(gram, rows)
     return gram, column_sums, np.hsplit(class_sums, len(label_sets))
+
+
+def _add_to_gram(gram, rows):
+    """Add ``rows^T rows`` to the upper triangle of ``gram`` (float64, Fortran order); return ``gram``.
+
+    ``dsyrk`` up to :data:`_SYRK_MAX_COLUMNS` columns; past it, one matrix
+    product per panel of :data:`_GRAM_PANEL` columns fills the panel's
+    rows down to its diagonal block (the entries below the diagonal inside
+    that block are written too and never read).
+    """
+    n_features = rows.shape[1]
+    if n_features <= _SYRK_MAX_COLUMNS:
+        return dsyrk(1.0, rows.T, beta=1.0, c=gram, overwrite_c=1)
+    for start in range(0, n_features, _GRAM_PANEL):
+        stop = min(n_features, start + _GRAM_PANEL)
+        gram[:stop, start:stop] += (rows[:, start:stop].T @ rows[:, :stop]).T
+    return gram
