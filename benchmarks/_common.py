@@ -33,6 +33,19 @@ class Timing(NamedTuple):
     repeats: int
 
 
+def tree_rss(process):
+    """Resident bytes of a ``psutil.Process`` and all its descendants, summed (vanished ones count 0)."""
+    import psutil  # the bench extra; only the scripts that sample memory need it
+
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def emit(**figure):
     """Print one figure as a JSON line (flushed, so a long run shows its progress)."""
     print(json.dumps(figure), flush=True)

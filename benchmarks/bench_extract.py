@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from _common import emit, require_cifar
+from _common import emit, require_cifar, tree_rss
 
 _JOB = """
 import json, sys
@@ -53,16 +53,6 @@ CONFIGURATIONS = {
 }
 
 
-def _tree_rss(process):
-    total = 0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            total += member.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 def run_job(options):
     """Run one job in a fresh process.
 
@@ -78,7 +68,7 @@ def run_job(options):
     def sample():
         while child.poll() is None:
             try:
-                peak[0] = max(peak[0], _tree_rss(process))
+                peak[0] = max(peak[0], tree_rss(process))
             except psutil.Error:
                 return
             time.sleep(0.05)

@@ -43,24 +43,13 @@ import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CIFAR_FOLDER  # noqa: E402
+from _common import CIFAR_FOLDER, tree_rss  # noqa: E402
 
 SIZES = (15_000, 30_000, 60_000, 120_000)
 FULL = 60_000
 CHUNK_SIZE = 2_000
 
 PIPELINE = (Path(__file__).resolve().parents[1] / "pipelines" / "hog+color+svm.toml").read_text()
-
-
-def tree_rss(process):
-    """Resident bytes of ``process`` and all its descendants, summed."""
-    total = 0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def measure(command):

@@ -45,16 +45,7 @@ import time
 
 import psutil
 
-
-def tree_rss(process):
-    """Resident bytes of ``process`` and all its descendants, summed."""
-    total = 0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
+from _common import tree_rss
 
 
 def measure(command):
