@@ -11,6 +11,7 @@ is computed from its own image only.
 
 import numpy as np
 from joblib import Parallel, delayed
+from threadpoolctl import threadpool_info
 
 from featpipe.errors import ParameterError
 
@@ -67,3 +68,13 @@ def transform_in_chunks(extractor, images, n_jobs=None, chunk_size=DEFAULT_CHUNK
         if progress is not None:
             progress(stop - start)
     return features
+
+
+def blas_threads():
+    """Threads the BLAS in use may run now (1 if none is found).
+
+    The compiled encoders and the block-wise loss run one BLAS thread per
+    worker thread, and start this many worker threads.
+    """
+    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    return max(counts, default=1)

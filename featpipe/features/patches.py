@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from featpipe.errors import ParameterError
 from featpipe.features._soft_threshold import add_soft_threshold
@@ -32,6 +32,7 @@ from featpipe.features.patch_rows import (
     zca_whitening,
 )
 from featpipe.features.regions import RegionLayout, mirrored_regions, pyramid_levels
+from featpipe.parallel import blas_threads
 
 _DICTIONARIES = ("random", "omp1")
 _PATCHES_PER_STEP = 4096
@@ -245,7 +246,7 @@ class SoftThresholdPatches(ImageFeatureExtractor):
     def _transform_images(self, images):
         layout = self._layout(images.shape[1:3])
         features = np.empty((len(images), layout.n_regions, 2 * self.n_atoms), dtype=np.float32)
-        n_threads = self.n_threads or _blas_threads()
+        n_threads = self.n_threads or blas_threads()
         bounds = np.linspace(0, len(images), min(n_threads, len(images)) + 1).astype(int)
         work = [(images[start:stop], features[start:stop]) for start, stop in zip(bounds[:-1], bounds[1:])]
         operand = self._code_operand()
@@ -326,9 +327,3 @@ def _omp1_mirror_pairs(patches, half, mirror, n_iter, rows_per_step=16384):
             np.add.at(updated, best % n_pairs, contributions)
         half = _unit_rows(updated.astype(np.float32))
     return half
-
-
-def _blas_threads():
-    """Threads the BLAS in use may run now (1 if none is found)."""
-    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    return max(counts, default=1)

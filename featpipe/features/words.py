@@ -15,13 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from featpipe.errors import ParameterError
 from featpipe.features._triangle import PANEL_WORDS, add_triangle_activations, available_kernels
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.features.patch_rows import image_patches, normalize_patches, sample_patches, zca_whitening
 from featpipe.features.regions import RegionLayout, pyramid_levels
+from featpipe.parallel import blas_threads
 
 _ENCODINGS = ("triangle", "hard")
 _PATCHES_PER_STEP = 4096
@@ -227,7 +228,7 @@ class KMeansWords(ImageFeatureExtractor):
     def _transform_images(self, images):
         layout = RegionLayout(pyramid_levels(self.pooling), self._grid_shape(images.shape[1:3]))
         features = np.empty((len(images), layout.n_regions, self.n_words), dtype=np.float32)
-        n_threads = self.n_threads or _blas_threads()
+        n_threads = self.n_threads or blas_threads()
         bounds = np.linspace(0, len(images), min(n_threads, len(images)) + 1).astype(int)
         work = [(images[start:stop], features[start:stop]) for start, stop in zip(bounds[:-1], bounds[1:])]
         with threadpool_limits(limits=1, user_api="blas"):
@@ -413,9 +414,3 @@ def _hard_region_counts(rows, right, layout, patches_per_block):
     counts = counts.reshape(n_images, layout.n_atoms, n_words).astype(np.float32)
     region_counts = np.matmul(layout.atom_region, counts)
     return region_counts / layout.region_sizes[:, np.newaxis]
-
-
-def _blas_threads():
-    """Threads the BLAS in use may run now (1 if none is found)."""
-    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    return max(counts, default=1)

@@ -38,7 +38,9 @@ and maps the summed gradient back once per evaluation.
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
+
+from featpipe.parallel import blas_threads
 
 DEFAULT_BLOCK_ROWS = 4096
 """Rows per block when an in-memory array is read as blocks."""
@@ -335,14 +337,8 @@ def sum_block_losses(data_loss, W, source, y):
     with one BLAS thread (:func:`block_losses`), and added in block order.
     """
     per_block = block_losses(data_loss, W, source, y, non_empty_blocks(source.block_bounds),
-                             n_threads=_blas_threads())
+                             n_threads=blas_threads())
     return add_block_losses(per_block, W.shape)
-
-
-def _blas_threads():
-    """Threads the BLAS in use may run now (1 if none is found)."""
-    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    return max(counts, default=1)
 
 
 def shuffled_batches(source, y, batch_size, rng):
