@@ -117,6 +117,16 @@ def test_hsv_channels_joint_and_grid_match_naive_histograms(channels, bins, join
     np.testing.assert_allclose(features, reference, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", CIFAR_OR_SYNTHETIC)
+def test_mirror_invariant_adds_the_histograms_of_the_mirror_image(name):
+    images = _sixteen_square(name, 20, EDGES[:4])
+    params = ("hsv", (8, 4, 4), True, (2, 3))
+    extractor = ColorHistogram(*params, mirror_invariant=True).fit(images)
+    reference = np.stack([_naive(image, *params) + _naive(image[:, ::-1], *params) for image in images])
+    np.testing.assert_allclose(extractor.transform(images), reference, rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(extractor.transform(images[:, :, ::-1]), extractor.transform(images))
+
+
 def test_saturation_and_value_bins_are_exact_on_integer_edges():
     # With 5 bins over 0-255, the value edges 51, 102, ... are uint8 levels.
     levels = np.repeat(np.arange(256, dtype=np.uint8), 4).reshape(16, 16, 4)[..., :3]

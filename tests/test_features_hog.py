@@ -231,6 +231,17 @@ def test_multi_scale_concatenates_each_scale():
     assert HOG(pixels_per_cell=[(4, 4), 8]).n_features_out((32, 32)) == ours.shape[1] == 1764 + 324
 
 
+@pytest.mark.parametrize("channel", ["max", "gray"])
+def test_mirror_invariant_adds_the_hog_of_the_mirror_image(channel):
+    params = dict(pixels_per_cell=(8, 8), cells_per_block=(2, 2), block_norm="L2-Hys")
+    images = np.concatenate([PHOTOS[:, :29, :29], RANDOM[:, :29, :29]])
+    ours = HOG(channel=channel, mirror_invariant=True, **params).fit_transform(images)
+    reference = _reference(images, channel, **params) + _reference(images[:, :, ::-1], channel, **params)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-5)
+    np.testing.assert_array_equal(HOG(channel=channel, mirror_invariant=True, **params).fit(images).transform(
+        images[:, :, ::-1]), ours)
+
+
 @settings(max_examples=30, deadline=None)
 @given(rows=st.integers(8, 40), cols=st.integers(8, 40), seed=st.integers(0, 2**16),
        block_norm=st.sampled_from(["L1", "L2-Hys"]), cell=st.integers(3, 8),

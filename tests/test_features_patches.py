@@ -99,11 +99,31 @@ def test_features_of_mirrored_images_are_the_mirror_permutation(pooling, shape):
                                rtol=1e-4, atol=1e-4 * features.max())
 
 
+@pytest.mark.parametrize(("pooling", "shape"), [("quadrants", (32, 32)), ((1, 2, 3), (15, 17))])
+def test_mirror_invariant_features_are_each_mirror_pair_summed_once(pooling, shape):
+    images = _random_images(n=6, height=shape[0], width=shape[1], seed=5)
+    params = dict(n_atoms=12, n_patches=3000, pooling=pooling, random_state=0)
+    plain = SoftThresholdPatches(**params).fit(images)
+    invariant = SoftThresholdPatches(**params, mirror_invariant=True).fit(images)
+    features, mirrored = plain.transform(images), plain.transform(images[:, :, ::-1])
+    permutation = plain.mirror_permutation()
+    firsts = [j for j in range(len(permutation)) if j < permutation[j]]
+    assert len(firsts) == invariant.n_features_out_ == plain.n_features_out_ // 2
+    summed = invariant.transform(images)
+    scale = 1e-4 * features.max()
+    np.testing.assert_allclose(summed, (features + mirrored)[:, firsts], rtol=1e-4, atol=scale)
+    np.testing.assert_allclose(summed, (features[:, firsts] + features[:, permutation[firsts]]), rtol=1e-4, atol=scale)
+    np.testing.assert_allclose(invariant.transform(images[:, :, ::-1]), summed, rtol=1e-4, atol=scale)
+    np.testing.assert_array_equal(invariant.mirror_permutation(), np.arange(invariant.n_features_out_))
+
+
 def test_no_permutation_when_the_patch_grid_is_not_its_own_mirror_image():
     images = _random_images(n=4, height=12, width=12, seed=4)
     model = SoftThresholdPatches(n_atoms=4, patch_size=3, stride=2, n_patches=300, random_state=0).fit(images)
     assert model.mirror_permutation() is None  # positions 0, 2, ..., 8 mirror to 9, 7, ..., 1
     assert mirror_permutation_for(model, ["hflip"]) is None
+    with pytest.raises(ValueError, match="mirror_invariant needs a stride"):
+        model.set_params(mirror_invariant=True).fit(images)
     symmetric = SoftThresholdPatches(n_atoms=4, patch_size=4, stride=2, n_patches=300, random_state=0).fit(images)
     features = symmetric.transform(images)
     np.testing.assert_allclose(symmetric.transform(images[:, :, ::-1]), features[:, symmetric.mirror_permutation()],
@@ -175,6 +195,7 @@ def test_invalid_parameters_are_refused():
         ({"n_atoms": 10, "n_patches": 4}, "n_patches [(]4[)] must be at least n_atoms / 2"),
         ({"pooling": (20,)}, "pyramid level 20 needs at least"),
         ({"n_threads": 0}, "n_threads must be None or a positive integer"),
+        ({"mirror_invariant": "yes"}, "mirror_invariant must be True or False"),
     ]:
         with pytest.raises(ValueError, match=message):
             SoftThresholdPatches(**{"n_atoms": 4, "n_patches": 100, **params}).fit(images)

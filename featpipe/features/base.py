@@ -12,6 +12,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from featpipe.errors import ParameterError
+
 
 def is_whole_number(value):
     """True for Python and numpy integers, False for bools, floats and everything else."""
@@ -106,6 +108,19 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         """Compute float32 (N, D) features of a validated uint8 batch."""
         raise NotImplementedError
 
+    def _with_mirrors_added(self, describe, images):
+        """``describe(images)``, plus ``describe`` of their left-right mirrors when ``mirror_invariant`` is set.
+
+        The sum is the same for an image and its mirror, so a linear head on
+        it scores both alike: what training on mirrored copies teaches a
+        linear model with an L2 penalty (its optimum is mirror-symmetric),
+        at one training row per image instead of two.
+        """
+        features = describe(images)
+        if getattr(self, "mirror_invariant", False):
+            features += describe(np.ascontiguousarray(images[:, :, ::-1]))
+        return features
+
     def fit(self, X, y=None):
         """Validate the batch, record its image size and learn what is needed.
 
@@ -121,6 +136,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         self : ImageFeatureExtractor
         """
         images = check_images(X, self.min_image_size())
+        flag = getattr(self, "mirror_invariant", False)
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ParameterError(f"mirror_invariant must be True or False; got {flag!r}")
         self._fit_images(images, y)
         self.image_shape_ = tuple(int(side) for side in images.shape[1:3])
         self.n_features_out_ = int(self.n_features_out(self.image_shape_))

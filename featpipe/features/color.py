@@ -139,6 +139,10 @@ class ColorHistogram(ImageFeatureExtractor):
         Spatial grid (rows, cols); pixel row ``i`` falls in grid row
         ``(i * rows) // H`` (columns alike). Histograms of the cells are
         concatenated row by row.
+    mirror_invariant : bool, default=False
+        Add the histograms of each image's left-right mirror to its own
+        (twice the work), so an image and its mirror share their features:
+        the cells of a column mirror each other.
 
     Notes
     -----
@@ -166,11 +170,12 @@ class ColorHistogram(ImageFeatureExtractor):
     ((4, 10), True)
     """
 
-    def __init__(self, channels="h", bins=10, joint=False, grid=(1, 1)):
+    def __init__(self, channels="h", bins=10, joint=False, grid=(1, 1), mirror_invariant=False):
         self.channels = channels
         self.bins = bins
         self.joint = joint
         self.grid = grid
+        self.mirror_invariant = mirror_invariant
 
     def _checked_params(self):
         """Validated (channels, bins per channel, grid)."""
@@ -214,6 +219,10 @@ class ColorHistogram(ImageFeatureExtractor):
         return grid[0] * grid[1] * sum(self._histogram_sizes())
 
     def _transform_images(self, images):
+        return self._with_mirrors_added(self._describe, images)
+
+    def _describe(self, images):
+        """The histograms of every image of a validated batch, (N, D) float32."""
         features = np.empty((len(images), self.n_features_out(images.shape[1:3])), dtype=np.float32)
         for start in range(0, len(images), _SLAB_SIZE):
             slab = images[start : start + _SLAB_SIZE]

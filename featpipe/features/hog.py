@@ -82,6 +82,11 @@ class HOG(ImageFeatureExtractor):
         magnitude (scikit-image's ``channel_axis`` behaviour, 0-255 scale).
         ``"gray"``: convert with :func:`skimage.color.rgb2gray`
         (0.2125 R + 0.7154 G + 0.0721 B on the 0-1 scale) first.
+    mirror_invariant : bool, default=False
+        Add the descriptor of each image's left-right mirror to its own, so
+        an image and its mirror share their features (twice the work). A
+        linear head then learns what mirrored training copies would teach
+        it, from half the rows.
 
     Notes
     -----
@@ -113,6 +118,7 @@ class HOG(ImageFeatureExtractor):
         block_norm="L2-Hys",
         transform_sqrt=False,
         channel="max",
+        mirror_invariant=False,
     ):
         self.orientations = orientations
         self.pixels_per_cell = pixels_per_cell
@@ -120,6 +126,7 @@ class HOG(ImageFeatureExtractor):
         self.block_norm = block_norm
         self.transform_sqrt = transform_sqrt
         self.channel = channel
+        self.mirror_invariant = mirror_invariant
 
     def _checked_params(self):
         """Validated (orientations, cell sizes, cells per block, block norm)."""
@@ -178,6 +185,10 @@ class HOG(ImageFeatureExtractor):
             np.divide(sums[..., :orientations], cell[0] * cell[1], out=means, casting="same_kind")
 
     def _transform_images(self, images):
+        return self._with_mirrors_added(self._describe, images)
+
+    def _describe(self, images):
+        """The HOG of every image of a validated batch, (N, D) float32."""
         orientations, cells, blocks, block_norm = self._checked_params()
         n_images, height, width = images.shape[:3]
         cell_means = [np.empty((n_images, height // cell[0], width // cell[1], orientations), dtype=np.float32)

@@ -90,6 +90,13 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         by levels (level L gives L x L symmetric cells).
     power : float, default=1.0
         Exponent applied to every pooled sum (0.5: square roots).
+    mirror_invariant : bool, default=False
+        Return, for every feature and its mirror counterpart (the pairs of
+        :meth:`mirror_permutation`), their sum once: half the width, the
+        same features for an image and its mirror, no second encoding. A
+        linear head on them learns what mirrored training copies would
+        teach it (an L2-penalized optimum on the copies is
+        mirror-symmetric), from half the rows and half the columns.
     patches_per_block : int, default=243
         Patches per BLAS product; blocks never straddle two images, so an
         image's features do not depend on the rest of its batch. A block's
@@ -148,6 +155,7 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         dictionary_iter=10,
         pooling="quadrants",
         power=1.0,
+        mirror_invariant=False,
         patches_per_block=243,
         n_threads=None,
         random_state=None,
@@ -163,6 +171,7 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         self.dictionary_iter = dictionary_iter
         self.pooling = pooling
         self.power = power
+        self.mirror_invariant = mirror_invariant
         self.patches_per_block = patches_per_block
         self.n_threads = n_threads
         self.random_state = random_state
@@ -172,9 +181,9 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         return int(self.patch_size) if is_whole_number(self.patch_size) and self.patch_size > 0 else 1
 
     def n_features_out(self, image_shape):
-        """``2 * n_atoms`` times the number of pooling regions."""
+        """``2 * n_atoms`` times the number of pooling regions (half of it when ``mirror_invariant``)."""
         n_regions = sum(level * level for level in pyramid_levels(self.pooling))
-        return 2 * int(self.n_atoms) * n_regions
+        return (1 if self.mirror_invariant else 2) * int(self.n_atoms) * n_regions
 
     def _check_params(self, image_shape):
         for name in ("n_atoms", "patch_size", "n_patches", "stride", "dictionary_iter", "patches_per_block"):
@@ -196,6 +205,10 @@ class SoftThresholdPatches(ImageFeatureExtractor):
                 value > 0 if smallest == "positive" else value >= 0)
             if not (valid and np.isfinite(value)):
                 raise ParameterError(f"{name} must be a {smallest} number; got {value!r}")
+        if self.mirror_invariant and (image_shape[1] - self.patch_size) % self.stride:
+            raise ParameterError(f"mirror_invariant needs a stride ({self.stride}) that divides the image width "
+                                 f"minus the patch size ({image_shape[1]} - {self.patch_size}): the patch "
+                                 "positions must mirror each other")
         self._layout(image_shape)
 
     def _layout(self, image_shape):
@@ -231,10 +244,17 @@ class SoftThresholdPatches(ImageFeatureExtractor):
             mirroring maps every region to its mirror region and every atom
             to its mirror atom. ``None`` when the patch positions are not
             their own mirror image (``stride`` does not divide
-            ``width - patch_size``), so no permutation exists.
+            ``width - patch_size``), so no permutation exists. The identity
+            when ``mirror_invariant``.
         """
         if not hasattr(self, "atoms_"):
             raise ValueError("this SoftThresholdPatches is not fitted yet: call fit first")
+        if self.mirror_invariant:
+            return np.arange(self.n_features_out_)
+        return self._region_atom_permutation()
+
+    def _region_atom_permutation(self):
+        """The mirror permutation of the features before mirror pairs are summed, or None."""
         if (self.image_shape_[1] - self.patch_size) % self.stride:
             return None
         n_pairs = self.n_atoms // 2
@@ -258,7 +278,12 @@ class SoftThresholdPatches(ImageFeatureExtractor):
                     list(pool.map(lambda args: self._encode(layout, operand, *args), work))
         if self.power != 1:
             np.power(features, np.float32(self.power), out=features)
-        return features.reshape(len(images), -1)
+        features = features.reshape(len(images), -1)
+        if self.mirror_invariant:
+            permutation = self._region_atom_permutation()
+            firsts = np.flatnonzero(np.arange(len(permutation)) < permutation)
+            features = np.add(features[:, firsts], features[:, permutation[firsts]])
+        return features
 
     def _code_operand(self):
         """``[W D^T; -m W D^T]``: rows ``[x, 1]`` of normalized patches times it give the codes.
