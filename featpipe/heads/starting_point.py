@@ -7,10 +7,10 @@ targets is a starting point close to the squared hinge's optimum.
 """
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
 from scipy.linalg.blas import dsyrk
 
 from featpipe.heads.blocks import ArrayBlocks, is_block_source
+from featpipe.heads.cholesky import cholesky_in_place, cholesky_solve
 from featpipe.heads.mirrored_rows import MirroredRows, add_mirrored_gram, fill_lower_triangle
 
 _NORM_SAMPLE = 2000
@@ -19,12 +19,13 @@ _NORM_SAMPLE = 2000
 _GRAM_ROWS = 512
 """Rows cast to float64 at a time while the Gram matrix is accumulated."""
 
-_SYRK_MAX_COLUMNS = 16_384
-"""Widest Gram matrix accumulated with scipy's ``dsyrk``; wider ones are filled panel by panel.
+_SYRK_MAX_COLUMNS = 12_800
+"""Widest Gram matrix accumulated with scipy's ``dsyrk``; wider ones are filled panel by panel by numpy.
 
-The OpenBLAS that scipy bundles crashes (segmentation fault) in ``dsyrk``
-at 25,600 columns with 128 or more rows (benchmarks/RESULTS.md, section
-words-cold-final)."""
+The OpenBLAS that scipy bundles (32-bit integers) crashes (segmentation
+fault) on matrices near 2 GiB: ``dsyrk`` at 25,600 columns with 128 or more
+rows (benchmarks/RESULTS.md, section words-cold-final), its Cholesky
+factor from 16,300 columns (section words-svm-round-3)."""
 
 _GRAM_PANEL = 2048
 """Columns of a wide Gram matrix that one float64 matrix product fills."""
@@ -95,9 +96,9 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
 
     The Gram matrix ``X^T X`` and ``X^T T`` are accumulated block of rows by
     block in float64 (BLAS ``syrk`` updates one D x D triangle in place), and
-    the Cholesky solve overwrites it, so the memory is one D x D float64
-    matrix (330 MB at D = 6,400) plus one block, whether ``X`` is an array
-    or a block source read shard by shard.
+    the Cholesky factor overwrites it (:mod:`featpipe.heads.cholesky`), so
+    the memory is one D x D float64 matrix (330 MB at D = 6,400) plus one
+    block, whether ``X`` is an array or a block source read shard by shard.
 
     Parameters
     ----------
@@ -129,17 +130,17 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
     else:
         gram, column_sums, (class_sums,) = _row_sums(source, [y_index], n_classes)
     mean = column_sums / n_samples
-    # Centred second moment, upper triangle only: gram / n - mean mean^T.
+    # Centred second moment: gram / n - mean mean^T, a block of columns at a time (no D x D temporary).
     gram *= 1.0 / n_samples
-    gram = dsyrk(-1.0, mean[:, np.newaxis], beta=1.0, c=gram, overwrite_c=1)
+    for start in range(0, n_features, _GRAM_PANEL):
+        gram[:, start:start + _GRAM_PANEL] -= np.outer(mean, mean[start:start + _GRAM_PANEL])
     gram[np.diag_indices(n_features)] += max(reg, 1e-8)
     # Targets are -target everywhere and +target on the true class.
     class_counts = np.bincount(y_index, minlength=n_classes)
     target_mean = target * (2.0 * class_counts / n_samples - 1.0)
     cross = (2.0 * target / n_samples) * class_sums - target * mean[:, np.newaxis]
     cross -= np.outer(mean, target_mean)
-    factor = cho_factor(gram, lower=False, overwrite_a=True, check_finite=False)
-    weights = cho_solve(factor, cross, overwrite_b=True, check_finite=False)
+    weights = cholesky_solve(cholesky_in_place(gram), cross)
     return np.vstack([weights, target_mean - mean @ weights]).astype(source.dtype)
 
 
