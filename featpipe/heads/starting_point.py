@@ -7,7 +7,6 @@ targets is a starting point close to the squared hinge's optimum.
 """
 
 import numpy as np
-from scipy.linalg.blas import dsyrk
 
 from featpipe.heads.blocks import ArrayBlocks, is_block_source
 from featpipe.heads.cholesky import cholesky_in_place, cholesky_solve
@@ -16,19 +15,8 @@ from featpipe.heads.mirrored_rows import MirroredRows, add_mirrored_gram, fill_l
 _NORM_SAMPLE = 2000
 """Rows sampled to estimate the feature scale and the largest eigenvalue."""
 
-_GRAM_ROWS = 512
-"""Rows cast to float64 at a time while the Gram matrix is accumulated."""
-
-_SYRK_MAX_COLUMNS = 12_800
-"""Widest Gram matrix accumulated with scipy's ``dsyrk``; wider ones are filled panel by panel by numpy.
-
-The OpenBLAS that scipy bundles (32-bit integers) crashes (segmentation
-fault) on matrices near 2 GiB: ``dsyrk`` at 25,600 columns with 128 or more
-rows (benchmarks/RESULTS.md, section words-cold-final), its Cholesky
-factor from 16,300 columns (section words-svm-round-3)."""
-
 _GRAM_PANEL = 2048
-"""Columns of a wide Gram matrix that one float64 matrix product fills."""
+"""Columns of the Gram matrix that one matrix product fills."""
 
 _INIT_SCORE_SCALE = 0.01
 """Typical size of a class score at the random start: small, so every class scores about the same."""
@@ -145,14 +133,16 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
 
 
 def _row_sums(source, label_sets, n_classes):
-    """``X^T X`` (upper triangle, float64, Fortran order), the column sums, and ``X^T Y`` per label set.
+    """``X^T X`` (upper triangle, float64), the column sums, and ``X^T Y`` per label set.
 
     ``Y`` is the one-hot matrix of each array of ``label_sets`` (class
     indices of the rows of ``source``). Read block by block; each block's
-    rows are cast to float64 ``_GRAM_ROWS`` at a time for ``syrk``.
+    products are computed in its own dtype (float32 features: single
+    precision over at most a block of rows, 4,096 for an array) and added
+    to the float64 totals.
     """
     n_features = source.shape[1]
-    gram = np.zeros((n_features, n_features), dtype=np.float64, order="F")
+    gram = np.zeros((n_features, n_features))
     column_sums = np.zeros(n_features)
     class_sums = np.zeros((n_features, n_classes * len(label_sets)))
     for index in range(source.n_blocks):
@@ -163,24 +153,20 @@ def _row_sums(source, label_sets, n_classes):
         for offset, labels in enumerate(label_sets):
             one_hot[np.arange(stop - start), offset * n_classes + labels[start:stop]] = 1
         class_sums += block.T @ one_hot
-        for first in range(0, stop - start, _GRAM_ROWS):
-            rows = np.asarray(block[first:first + _GRAM_ROWS], dtype=np.float64)
-            gram = _add_to_gram(gram, rows)
+        _add_to_gram(gram, block)
     return gram, column_sums, np.hsplit(class_sums, len(label_sets))
 
 
 def _add_to_gram(gram, rows):
-    """Add ``rows^T rows`` to the upper triangle of ``gram`` (float64, Fortran order); return ``gram``.
+    """Add ``rows^T rows`` to the upper triangle of the float64 ``gram`` in place.
 
-    ``dsyrk`` up to :data:`_SYRK_MAX_COLUMNS` columns; past it, one matrix
-    product per panel of :data:`_GRAM_PANEL` columns fills the panel's
-    rows down to its diagonal block (the entries below the diagonal inside
-    that block are written too and never read).
+    One matrix product per panel of :data:`_GRAM_PANEL` columns fills the
+    panel's rows down to its diagonal block (the entries below the diagonal
+    inside that block are written too and never read). numpy's BLAS does
+    the products: scipy's crashes on large matrices (see
+    :mod:`featpipe.heads.cholesky`).
     """
     n_features = rows.shape[1]
-    if n_features <= _SYRK_MAX_COLUMNS:
-        return dsyrk(1.0, rows.T, beta=1.0, c=gram, overwrite_c=1)
     for start in range(0, n_features, _GRAM_PANEL):
         stop = min(n_features, start + _GRAM_PANEL)
-        gram[:stop, start:stop] += (rows[:, start:stop].T @ rows[:, :stop]).T
-    return gram
+        gram[:stop, start:stop] += rows[:, :stop].T @ rows[:, start:stop]
