@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from featpipe.heads import starting_point
+from featpipe.heads import cholesky, starting_point
 from featpipe.heads.blocks import ArrayBlocks
 from featpipe.heads.starting_point import least_squares_weights
 
@@ -41,6 +41,23 @@ def test_the_least_squares_start_is_the_direct_ridge_solution(monkeypatch, panel
     blocks = ArrayBlocks(X, block_rows=64)
     np.testing.assert_allclose(least_squares_weights(blocks, y, 4, reg=0.1, target=1.0), reference,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_wide_float32_features_solve_in_single_precision_to_the_same_start(monkeypatch):
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(500, 60)) + rng.normal(size=60)).astype(np.float32)
+    y = rng.integers(0, 5, size=500)
+    monkeypatch.setattr(starting_point, "_SINGLE_PRECISION_WIDTH", 50)
+    monkeypatch.setattr(starting_point, "_GRAM_PANEL", 16)
+    grams = []
+    monkeypatch.setattr(starting_point, "cholesky_in_place",
+                        lambda gram: grams.append(gram.dtype) or cholesky.cholesky_in_place(gram))
+    weights = least_squares_weights(X, y, 5, reg=0.05, target=1.0)
+    assert grams == [np.float32]
+    assert weights.dtype == np.float32
+    np.testing.assert_allclose(weights, _direct_ridge(X, y, 5, reg=0.05, target=1.0), rtol=1e-3, atol=1e-4)
+    least_squares_weights(X.astype(np.float64), y, 5, reg=0.05, target=1.0)
+    assert grams[-1] == np.float64
 
 
 @pytest.mark.parametrize("n_features", [25_600])

@@ -18,6 +18,15 @@ _NORM_SAMPLE = 2000
 _GRAM_PANEL = 2048
 """Columns of the Gram matrix that one matrix product fills."""
 
+_SINGLE_PRECISION_WIDTH = 8192
+"""Widest Gram matrix kept in float64 for float32 features; wider ones are accumulated and factored in float32.
+
+At 21,800 features float32 halves the matrix (1.9 GB instead of 3.8 GB)
+and the factor's time, and the start it gives scored the same validation
+accuracy (benchmarks/RESULTS.md, section words-svm-round-3); the optimizer
+refines it in any case. Narrower matrices cost little in float64, which
+also keeps nearly singular problems (``reg`` near 0) solvable."""
+
 _INIT_SCORE_SCALE = 0.01
 """Typical size of a class score at the random start: small, so every class scores about the same."""
 
@@ -110,18 +119,18 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
         # Sums over the original rows only; the mirrored rows' are their permutations.
         n_original, permutation = source.n_original, source.permutation
         gram, column_sums, (class_sums, mirrored_class_sums) = _row_sums(
-            source.rows, [y_index[:n_original], y_index[n_original:]], n_classes)
+            source.rows, [y_index[:n_original], y_index[n_original:]], n_classes, _gram_dtype(source))
         fill_lower_triangle(gram)
         add_mirrored_gram(gram, permutation)
         column_sums += column_sums[permutation]
         class_sums += mirrored_class_sums[permutation]
     else:
-        gram, column_sums, (class_sums,) = _row_sums(source, [y_index], n_classes)
+        gram, column_sums, (class_sums,) = _row_sums(source, [y_index], n_classes, _gram_dtype(source))
     mean = column_sums / n_samples
     # Centred second moment: gram / n - mean mean^T, a block of columns at a time (no D x D temporary).
-    gram *= 1.0 / n_samples
+    gram *= gram.dtype.type(1.0 / n_samples)
     for start in range(0, n_features, _GRAM_PANEL):
-        gram[:, start:start + _GRAM_PANEL] -= np.outer(mean, mean[start:start + _GRAM_PANEL])
+        gram[:, start:start + _GRAM_PANEL] -= np.outer(mean, mean[start:start + _GRAM_PANEL]).astype(gram.dtype)
     gram[np.diag_indices(n_features)] += max(reg, 1e-8)
     # Targets are -target everywhere and +target on the true class.
     class_counts = np.bincount(y_index, minlength=n_classes)
@@ -132,17 +141,23 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
     return np.vstack([weights, target_mean - mean @ weights]).astype(source.dtype)
 
 
-def _row_sums(source, label_sets, n_classes):
-    """``X^T X`` (upper triangle, float64), the column sums, and ``X^T Y`` per label set.
+def _gram_dtype(source):
+    """float32 for float32 features wider than :data:`_SINGLE_PRECISION_WIDTH`, float64 otherwise."""
+    wide = source.shape[1] > _SINGLE_PRECISION_WIDTH
+    return np.dtype(np.float32) if wide and source.dtype == np.float32 else np.dtype(np.float64)
+
+
+def _row_sums(source, label_sets, n_classes, gram_dtype):
+    """``X^T X`` (upper triangle, in ``gram_dtype``), the column sums, and ``X^T Y`` per label set.
 
     ``Y`` is the one-hot matrix of each array of ``label_sets`` (class
     indices of the rows of ``source``). Read block by block; each block's
     products are computed in its own dtype (float32 features: single
     precision over at most a block of rows, 4,096 for an array) and added
-    to the float64 totals.
+    to the totals; column and class sums are float64.
     """
     n_features = source.shape[1]
-    gram = np.zeros((n_features, n_features))
+    gram = np.zeros((n_features, n_features), dtype=gram_dtype)
     column_sums = np.zeros(n_features)
     class_sums = np.zeros((n_features, n_classes * len(label_sets)))
     for index in range(source.n_blocks):
@@ -158,7 +173,7 @@ def _row_sums(source, label_sets, n_classes):
 
 
 def _add_to_gram(gram, rows):
-    """Add ``rows^T rows`` to the upper triangle of the float64 ``gram`` in place.
+    """Add ``rows^T rows`` to the upper triangle of ``gram`` in place.
 
     One matrix product per panel of :data:`_GRAM_PANEL` columns fills the
     panel's rows down to its diagonal block (the entries below the diagonal
