@@ -308,3 +308,18 @@ def test_the_memory_estimate_counts_mirrored_rows_only_where_they_are_materializ
     expected = image_bytes(n_images * (1 + mirrored_images), 16) + n_images * (1 + mirrored_rows) * width * 4
     assert spec.head.name == head
     assert in_memory_bytes(spec, str(tmp_path / "images"), options) == expected
+
+
+def test_features_are_stacked_split_by_split_releasing_each_part():
+    from featpipe.pipeline.inputs import _stack_splits
+
+    rng = np.random.default_rng(0)
+    parts = [{split: rng.random((rows, width), dtype=np.float32) for split, rows in
+              (("train", 5), ("val", 2), ("test", 3))} for width in (4, 1, 3)]
+    expected = {split: np.hstack([part[split] for part in parts]) for split in ("train", "val", "test")}
+    stacked = _stack_splits(parts)
+    for split, array in expected.items():
+        np.testing.assert_array_equal(stacked[split], array)
+    assert all(value is None for part in parts for value in part.values())
+    single = [{"train": np.ones((2, 2)), "val": np.ones((1, 2)), "test": np.ones((1, 2))}]
+    assert _stack_splits(single)["train"] is single[0]["train"]

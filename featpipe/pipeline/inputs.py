@@ -26,8 +26,27 @@ from featpipe.pipeline.spec import SpecError
 from featpipe.store.reader import open as open_store
 
 
-def _stack(arrays):
-    return arrays[0] if len(arrays) == 1 else np.hstack(arrays)
+def _stack_splits(parts):
+    """Each split's features side by side: ``{split: [part[split] for part in parts] stacked}``.
+
+    Each part's array is released from its dict as soon as it is copied, so
+    the peak memory is the stacked features plus the parts not yet copied,
+    not twice all the features.
+    """
+    stacked = {}
+    for split in SPLITS:
+        arrays = [part[split] for part in parts]
+        if len(arrays) == 1:
+            stacked[split] = arrays[0]
+            continue
+        widths = np.cumsum([0] + [array.shape[1] for array in arrays])
+        out = np.empty((arrays[0].shape[0], widths[-1]), dtype=np.result_type(*arrays))
+        del arrays
+        for part, start, stop in zip(parts, widths[:-1], widths[1:]):
+            out[:, start:stop] = part[split]
+            part[split] = None
+        stacked[split] = out
+    return stacked
 
 
 KNOWN_IMAGE_COUNTS = {"cifar10-batches": 60_000, "cifar10-tarball": 60_000}
@@ -188,7 +207,7 @@ class ImageSource:
                     part = self._extract(name, extractor, feature_key, self.dataset)
                     with self.cached.clock.timed("extract"):
                         parts.append(dict(part, train=append_permuted_rows(part["train"], permutation)))
-            self._features = {split: _stack([part[split] for part in parts]) for split in SPLITS}
+            self._features = _stack_splits(parts)
         return self._features
 
     def _mirrored_features(self, permutations):
@@ -201,7 +220,7 @@ class ImageSource:
                  for name, extractor, key in zip(self.names, self._extractors, self.feature_keys)]
         offsets = np.cumsum([0] + [len(permutation) for permutation in permutations[:-1]])
         permutation = np.concatenate([offset + p for offset, p in zip(offsets, permutations)])
-        features = {split: _stack([part[split] for part in parts]) for split in SPLITS}
+        features = _stack_splits(parts)
         features["train"] = MirroredRows(features["train"], permutation)
         return features
 
