@@ -323,3 +323,22 @@ def test_features_are_stacked_split_by_split_releasing_each_part():
     assert all(value is None for part in parts for value in part.values())
     single = [{"train": np.ones((2, 2)), "val": np.ones((1, 2)), "test": np.ones((1, 2))}]
     assert _stack_splits(single)["train"] is single[0]["train"]
+
+
+def test_a_feature_used_twice_keeps_both_widths_and_predicts_as_trained(tmp_path, small_npz):
+    from featpipe.pipeline.spec import load_pipeline_file
+    from featpipe.store.format import distinct_feature_names
+
+    assert distinct_feature_names(["patches", "hog", "patches", "patches"]) == ["patches", "hog", "patches-2",
+                                                                                "patches-3"]
+    path = tmp_path / "two-colors.toml"
+    path.write_text('[[features]]\nname = "color"\n\n[[features]]\nname = "color"\nchannels = "hsv"\n'
+                    'bins = [4, 2, 2]\njoint = true\nmirror_invariant = true\n\n[head]\nname = "svm"\n')
+    result = run_pipeline(load_pipeline_file(path), data=str(small_npz), out=tmp_path / "run", quiet=True,
+                          use_cache=False, n_jobs=1)
+    assert result.metrics["feature_widths"] == {"color": 10, "color-2": 16}
+    assert result.metrics["feature_width"] == 26
+    data = np.load(small_npz)
+    model = load_model(result.run_dir / "model.skops")
+    accuracy = np.mean(model.predict(data["X_test"]) == model.classes_[data["y_test"]])
+    assert accuracy == pytest.approx(result.metrics["accuracy"]["test"])

@@ -31,6 +31,7 @@ from featpipe.pipeline.options import RunOptions, resolve_options
 from featpipe.pipeline.registry import OWN_HEADS, make_feature, make_head
 from featpipe.pipeline.run_folder import release_run_dir, reserve_run_dir, write_run_folder
 from featpipe.pipeline.spec import SpecError
+from featpipe.store.format import distinct_feature_names
 from featpipe.store.reader import is_store
 
 
@@ -172,7 +173,8 @@ def _train_and_evaluate(spec, source, cached, options, head_params, search_grid)
         ("normalize", scaler if scaler is not None else "passthrough"),
         ("head", head),
     ])
-    widths = {step.name: int(extractor.n_features_out_) for step, extractor in zip(spec.features, fitted)}
+    names = distinct_feature_names([step.name for step in spec.features])
+    widths = {name: int(extractor.n_features_out_) for name, extractor in zip(names, fitted)}
     metrics = _metrics(spec, options, evaluation, trained, widths, clock)
     return metrics, model, evaluation["examples"]
 

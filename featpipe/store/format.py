@@ -44,6 +44,20 @@ STORE_FORMAT_VERSION = 1
 _TEMPORARY_MARK = ".tmp-"
 
 
+def distinct_feature_names(names):
+    """Feature names made usable as keys: a name's second use is ``NAME-2``, its third ``NAME-3``.
+
+    A pipeline may use one extractor twice with other parameters (two
+    ``patches`` dictionaries); widths keyed by plain names would merge them.
+    """
+    seen = {}
+    distinct = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        distinct.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return distinct
+
+
 def shard_stem(index):
     """File name, without extension, of shard ``index``: ``shard-000012``."""
     return f"shard-{index:06d}"

@@ -19,6 +19,7 @@ from featpipe.store.format import (
     SHARDS_DIR,
     STORE_FORMAT_VERSION,
     StoreError,
+    distinct_feature_names,
     load_extractors,
     read_manifest,
 )
@@ -122,7 +123,8 @@ class FeatureStore:
         self.classes = list(manifest["classes"])
         self.paths = list(manifest["paths"])
         self.feature_names = [block["name"] for block in manifest["features"]]
-        self.feature_widths = {block["name"]: block["width"] for block in manifest["features"]}
+        self.feature_widths = dict(zip(distinct_feature_names(self.feature_names),
+                                       (block["width"] for block in manifest["features"])))
         self.skipped = list(manifest["skipped"])
 
     def __len__(self):
