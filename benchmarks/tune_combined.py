@@ -4,10 +4,10 @@ Holds out ``--val-size`` (default 5,000) training images of CIFAR-10,
 stratified with ``--seed``, exactly as ``tune_patches.py`` does, and reads
 the patch encodings that ``tune_patches.py --cache-dir`` saved for that
 split (``--patches FOLDER ...``: each folder's ``train.npy``, ``val.npy``
-and ``permutation.npy``). Each encoding is made mirror-invariant as
-``SoftThresholdPatches(mirror_invariant=True)`` makes it (every feature
-plus its mirror counterpart, once), ``--hog`` and ``--color`` add the
-``hog+color+svm`` descriptors with ``mirror_invariant=True``, every block
+and ``permutation.npy``). Each encoding is made mirror-invariant by
+:func:`featpipe.features.patches.sum_mirror_pairs`, as
+``SoftThresholdPatches(mirror_invariant=True)`` makes it; ``--hog`` and
+``--color`` add the ``hog+color+svm`` descriptors with ``mirror_invariant=True``, every block
 is standardized on the training rows, and the head of
 ``pipelines/words+svm.toml`` is trained as the pipeline trains it: the
 least-squares start (featpipe's own, from every training row), then
@@ -31,21 +31,12 @@ import numpy as np
 
 from featpipe.datasets import load_dataset
 from featpipe.features import HOG, ColorHistogram
+from featpipe.features.patches import sum_mirror_pairs
 from featpipe.heads.losses import svm_loss
 from featpipe.heads.optim import lbfgs
 from featpipe.heads.starting_point import least_squares_weights
 
 from _common import CIFAR_FOLDER, emit
-
-
-def mirror_pair_sums(features, permutation, rows_per_step=2000):
-    """Each feature plus its mirror counterpart, once per pair: what ``mirror_invariant=True`` returns."""
-    firsts = np.flatnonzero(np.arange(len(permutation)) < permutation)
-    summed = np.empty((len(features), len(firsts)), dtype=np.float32)
-    for start in range(0, len(features), rows_per_step):
-        block = np.asarray(features[start:start + rows_per_step])
-        summed[start:start + rows_per_step] = block[:, firsts] + block[:, permutation[firsts]]
-    return summed
 
 
 def standardized(train, val):
@@ -62,8 +53,8 @@ def feature_blocks(args, dataset):
     for folder in args.patches:
         permutation = np.load(folder / "permutation.npy")
         blocks.append((folder.name, *standardized(
-            mirror_pair_sums(np.load(folder / "train.npy", mmap_mode="r"), permutation),
-            mirror_pair_sums(np.load(folder / "val.npy", mmap_mode="r"), permutation))))
+            sum_mirror_pairs(np.load(folder / "train.npy", mmap_mode="r"), permutation),
+            sum_mirror_pairs(np.load(folder / "val.npy", mmap_mode="r"), permutation))))
     extractors = []
     if args.hog:
         extractors.append(("hog", HOG(pixels_per_cell=[(4, 4), (8, 8)], cells_per_block=(2, 2), block_norm="L2-Hys",
@@ -92,10 +83,10 @@ def main():
     dataset = load_dataset(args.data, val_size=args.val_size, seed=args.seed)
     dataset.X_test = dataset.y_test = None
     blocks = feature_blocks(args, dataset)
+    names = [block[0] for block in blocks]
     train = np.hstack([block[1] for block in blocks])
     val = np.hstack([block[2] for block in blocks])
     del blocks[:]
-    names = [folder.name for folder in args.patches] + ["hog"] * args.hog + ["color"] * args.color
     for reg in args.regs:
         start = time.perf_counter()
         W = least_squares_weights(train, dataset.y_train, 10, reg, 1.0)

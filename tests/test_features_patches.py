@@ -9,7 +9,7 @@ from sklearn.preprocessing import StandardScaler
 
 from featpipe.features._soft_threshold import add_soft_threshold
 from featpipe.features.patch_rows import mirrored_columns
-from featpipe.features.patches import SoftThresholdPatches, _omp1_mirror_pairs
+from featpipe.features.patches import SoftThresholdPatches, _omp1_mirror_pairs, sum_mirror_pairs
 from featpipe.features.regions import RegionLayout, cell_bounds, mirrored_regions
 from featpipe.pipeline.augment import append_permuted_rows, mirror_permutation_for
 from helpers import cifar_subset, ridge_accuracy
@@ -115,6 +115,14 @@ def test_mirror_invariant_features_are_each_mirror_pair_summed_once(pooling, sha
     np.testing.assert_allclose(summed, (features[:, firsts] + features[:, permutation[firsts]]), rtol=1e-4, atol=scale)
     np.testing.assert_allclose(invariant.transform(images[:, :, ::-1]), summed, rtol=1e-4, atol=scale)
     np.testing.assert_array_equal(invariant.mirror_permutation(), np.arange(invariant.n_features_out_))
+
+
+def test_mirror_pairs_are_summed_the_same_a_few_rows_at_a_time():
+    features = np.random.default_rng(6).random((7, 6), dtype=np.float32)
+    permutation = np.array([3, 5, 4, 0, 2, 1])
+    expected = features[:, [0, 1, 2]] + features[:, [3, 5, 4]]
+    np.testing.assert_array_equal(sum_mirror_pairs(features, permutation, rows_per_step=2), expected)
+    np.testing.assert_array_equal(sum_mirror_pairs(features, permutation), expected)
 
 
 def test_no_permutation_when_the_patch_grid_is_not_its_own_mirror_image():

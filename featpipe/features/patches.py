@@ -280,9 +280,7 @@ class SoftThresholdPatches(ImageFeatureExtractor):
             np.power(features, np.float32(self.power), out=features)
         features = features.reshape(len(images), -1)
         if self.mirror_invariant:
-            permutation = self._region_atom_permutation()
-            firsts = np.flatnonzero(np.arange(len(permutation)) < permutation)
-            features = np.add(features[:, firsts], features[:, permutation[firsts]])
+            features = sum_mirror_pairs(features, self._region_atom_permutation())
         return features
 
     def _code_operand(self):
@@ -321,6 +319,22 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         rows[:, :-1] = patches
         rows[:, -1] = 1.0
         return rows.reshape(len(images), layout.n_positions, -1)
+
+
+def sum_mirror_pairs(features, permutation, rows_per_step=2048):
+    """Each column plus its mirror counterpart, once per pair: (N, D / 2) float32.
+
+    ``permutation`` is a mirror permutation without fixed columns (every
+    atom differs from its mirror image); column ``j`` of a pair
+    ``j < P[j]`` becomes ``x_j + x_P[j]``, in the order of ``j``. Rows are
+    summed a step at a time, so ``features`` may be a memory-mapped array.
+    """
+    firsts = np.flatnonzero(np.arange(len(permutation)) < permutation)
+    summed = np.empty((len(features), len(firsts)), dtype=np.float32)
+    for start in range(0, len(features), rows_per_step):
+        block = np.asarray(features[start:start + rows_per_step])
+        np.add(block[:, firsts], block[:, permutation[firsts]], out=summed[start:start + rows_per_step])
+    return summed
 
 
 def _unit_rows(rows):

@@ -23,9 +23,10 @@ def cholesky_in_place(a, block=DEFAULT_BLOCK):
 
     Parameters
     ----------
-    a : ndarray of float64, shape (D, D)
+    a : ndarray of float32 or float64, shape (D, D)
         Its upper triangle holds the matrix (the rest is never read, and is
-        left as it was outside the diagonal blocks).
+        left as it was outside the diagonal blocks); the factor keeps its
+        dtype.
     block : int, default=2048
 
     Returns
@@ -59,7 +60,7 @@ def cholesky_solve(u, b, block=DEFAULT_BLOCK):
 
     Parameters
     ----------
-    u : ndarray of float64, shape (D, D)
+    u : ndarray of float32 or float64, shape (D, D)
         Upper triangle: the factor (the rest is ignored).
     b : ndarray of shape (D, K)
     block : int, default=2048

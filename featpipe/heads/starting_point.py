@@ -92,10 +92,12 @@ def least_squares_weights(X, y_index, n_classes, reg, target):
     loss close to its optimum.
 
     The Gram matrix ``X^T X`` and ``X^T T`` are accumulated block of rows by
-    block in float64 (BLAS ``syrk`` updates one D x D triangle in place), and
-    the Cholesky factor overwrites it (:mod:`featpipe.heads.cholesky`), so
-    the memory is one D x D float64 matrix (330 MB at D = 6,400) plus one
-    block, whether ``X`` is an array or a block source read shard by shard.
+    block (numpy products fill one D x D upper triangle in place; float64,
+    or float32 for float32 features wider than
+    :data:`_SINGLE_PRECISION_WIDTH`), and the Cholesky factor overwrites it
+    (:mod:`featpipe.heads.cholesky`), so the memory is one D x D matrix
+    (330 MB at D = 6,400 in float64) plus one block, whether ``X`` is an
+    array or a block source read shard by shard.
 
     Parameters
     ----------
