@@ -46,6 +46,22 @@ def tree_rss(process):
     return total
 
 
+def peak_tree_rss(child, interval=0.05):
+    """Wait for the ``subprocess.Popen`` ``child`` to end; return the peak of :func:`tree_rss` over its tree, sampled every ``interval`` s."""
+    import psutil  # as in tree_rss
+
+    process = psutil.Process(child.pid)
+    peak = 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, tree_rss(process))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(interval)
+    child.wait()
+    return peak
+
+
 def emit(**figure):
     """Print one figure as a JSON line (flushed, so a long run shows its progress)."""
     print(json.dumps(figure), flush=True)

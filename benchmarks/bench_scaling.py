@@ -39,11 +39,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CIFAR_FOLDER, tree_rss  # noqa: E402
+from _common import CIFAR_FOLDER, peak_tree_rss  # noqa: E402
 
 SIZES = (15_000, 30_000, 60_000, 120_000)
 FULL = 60_000
@@ -56,14 +55,7 @@ def measure(command):
     """Run ``command`` (stdout and stderr discarded); return (seconds, peak summed RSS in bytes)."""
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    process = psutil.Process(child.pid)
-    peak = 0
-    while child.poll() is None:
-        try:
-            peak = max(peak, tree_rss(process))
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
+    peak = peak_tree_rss(child)
     seconds = time.perf_counter() - started
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, command))} failed: {child.stderr.read()[-2000:]}")

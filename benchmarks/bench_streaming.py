@@ -43,23 +43,14 @@ import subprocess
 import sys
 import time
 
-import psutil
-
-from _common import tree_rss
+from _common import peak_tree_rss
 
 
 def measure(command):
     """Run ``command``; return its last stdout line as JSON, plus seconds and peak summed RSS."""
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    process = psutil.Process(child.pid)
-    peak = 0
-    while child.poll() is None:
-        try:
-            peak = max(peak, tree_rss(process))
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
+    peak = peak_tree_rss(child)
     output = child.stdout.read().strip().splitlines()
     if child.returncode != 0 or not output:
         raise SystemExit(f"{command} failed with status {child.returncode}")

@@ -72,6 +72,17 @@ class Probes:
             self.gc_pauses.append((self._gc_started, time.monotonic(), info["generation"]))
 
 
+def _stamped_after(step, stage):
+    """The coroutine function ``step``, stamping ``stage`` on the current request once it returns."""
+
+    async def stamped(*args, **kwargs):
+        result = await step(*args, **kwargs)
+        _stamp(stage)
+        return result
+
+    return stamped
+
+
 def attach(probes, app, service):
     """Wrap the app and the service's steps so that each request and batch leaves its times."""
 
@@ -90,22 +101,8 @@ def attach(probes, app, service):
         await app(scope, receive, timed_send)
         probes.requests.append(record)
 
-    original_read_body = routes.read_body
-
-    async def read_body(*args, **kwargs):
-        body = await original_read_body(*args, **kwargs)
-        _stamp("body_read")
-        return body
-
-    routes.read_body = read_body
-    original_decode = service.decode
-
-    async def decode(*args, **kwargs):
-        result = await original_decode(*args, **kwargs)
-        _stamp("decoded")
-        return result
-
-    service.decode = decode
+    routes.read_body = _stamped_after(routes.read_body, "body_read")
+    service.decode = _stamped_after(service.decode, "decoded")
 
     @dataclasses.dataclass
     class RecordedWaiting(batcher_module._Waiting):
