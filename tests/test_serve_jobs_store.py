@@ -3,6 +3,7 @@
 import os
 import sqlite3
 import threading
+from contextlib import closing
 
 import pytest
 
@@ -56,6 +57,25 @@ def test_concurrent_submissions_make_one_record(tmp_path):
     assert len(outcomes) == 8 and sum(created for _, created in outcomes) == 1
     assert len({job["id"] for job, _ in outcomes}) == 1
     assert len(JobStore(tmp_path / "jobs.sqlite3").list()) == 1
+
+
+def test_opening_waits_for_a_writer_holding_the_new_file(tmp_path):
+    # SQLite refuses a journal-mode change under another connection's write
+    # lock at once, without its busy timeout: opening must wait instead.
+    path = tmp_path / "jobs.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+    release.start()
+    try:
+        store = JobStore(path)
+    finally:
+        release.join()
+        holder.close()
+    job, created = store.submit("extract", IDENTITY, "/s/a", {})
+    assert created and store.get(job["id"]) == job
+    with closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_state_changes_follow_the_job_life(store):

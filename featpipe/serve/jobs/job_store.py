@@ -52,6 +52,25 @@ class JobConflict(FeatpipeError):
     """Another queued or running job writes the same store or run folder."""
 
 
+def _switch_to_wal(connection):
+    """Put the file in WAL mode (it stays so), retrying while another connection holds it.
+
+    SQLite answers a journal-mode change that meets another connection's
+    lock with "database is locked" at once, without waiting out the busy
+    timeout, so several processes or threads opening a new file together
+    would fail; this waits up to :data:`BUSY_TIMEOUT_SECONDS` instead.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _row_to_job(row):
     job = dict(row)
     job["request"] = json.loads(job["request"])
@@ -71,12 +90,12 @@ class JobStore:
     def __init__(self, path):
         self.path = str(path)
         with closing(self._connect()) as connection:
+            _switch_to_wal(connection)
             connection.executescript(_SCHEMA)
 
     def _connect(self):
         connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         return connection
 
