@@ -141,6 +141,8 @@ def main():
     parser.add_argument("--pooling", nargs="+", default=["quadrants"], help="quadrants, global or levels like 1,2")
     parser.add_argument("--power", type=float, nargs="+", default=[1.0])
     parser.add_argument("--patch-size", type=int, nargs="+", default=[6])
+    parser.add_argument("--n-components", type=int, default=None,
+                        help="project the whitened patches onto this many leading components (default: none)")
     parser.add_argument("--regs", type=float, nargs="+", default=[1.67e-3])
     parser.add_argument("--n-epochs", type=int, default=100, help="L-BFGS iterations")
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -159,9 +161,11 @@ def main():
     for n_atoms, whiten_eps, alpha, dictionary, pooling, patch_size in settings:
         pooling_param = pooling if pooling in ("quadrants", "global") else tuple(int(v) for v in pooling.split(","))
         extractor = SoftThresholdPatches(n_atoms=n_atoms, whiten_eps=whiten_eps, alpha=alpha, dictionary=dictionary,
-                                         pooling=pooling_param, patch_size=patch_size, random_state=args.seed)
+                                         pooling=pooling_param, patch_size=patch_size,
+                                         n_components=args.n_components, random_state=args.seed)
         key = (f"n{len(y_train)}-seed{args.seed}-val{args.val_size}-atoms{n_atoms}-eps{whiten_eps}-alpha{alpha}"
-               f"-{dictionary}-{pooling}-patch{patch_size}")
+               f"-{dictionary}-{pooling}-patch{patch_size}"
+               + ("" if args.n_components is None else f"-pca{args.n_components}"))
         pooled_train, pooled_val, permutation, fit_seconds, encode_seconds = cached_encoding(
             extractor, X_train, dataset.X_val, args.cache_dir, key)
         for power in args.power:

@@ -70,6 +70,8 @@ EXTRACTORS = [
     (SoftThresholdPatches(n_atoms=8, n_patches=2000, random_state=0), IMAGE_INPUT_FAILURES),
     (SoftThresholdPatches(n_atoms=6, n_patches=2000, dictionary="omp1", pooling=(1, 3), power=0.5, random_state=0),
      IMAGE_INPUT_FAILURES),
+    (SoftThresholdPatches(n_atoms=8, n_patches=2000, n_components=20, mirror_invariant=True, random_state=0),
+     IMAGE_INPUT_FAILURES),
 ]
 IDS = [repr(estimator) for estimator, _ in EXTRACTORS]
 IMAGES = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)

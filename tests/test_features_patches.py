@@ -26,7 +26,7 @@ def _symmetric_cells(n_positions, level):
 
 
 def _naive_features(model, images, levels):
-    """Per-patch loop in float64: normalize, whiten, code, threshold both signs, pool per cell."""
+    """Per-patch loop in float64: normalize, whiten (and project), code, threshold both signs, pool per cell."""
     side, stride, alpha = model.patch_size, model.stride, model.alpha
     atoms = model.atoms_.astype(np.float64)
     rows = np.arange(0, images.shape[1] - side + 1, stride)
@@ -38,7 +38,11 @@ def _naive_features(model, images, levels):
             for j, col in enumerate(cols):
                 patch = image[row:row + side, col:col + side].astype(np.float64).ravel()
                 patch = (patch - patch.mean()) / np.sqrt(patch.var(ddof=1) + model.contrast_eps)
-                codes = atoms @ ((patch - model.patch_mean_) @ model.whitening_.astype(np.float64))
+                whitened = (patch - model.patch_mean_) @ model.whitening_.astype(np.float64)
+                if model.components_ is not None:
+                    components = model.components_.astype(np.float64)
+                    whitened = components.T @ (components @ whitened)
+                codes = atoms @ whitened
                 activations[i, j] = np.concatenate([np.maximum(0, codes - alpha), np.maximum(0, -codes - alpha)])
         pooled = []
         for level in levels:
@@ -69,6 +73,62 @@ def test_stride_power_and_zero_threshold_match_a_per_patch_loop():
     model = SoftThresholdPatches(n_atoms=4, patch_size=3, stride=2, n_patches=300, alpha=0.0, power=0.5,
                                  whiten_eps=0.5, random_state=1).fit(images)
     np.testing.assert_allclose(model.transform(images), _naive_features(model, images, (2,)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pooling", ["quadrants", (1, 2)])
+def test_projected_features_match_a_per_patch_loop_and_the_mirror_permutation(pooling):
+    images = _random_images(n=4, height=12, width=12, seed=3)
+    model = SoftThresholdPatches(n_atoms=6, patch_size=4, n_patches=2000, n_components=20, dictionary="omp1",
+                                 pooling=pooling, alpha=0.1, patches_per_block=7, random_state=0).fit(images)
+    features = model.transform(images)
+    levels = (2,) if pooling == "quadrants" else pooling
+    np.testing.assert_allclose(features, _naive_features(model, images, levels), rtol=1e-4, atol=1e-4)
+    unprojected = SoftThresholdPatches(**{**model.get_params(), "n_components": None}).fit(images)
+    np.testing.assert_array_equal(unprojected.atoms_, model.atoms_)
+    assert not np.allclose(features, unprojected.transform(images), rtol=1e-3)  # 20 of 48 directions: not exact
+    np.testing.assert_allclose(model.transform(images[:, :, ::-1]), features[:, model.mirror_permutation()],
+                               rtol=1e-4, atol=1e-4 * features.max())
+
+
+def test_all_components_give_the_unprojected_features():
+    images = _random_images(n=3, height=10, width=10, seed=4)
+    params = dict(n_atoms=8, patch_size=3, n_patches=1000, random_state=0)
+    exact = SoftThresholdPatches(**params).fit(images)
+    projected = SoftThresholdPatches(**params, n_components=27).fit(images)
+    assert exact.components_ is None and projected.components_.shape == (27, 27)
+    features = exact.transform(images)
+    np.testing.assert_allclose(projected.transform(images), features, rtol=1e-4, atol=1e-5 * features.max())
+
+
+def test_leading_directions_span_the_patches_of_images_made_of_colour_ramps():
+    # Every 3 x 3 patch of these images is a constant per channel plus a horizontal and a vertical ramp per
+    # channel (and faint noise): after normalization, 8 directions hold the patches (3 + 3 ramps, 2 channel
+    # offsets), so the 8 leading components must span them.
+    rng = np.random.default_rng(7)
+    grid = np.arange(16, dtype=np.float64) - 7.5
+    slopes = rng.uniform(-6, 6, size=(2, 40, 1, 1, 3))
+    images = 128 + slopes[0] * grid[None, None, :, None] + slopes[1] * grid[None, :, None, None]
+    images = np.clip(np.rint(images + rng.normal(0, 0.3, images.shape)), 0, 255).astype(np.uint8)
+    model = SoftThresholdPatches(n_atoms=4, patch_size=3, n_patches=5000, n_components=8, random_state=0).fit(images)
+    components = model.components_.astype(np.float64)
+    np.testing.assert_allclose(components @ components.T, np.eye(8), atol=1e-5)
+    mirror = mirrored_columns(3)
+    for component in components:  # each direction is its own mirror image or its negative
+        assert min(np.abs(component[mirror] - component).max(), np.abs(component[mirror] + component).max()) < 1e-4
+    offsets = np.arange(3, dtype=np.float64) - 1
+    basis = []
+    for channel in range(3):
+        for ramp in (offsets[None, :] + 0 * offsets[:, None], offsets[:, None] + 0 * offsets[None, :],
+                     np.ones((3, 3))):
+            vector = np.zeros((3, 3, 3))
+            vector[:, :, channel] = ramp
+            basis.append(vector.ravel())
+    basis = np.array(basis)
+    basis -= basis.mean(axis=1, keepdims=True)  # normalization removes each patch's mean
+    span, singular, _ = np.linalg.svd(basis.T, full_matrices=False)
+    span = span[:, singular > 1e-9]
+    assert span.shape[1] == 8
+    np.testing.assert_allclose(components.T @ components, span @ span.T, atol=0.02)
 
 
 def test_dictionary_is_unit_norm_and_closed_under_mirroring():
@@ -204,6 +264,9 @@ def test_invalid_parameters_are_refused():
         ({"pooling": (20,)}, "pyramid level 20 needs at least"),
         ({"n_threads": 0}, "n_threads must be None or a positive integer"),
         ({"mirror_invariant": "yes"}, "mirror_invariant must be True or False"),
+        ({"n_components": 0}, "n_components must be None or an integer from 1 to 3 [*] patch_size[*][*]2 [(]108[)]"),
+        ({"n_components": 109}, "n_components must be None or an integer from 1"),
+        ({"n_components": 2.5}, "n_components must be None or an integer from 1"),
     ]:
         with pytest.raises(ValueError, match=message):
             SoftThresholdPatches(**{"n_atoms": 4, "n_patches": 100, **params}).fit(images)

@@ -74,3 +74,23 @@ def mirrored_columns(patch_size):
     """
     index = np.arange(patch_size * patch_size * 3).reshape(patch_size, patch_size, 3)
     return index[:, ::-1].ravel()
+
+
+def leading_whitened_directions(whitening, n_components):
+    """The ``n_components`` directions of largest variance of the patches a ZCA matrix whitens.
+
+    ZCA whitening ``U diag(1 / sqrt(lambda + eps)) U^T`` shares its
+    eigenvectors with the patch covariance, and its smallest eigenvalues
+    belong to the largest variances ``lambda`` (of the patches and of the
+    whitened patches, whose variances are ``lambda / (lambda + eps)``).
+    When ``whitening`` commutes with the mirror permutation, each direction
+    is mirror-symmetric or mirror-antisymmetric (eigenvalues being
+    distinct), so projecting onto them commutes with mirroring.
+
+    Returns
+    -------
+    components : ndarray of float32, shape (n_components, d)
+        Orthonormal rows, the largest variance first.
+    """
+    _, eigenvectors = np.linalg.eigh(whitening.astype(np.float64))
+    return np.ascontiguousarray(eigenvectors[:, :n_components].T, dtype=np.float32)

@@ -12,7 +12,11 @@ a mirrored training set costs no second extraction.
 One float32 BLAS product per block of patches gives the codes (the
 whitening is folded into the atoms, so it is the only product), and one
 compiled pass (:mod:`featpipe.features._soft_threshold`) thresholds and
-pools them.
+pools them. With ``n_components``, the whitened patches are first
+projected onto their leading principal components: the codes then cost
+``k (d + K)`` multiply-adds a patch instead of ``d K``, and on whitened
+CIFAR patches (``whiten_eps=0.3``) 64 of the 108 components hold all but
+about 0.1% of the codes' root-mean-square.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +32,7 @@ from featpipe.features.patch_rows import (
     image_patches,
     mirrored_columns,
     normalize_patches,
+    leading_whitened_directions,
     sample_patches,
     zca_whitening,
 )
@@ -90,6 +95,15 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         by levels (level L gives L x L symmetric cells).
     power : float, default=1.0
         Exponent applied to every pooled sum (0.5: square roots).
+    n_components : int or None, default=None
+        Project every whitened patch onto this many leading principal
+        components of the whitened training patches (the directions of
+        largest variance) before its codes are taken: the codes become
+        ``d_k . P x`` with ``P`` that projection, and encoding costs
+        ``n_components * (d + n_atoms)`` multiply-adds a patch instead of
+        ``d * n_atoms`` (``d = 3 patch_size**2``). ``None``: no projection.
+        The projection commutes with mirroring, so ``mirror_permutation``
+        still holds.
     mirror_invariant : bool, default=False
         Return, for every feature and its mirror counterpart (the pairs of
         :meth:`mirror_permutation`), their sum once: half the width, the
@@ -118,6 +132,10 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         Mean normalized patch (of the patches and their mirrors).
     whitening_ : ndarray of float32, shape (d, d)
         The symmetric ZCA matrix, which commutes with mirroring.
+    components_ : ndarray of float32, shape (n_components, d), or None
+        Orthonormal leading principal directions of the whitened patches
+        (each mirror-symmetric or mirror-antisymmetric); None when
+        ``n_components`` is None.
     image_shape_ : tuple of int
         (H, W) seen in ``fit``.
 
@@ -155,6 +173,7 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         dictionary_iter=10,
         pooling="quadrants",
         power=1.0,
+        n_components=None,
         mirror_invariant=False,
         patches_per_block=243,
         n_threads=None,
@@ -171,6 +190,7 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         self.dictionary_iter = dictionary_iter
         self.pooling = pooling
         self.power = power
+        self.n_components = n_components
         self.mirror_invariant = mirror_invariant
         self.patches_per_block = patches_per_block
         self.n_threads = n_threads
@@ -196,6 +216,11 @@ class SoftThresholdPatches(ImageFeatureExtractor):
             raise ParameterError(f"n_threads must be None or a positive integer; got {self.n_threads!r}")
         if self.n_patches < self.n_atoms // 2:
             raise ParameterError(f"n_patches ({self.n_patches}) must be at least n_atoms / 2 ({self.n_atoms // 2})")
+        n_dims = 3 * self.patch_size * self.patch_size
+        if self.n_components is not None and not (is_whole_number(self.n_components)
+                                                  and 1 <= self.n_components <= n_dims):
+            raise ParameterError(f"n_components must be None or an integer from 1 to 3 * patch_size**2 ({n_dims}); "
+                                 f"got {self.n_components!r}")
         if self.dictionary not in _DICTIONARIES:
             raise ParameterError(f"dictionary must be one of {_DICTIONARIES}; got {self.dictionary!r}")
         for name, smallest in (("whiten_eps", "positive"), ("contrast_eps", "positive"), ("power", "positive"),
@@ -225,6 +250,8 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         # Exactly mirror-symmetric, so whitening a mirrored patch mirrors the whitened patch.
         self.patch_mean_ = (mean + mean[mirror]) / np.float32(2)
         self.whitening_ = (whitening + whitening[np.ix_(mirror, mirror)]) / np.float32(2)
+        self.components_ = (None if self.n_components is None
+                            else leading_whitened_directions(self.whitening_, int(self.n_components)))
         patches -= self.patch_mean_
         whitened = patches @ self.whitening_
         n_pairs = self.n_atoms // 2
@@ -269,13 +296,13 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         n_threads = self.n_threads or blas_threads()
         bounds = np.linspace(0, len(images), min(n_threads, len(images)) + 1).astype(int)
         work = [(images[start:stop], features[start:stop]) for start, stop in zip(bounds[:-1], bounds[1:])]
-        operand = self._code_operand()
+        operands = self._code_operands()
         with threadpool_limits(limits=1, user_api="blas"):
             if len(work) == 1:
-                self._encode(layout, operand, *work[0])
+                self._encode(layout, operands, *work[0])
             else:
                 with ThreadPoolExecutor(len(work)) as pool:
-                    list(pool.map(lambda args: self._encode(layout, operand, *args), work))
+                    list(pool.map(lambda args: self._encode(layout, operands, *args), work))
         if self.power != 1:
             np.power(features, np.float32(self.power), out=features)
         features = features.reshape(len(images), -1)
@@ -283,30 +310,47 @@ class SoftThresholdPatches(ImageFeatureExtractor):
             features = sum_mirror_pairs(features, self._region_atom_permutation())
         return features
 
-    def _code_operand(self):
-        """``[W D^T; -m W D^T]``: rows ``[x, 1]`` of normalized patches times it give the codes.
+    def _code_operands(self):
+        """The matrices that take rows ``[x, 1]`` of normalized patches to their codes.
 
-        The whitening ``W`` is symmetric, so ``d_k . (W (x - m))`` is
+        Without ``n_components``: ``(None, [W D^T; -m W D^T])``. The
+        whitening ``W`` is symmetric, so ``d_k . (W (x - m))`` is
         ``x . (W d_k) - m . (W d_k)``: whitening and coding are one product.
+        With it: ``([W U; -m W U], U^T D^T)`` for the components ``U``
+        (d x k), two products through the k projected coordinates.
         """
-        projected = self.whitening_.astype(np.float64) @ self.atoms_.T.astype(np.float64)
-        bias = -(self.patch_mean_.astype(np.float64) @ projected)
-        return np.vstack([projected, bias]).astype(np.float32)
+        whitening = self.whitening_.astype(np.float64)
+        atoms_t = self.atoms_.T.astype(np.float64)
+        mean = self.patch_mean_.astype(np.float64)
+        if self.components_ is None:
+            return None, _with_bias_row(whitening @ atoms_t, mean)
+        components_t = self.components_.T.astype(np.float64)
+        return _with_bias_row(whitening @ components_t, mean), (components_t.T @ atoms_t).astype(np.float32)
 
-    def _encode(self, layout, operand, images, features):
-        """Encode ``images`` into ``features`` (n, n_regions, 2K), a few images at a time."""
+    def _encode(self, layout, operands, images, features):
+        """Encode ``images`` into ``features`` (n, n_regions, 2K), a few images at a time.
+
+        Every product covers rows of one image only, so an image's features
+        do not depend on the rest of its batch (BLAS may round a matrix's
+        last rows differently).
+        """
+        projection, coding = operands
         n_positions = layout.n_positions
         block = min(int(self.patches_per_block), n_positions)
         codes = np.empty((block, self.n_atoms), dtype=np.float32)
+        if projection is not None:
+            projected = np.empty((n_positions, projection.shape[1]), dtype=np.float32)
         images_per_step = max(1, _PATCHES_PER_STEP // n_positions)
         for start in range(0, len(images), images_per_step):
             stop = min(start + images_per_step, len(images))
             rows = self._design_rows(images[start:stop], layout)
             atom_sums = np.zeros((stop - start, layout.n_atoms, 2 * self.n_atoms), dtype=np.float32)
             for image_rows, image_sums in zip(rows, atom_sums):
+                if projection is not None:
+                    image_rows = np.matmul(image_rows, projection, out=projected)
                 for first in range(0, n_positions, block):
                     last = min(first + block, n_positions)
-                    np.matmul(image_rows[first:last], operand, out=codes[:last - first])
+                    np.matmul(image_rows[first:last], coding, out=codes[:last - first])
                     add_soft_threshold(codes[:last - first], self.alpha, layout.position_atom[first:last],
                                        image_sums)
             features[start:stop] = np.matmul(layout.atom_region, atom_sums)
@@ -319,6 +363,11 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         rows[:, :-1] = patches
         rows[:, -1] = 1.0
         return rows.reshape(len(images), layout.n_positions, -1)
+
+
+def _with_bias_row(matrix, mean):
+    """``[M; -m M]`` in float32: rows ``[x, 1]`` times it give ``(x - m) M``."""
+    return np.vstack([matrix, -(mean @ matrix)]).astype(np.float32)
 
 
 def sum_mirror_pairs(features, permutation, rows_per_step=2048):
