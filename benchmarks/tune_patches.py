@@ -32,10 +32,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from scipy.linalg import solve
 
 from featpipe.datasets import load_dataset
 from featpipe.features.patches import SoftThresholdPatches
+from featpipe.heads.cholesky import cholesky_in_place, cholesky_solve
 from featpipe.heads.losses import svm_loss
 from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.heads.optim import lbfgs
@@ -115,7 +115,8 @@ def heads(reduced, expand_weights, y_train, val, y_val, regs, n_epochs):
         start = time.perf_counter()
         regularized = gram.copy()
         regularized[np.diag_indices(len(gram))] += reg
-        weights = solve(regularized, cross, assume_a="pos", overwrite_a=True)
+        # featpipe's blocked factor: scipy's 32-bit LAPACK crashes on matrices of 16,000 columns and more.
+        weights = cholesky_solve(cholesky_in_place(regularized), cross)
         del regularized
         W = np.vstack([weights, target_mean - mean @ weights]).astype(np.float32)
         expanded = expand_weights(W)

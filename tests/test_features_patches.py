@@ -9,7 +9,7 @@ from sklearn.preprocessing import StandardScaler
 
 from featpipe.features._soft_threshold import add_soft_threshold
 from featpipe.features.patch_rows import mirrored_columns
-from featpipe.features.patches import SoftThresholdPatches, _omp1_mirror_pairs, sum_mirror_pairs
+from featpipe.features.patches import SoftThresholdPatches, _add_rows_by_label, _omp1_mirror_pairs, sum_mirror_pairs
 from featpipe.features.regions import RegionLayout, cell_bounds, mirrored_regions
 from featpipe.pipeline.augment import append_permuted_rows, mirror_permutation_for
 from helpers import cifar_subset, ridge_accuracy
@@ -213,6 +213,18 @@ def test_omp1_finds_planted_directions():
     atoms = np.vstack([learned, learned[:, mirror]])
     assert np.abs(planted @ start.T).max(axis=1).min() < 0.9  # the start misses some
     assert np.abs(planted @ atoms.T).max(axis=1).min() > 0.95
+
+
+def test_rows_are_added_by_label_as_a_loop_adds_them():
+    rng = np.random.default_rng(8)
+    totals = rng.standard_normal((6, 4))
+    labels = rng.integers(0, 5, 50)  # label 5 never drawn: its row stays
+    rows = rng.standard_normal((50, 4)).astype(np.float32)
+    expected = totals.copy()
+    for label, row in zip(labels, rows):
+        expected[label] += row
+    _add_rows_by_label(totals, labels, rows)
+    np.testing.assert_allclose(totals, expected, rtol=1e-14, atol=1e-14)
 
 
 def test_compiled_pass_matches_numpy_and_adds_to_the_targets():
