@@ -36,6 +36,7 @@ Prints one JSON line per figure. Example (full size, about 10 minutes)::
 import argparse
 import resource
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -126,18 +127,19 @@ def bench_kernels(images, n_words, rounds=7):
         emit(**figure)
 
 
-def bench_patches(images, n_atoms, rounds=7, n_images=20, n_components=64):
+def bench_patches(images, n_atoms, rounds=7, n_images=20, n_components=(48, 56, 64)):
     """Seconds per patch of the soft-threshold encoding beside the GEMM of the same blocks, one thread.
 
-    The same extractor with ``n_components`` (the whitened patches projected
-    onto their leading components first) is timed beside it; its rate is
-    counted in the unprojected encoding's multiply-adds (an effective rate),
-    and its features' relative RMS difference from the unprojected ones is
-    reported.
+    The same extractor with each of ``n_components`` (the whitened patches
+    projected onto their leading components first) is timed beside it; its
+    rate is counted in the unprojected encoding's multiply-adds (an
+    effective rate), and its features' relative RMS difference from the
+    unprojected ones is reported.
     """
     patches = SoftThresholdPatches(n_atoms=n_atoms, n_patches=50_000, whiten_eps=0.3, n_threads=1,
                                    random_state=0).fit(images[:3000])
-    projected = SoftThresholdPatches(**{**patches.get_params(), "n_components": n_components}).fit(images[:3000])
+    projected = {f"transform, n_components={k}": SoftThresholdPatches(**{**patches.get_params(), "n_components": k})
+                 .fit(images[:3000]) for k in n_components}
     layout = patches._layout(images.shape[1:3])
     _, operand = patches._code_operands()
     batch = images[:n_images]
@@ -153,8 +155,8 @@ def bench_patches(images, n_atoms, rounds=7, n_images=20, n_components=64):
 
     rng = np.random.default_rng(0)
     square = rng.standard_normal((4096, 4096), dtype=np.float32)
-    projected_name = f"transform, n_components={n_components}"
-    runs = {"transform": lambda: patches.transform(batch), projected_name: lambda: projected.transform(batch),
+    runs = {"transform": lambda: patches.transform(batch),
+            **{name: partial(model.transform, batch) for name, model in projected.items()},
             "block GEMMs": block_products, "GEMM 4096^2": lambda: square @ square}
     times = {name: [] for name in runs}
     with threadpool_limits(limits=1, user_api="blas"):
@@ -163,9 +165,9 @@ def bench_patches(images, n_atoms, rounds=7, n_images=20, n_components=64):
                 start = time.perf_counter()
                 run()
                 times[name].append(time.perf_counter() - start)
-    flops = {"transform": n_images * layout.n_positions * operand.shape[0] * n_atoms * 2.0,
-             "GEMM 4096^2": 2.0 * 4096 ** 3}
-    flops["block GEMMs"] = flops[projected_name] = flops["transform"]
+    encoding_flops = n_images * layout.n_positions * operand.shape[0] * n_atoms * 2.0
+    flops = {name: encoding_flops for name in runs}
+    flops["GEMM 4096^2"] = 2.0 * 4096 ** 3
     rates = {name: flops[name] / np.median(measured[1:]) / 1e9 for name, measured in times.items()}
     for name, rate in rates.items():
         emit(figure="soft_threshold_one_thread", name=name, gflops=round(rate, 1),
@@ -173,10 +175,12 @@ def bench_patches(images, n_atoms, rounds=7, n_images=20, n_components=64):
              if name != "GEMM 4096^2" else None,
              ratio_to_block_gemms=round(rate / rates["block GEMMs"], 3),
              ratio_to_square_gemm=round(rate / rates["GEMM 4096^2"], 3))
-    exact, approximate = patches.transform(batch), projected.transform(batch)
-    emit(figure="soft_threshold_projection", n_components=n_components, n_atoms=n_atoms,
-         speedup_over_transform=round(rates[projected_name] / rates["transform"], 2),
-         relative_rms_difference=float(np.sqrt(np.mean((approximate - exact) ** 2) / np.mean(exact ** 2))))
+    exact = patches.transform(batch)
+    for (name, model), k in zip(projected.items(), n_components):
+        approximate = model.transform(batch)
+        emit(figure="soft_threshold_projection", n_components=k, n_atoms=n_atoms,
+             speedup_over_transform=round(rates[name] / rates["transform"], 2),
+             relative_rms_difference=float(np.sqrt(np.mean((approximate - exact) ** 2) / np.mean(exact ** 2))))
 
 
 def standardize(train, *others):
