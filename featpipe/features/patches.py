@@ -14,7 +14,7 @@ whitening is folded into the atoms, so it is the only product), and one
 compiled pass (:mod:`featpipe.features._soft_threshold`) thresholds and
 pools them. With ``n_components``, the whitened patches are first
 projected onto their leading principal components: the codes then cost
-``k (d + K)`` multiply-adds a patch instead of ``d K``, and on whitened
+``k (d + 1 + K)`` multiply-adds a patch instead of ``(d + 1) K``, and on whitened
 CIFAR patches (``whiten_eps=0.3``) 64 of the 108 components hold all but
 about 0.1% of the codes' root-mean-square.
 """
@@ -30,9 +30,9 @@ from featpipe.features._soft_threshold import add_soft_threshold
 from featpipe.features.base import ImageFeatureExtractor, is_whole_number
 from featpipe.features.patch_rows import (
     image_patches,
+    leading_whitened_directions,
     mirrored_columns,
     normalize_patches,
-    leading_whitened_directions,
     sample_patches,
     zca_whitening,
 )
@@ -100,8 +100,9 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         components of the whitened training patches (the directions of
         largest variance) before its codes are taken: the codes become
         ``d_k . P x`` with ``P`` that projection, and encoding costs
-        ``n_components * (d + n_atoms)`` multiply-adds a patch instead of
-        ``d * n_atoms`` (``d = 3 patch_size**2``). ``None``: no projection.
+        ``n_components * (d + 1 + n_atoms)`` multiply-adds a patch instead of
+        ``(d + 1) * n_atoms`` (``d = 3 patch_size**2``; the 1 carries the
+        mean). ``None``: no projection.
         The projection commutes with mirroring, so ``mirror_permutation``
         still holds.
     mirror_invariant : bool, default=False
