@@ -74,6 +74,21 @@ def test_every_feature_and_head_saves_loads_and_needs_only_allowed_types(tmp_pat
     assert classes <= seen, f"allowed but never saved: {sorted(classes - seen)}"
 
 
+@pytest.mark.parametrize(("feature", "newer"), [("patches", ("n_components", "components_", "mirror_invariant")),
+                                              ("hog", ("mirror_invariant",))])
+def test_a_model_saved_before_a_parameter_existed_loads_with_its_default(tmp_path, feature, newer):
+    images, _ = _images(seed=2)
+    model = _fitted_pipeline(feature, "softmax")
+    expected = model.predict(images)
+    extractor = model.steps[0][1].transformer_list[0][1]
+    for name in newer:  # what a file from before these parameters holds
+        delattr(extractor, name)
+    save_model(model, tmp_path / "old.skops")
+    loaded = load_model(tmp_path / "old.skops")
+    np.testing.assert_array_equal(loaded.predict(images), expected)
+    assert loaded.steps[0][1].transformer_list[0][1].mirror_invariant is False
+
+
 def test_saved_bytes_do_not_depend_on_the_process(tmp_path):
     model = _fitted_pipeline("words", "softmax")
     save_model(model, tmp_path / "first.skops")

@@ -8,6 +8,8 @@ one vectorized call (``_transform_images``); chunking and parallelism are the
 caller's business (see :mod:`featpipe.parallel`).
 """
 
+import inspect
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
@@ -92,6 +94,19 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
     ``min_image_size``. ``fit`` records the image size; ``transform``
     refuses batches of another size, since feature widths depend on it.
     """
+
+    def __setstate__(self, state):
+        """Restore a saved extractor; a parameter newer than the saved file takes its default.
+
+        A model file written before a parameter existed (``mirror_invariant``,
+        ``n_components``) describes an extractor that behaved as the
+        parameter's default does, so the default is what it gets, rather than
+        an ``AttributeError`` at its first ``transform``.
+        """
+        super().__setstate__(state)
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if parameter.default is not inspect.Parameter.empty and name not in self.__dict__:
+                setattr(self, name, parameter.default)
 
     def min_image_size(self):
         """Smallest height and width (pixels) these parameters can handle."""

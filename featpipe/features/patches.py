@@ -323,7 +323,7 @@ class SoftThresholdPatches(ImageFeatureExtractor):
         whitening = self.whitening_.astype(np.float64)
         atoms_t = self.atoms_.T.astype(np.float64)
         mean = self.patch_mean_.astype(np.float64)
-        if self.components_ is None:
+        if self.n_components is None:
             return None, _with_bias_row(whitening @ atoms_t, mean)
         components_t = self.components_.T.astype(np.float64)
         return _with_bias_row(whitening @ components_t, mean), (components_t.T @ atoms_t).astype(np.float32)
