@@ -32,7 +32,7 @@ import numpy as np
 from featpipe.datasets import load_dataset
 from featpipe.features import HOG, ColorHistogram
 from featpipe.features.patches import sum_mirror_pairs
-from featpipe.heads.losses import svm_loss
+from featpipe.heads.losses import accuracy, svm_loss
 from featpipe.heads.optim import lbfgs
 from featpipe.heads.starting_point import least_squares_weights
 
@@ -92,16 +92,17 @@ def main():
         start = time.perf_counter()
         W = least_squares_weights(train, dataset.y_train, 10, reg, 1.0)
         ridge_seconds = time.perf_counter() - start
-        ridge_val = float(np.mean(np.argmax(val @ W[:-1] + W[-1], axis=1) == dataset.y_val))
+        ridge_val = accuracy(W, val, dataset.y_val)
         for n_epochs in args.n_epochs:
             start = time.perf_counter()
             fitted, history = lbfgs(partial(svm_loss, reg=reg, squared=True, multi_class="ovr"), W, train,
                                     dataset.y_train, n_epochs=n_epochs)
-            svm_val = float(np.mean(np.argmax(val @ fitted[:-1] + fitted[-1], axis=1) == dataset.y_val))
+            svm_val = accuracy(fitted, val, dataset.y_val)
             emit(figure="validation", features=names, width=train.shape[1], n_train=len(train), n_val=len(val),
                  reg=reg, ridge_val_accuracy=round(ridge_val, 4), val_accuracy=round(svm_val, 4),
                  lbfgs_iterations=len(history), ridge_seconds=round(ridge_seconds, 1),
                  lbfgs_seconds=round(time.perf_counter() - start, 1))
+
 
 if __name__ == "__main__":
     main()

@@ -36,7 +36,7 @@ import numpy as np
 from featpipe.datasets import load_dataset
 from featpipe.features.patches import SoftThresholdPatches
 from featpipe.heads.cholesky import cholesky_in_place, cholesky_solve
-from featpipe.heads.losses import svm_loss
+from featpipe.heads.losses import accuracy, svm_loss
 from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.heads.optim import lbfgs
 
@@ -120,11 +120,11 @@ def heads(reduced, expand_weights, y_train, val, y_val, regs, n_epochs):
         del regularized
         W = np.vstack([weights, target_mean - mean @ weights]).astype(np.float32)
         expanded = expand_weights(W)
-        ridge_val = float(np.mean(np.argmax(val @ expanded[:-1] + expanded[-1], axis=1) == y_val))
+        ridge_val = accuracy(expanded, val, y_val)
         W, history = lbfgs(partial(svm_loss, reg=reg, squared=True, multi_class="ovr"), W, reduced, y_train,
                            n_epochs=n_epochs)
         expanded = expand_weights(W)
-        svm_val = float(np.mean(np.argmax(val @ expanded[:-1] + expanded[-1], axis=1) == y_val))
+        svm_val = accuracy(expanded, val, y_val)
         yield dict(reg=reg, ridge_val_accuracy=round(ridge_val, 4), val_accuracy=round(svm_val, 4),
                    lbfgs_iterations=len(history), gram_seconds=round(gram_seconds, 1),
                    head_seconds=round(time.perf_counter() - start, 1))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from featpipe.heads.losses import gradient_check, penalty_value_and_grad, softmax_loss, svm_loss
+from featpipe.heads.losses import accuracy, gradient_check, penalty_value_and_grad, softmax_loss, svm_loss
 
 PENALTIES = ("l2", "l1", "elasticnet")
 
@@ -197,3 +197,17 @@ def test_unknown_multi_class_raises():
     W, X, y = problem(11)
     with pytest.raises(ValueError, match="multi_class must be one of"):
         svm_loss(W, X, y, multi_class="crammer_singer")
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_accuracy_counts_the_rows_whose_best_score_is_their_label(bias):
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((40, 5)).astype(np.float32)
+    W = rng.standard_normal((6 if bias else 5, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    hits = 0
+    for row, label in zip(X, y):
+        scores = [sum(row[d] * W[d, c] for d in range(5)) + (W[5, c] if bias else 0) for c in range(3)]
+        hits += int(np.argmax(scores) == label)
+    assert 0 < hits < 40
+    assert accuracy(W, X, y) == pytest.approx(hits / 40)

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from featpipe.errors import ParameterError
 from featpipe.heads.blocks import ArrayBlocks, full_batch_loss, is_block_source, predict_by_blocks
-from featpipe.heads.losses import PENALTIES, penalty_value_and_grad
+from featpipe.heads.losses import PENALTIES, accuracy, penalty_value_and_grad
 from featpipe.heads.mirrored_rows import MirroredRows
 from featpipe.heads.optim import gradient_descent, lbfgs, minibatch_sgd, random_search
 from featpipe.heads.starting_point import (
@@ -168,10 +168,10 @@ class LinearHead(ClassifierMixin, BaseEstimator):
                 return False
             if expand is not None:
                 W = expand(W)
-            accuracy = float(np.mean(np.argmax(X_val @ W[:-1] + W[-1], axis=1) == y_val))
-            self.val_accuracy_history_.append(accuracy)
-            if accuracy > best["accuracy"]:
-                best.update(accuracy=accuracy, W=W.copy(), epochs_since=0)
+            val_accuracy = accuracy(W, X_val, y_val)
+            self.val_accuracy_history_.append(val_accuracy)
+            if val_accuracy > best["accuracy"]:
+                best.update(accuracy=val_accuracy, W=W.copy(), epochs_since=0)
             else:
                 best["epochs_since"] += 1
             return bool(self.early_stopping) and best["epochs_since"] >= self.n_iter_no_change

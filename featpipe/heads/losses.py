@@ -44,6 +44,11 @@ def _scores(W, X):
     return scores, True
 
 
+def accuracy(W, X, y):
+    """Fraction of the rows of ``X`` whose highest class score under ``W`` is their label in ``y``."""
+    return float(np.mean(np.argmax(_scores(W, X)[0], axis=1) == y))
+
+
 def _backward(W, X, dscores, has_bias):
     """dW from the gradient of the data loss with respect to the scores."""
     n_features = X.shape[1]
